@@ -1,0 +1,1 @@
+//! registry-all: filled by a later issue.

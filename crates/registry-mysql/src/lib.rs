@@ -1,0 +1,1 @@
+//! registry-mysql: filled by a later issue.

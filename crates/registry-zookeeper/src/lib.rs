@@ -1,0 +1,1 @@
+//! registry-zookeeper: filled by a later issue.

@@ -1,0 +1,1 @@
+//! task-dispatch: filled by a later issue.

@@ -1,0 +1,1 @@
+//! The cluster test harness: real `console-server` processes on loopback.
