@@ -1,0 +1,129 @@
+//! The [`Registry`] trait every backend implements, and [`RegistryExt`] helpers built on it.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::connection::{ConnectionListener, ConnectionState};
+use crate::error::{RegistryError, Result};
+use crate::event::Mode;
+use crate::lock::LockGuard;
+use crate::subscription::Subscription;
+
+/// A client of a coordination service: a key/value tree with ephemeral keys, change
+/// subscriptions, connection states and locks.
+///
+/// One value of this type is one client with one session at a time. Every method takes `&self`,
+/// so share a client with `Arc`.
+///
+/// # Notable behaviors
+/// - Paths follow [`crate::path`]: absolute, `/`-separated, prefixes match on segment boundaries.
+/// - `put` creates or overwrites and implies missing parents; `get` of a missing key is `Ok(None)`;
+///   `delete` is recursive and deleting a missing key is `Ok(())`.
+/// - An implied parent is listed by `children`; whether `get`/`exists` see it is backend-specific
+///   (ZooKeeper stores it as an empty node, SQL backends store nothing), so do not rely on it.
+/// - Ephemeral keys cannot have children (ZooKeeper forbids it): such a `put` fails with
+///   [`RegistryError::InvalidPath`].
+/// - A `put` over another live session's ephemeral key fails with [`RegistryError::Conflict`]:
+///   nobody overwrites or converts a key whose owner is alive.
+/// - After [`ConnectionState::SessionLost`] the client builds a new session by itself, re-creates
+///   the ephemeral keys it still holds (without first deleting a live one), re-arms its
+///   subscriptions, and reports [`ConnectionState::Connected`]. It never exits the process.
+///
+/// # Notable errors
+/// [`RegistryError::NotConnected`] before `connect` and while suspended, [`RegistryError::Closed`]
+/// after `close`, [`RegistryError::InvalidPath`] for malformed paths.
+#[async_trait]
+pub trait Registry: Send + Sync + fmt::Debug + 'static {
+    /// The backend's type name, as used in the configuration (`"zookeeper"`).
+    fn backend(&self) -> &'static str;
+
+    /// Establishes the first session, waiting at most `timeout`. Calling it again while
+    /// connected does nothing.
+    ///
+    /// # Notable errors
+    /// [`RegistryError::ConnectTimeout`] naming the reason (unreachable server, bad credentials).
+    async fn connect(&self, timeout: Duration) -> Result<()>;
+
+    /// The current connection state; `None` before the first connect.
+    fn connection_state(&self) -> Option<ConnectionState>;
+
+    /// A listener for connection-state changes; it first receives the current state.
+    fn connection_listener(&self) -> ConnectionListener;
+
+    /// How long the backend keeps a silent client's session alive: the bound on how long a
+    /// crashed client's ephemerals and locks outlive it.
+    fn session_timeout(&self) -> Duration;
+
+    /// Creates or overwrites `path` with `value`; missing parents are implied.
+    async fn put(&self, path: &str, value: &[u8], mode: Mode) -> Result<()>;
+
+    /// The value at `path`, or `None` if there is none.
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Whether a value is stored at `path`.
+    async fn exists(&self, path: &str) -> Result<bool>;
+
+    /// Deletes `path` and everything below it. Each deleted key is reported as
+    /// [`crate::EventKind::Removed`]. Deleting a missing path is not an error.
+    async fn delete(&self, path: &str) -> Result<()>;
+
+    /// The names of the direct children of `path` (including implied parents), sorted; empty if
+    /// there are none.
+    async fn children(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Subscribes to changes of `prefix` and everything below it. Every change committed after
+    /// this call returns is delivered, in commit order per key. Dropping the subscription
+    /// unsubscribes.
+    async fn subscribe(&self, prefix: &str) -> Result<Subscription>;
+
+    /// Takes the lock at `path`, waiting at most `timeout` (`None`: until it is free).
+    ///
+    /// # Notable errors
+    /// [`RegistryError::LockTimeout`] when `timeout` passed while another holder kept it.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a dropped call leaves no claim behind (backends clean up in the background).
+    async fn lock(&self, path: &str, timeout: Option<Duration>) -> Result<LockGuard>;
+
+    /// Ends the session: its ephemerals are removed (subscribers of other clients see
+    /// `Removed`), its locks freed, its subscriptions and listeners ended. Later calls fail
+    /// with [`RegistryError::Closed`]. Closing twice is not an error.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Conveniences built from [`Registry`]'s methods, available on every registry.
+#[async_trait]
+pub trait RegistryExt: Registry {
+    /// Like [`Registry::lock`] with a timeout, but a timeout is `Ok(None)` instead of an error.
+    async fn try_lock(&self, path: &str, timeout: Duration) -> Result<Option<LockGuard>> {
+        match self.lock(path, Some(timeout)).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(RegistryError::LockTimeout { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Waits until the connection state satisfies `accept`, at most `timeout`; returns the state.
+    async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        accept: fn(ConnectionState) -> bool,
+    ) -> Option<ConnectionState> {
+        let mut listener = self.connection_listener();
+        tokio::time::timeout(timeout, async {
+            while let Some(state) = listener.next().await {
+                if accept(state) {
+                    return Some(state);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+impl<R: Registry + ?Sized> RegistryExt for R {}

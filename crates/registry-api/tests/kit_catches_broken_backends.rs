@@ -1,0 +1,213 @@
+//! The kit can fail: deliberately broken backends make the relevant cases fail with a message
+//! that says what was expected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use registry_api::testkit::{CaseResult, Environment, cases};
+use registry_api::{
+    ConnectionListener, ConnectionState, EventKind, LockGuard, Mode, Registry, RegistryError,
+    StandaloneRegistry, StandaloneServer, Subscription,
+};
+use tokio::sync::mpsc;
+
+/// The ways a [`BrokenRegistry`] breaks the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Defect {
+    /// `subscribe` drops `Removed` events (the StreamPark/DolphinScheduler JDBC defect).
+    DropsRemovedEvents,
+    /// `lock` never excludes: every caller gets a fresh, unrelated lock.
+    LockExcludesNobody,
+    /// `close` does not end the session, so ephemerals outlive their client.
+    CloseKeepsEphemerals,
+}
+
+/// A standalone client with one defect.
+#[derive(Debug)]
+struct BrokenRegistry {
+    inner: StandaloneRegistry,
+    defect: Defect,
+}
+
+/// Shared by every client, so that no two `lock` calls of a broken client meet.
+static HIDDEN_LOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[async_trait]
+impl Registry for BrokenRegistry {
+    fn backend(&self) -> &'static str {
+        "broken"
+    }
+    async fn connect(&self, timeout: Duration) -> registry_api::Result<()> {
+        self.inner.connect(timeout).await
+    }
+    fn connection_state(&self) -> Option<ConnectionState> {
+        self.inner.connection_state()
+    }
+    fn connection_listener(&self) -> ConnectionListener {
+        self.inner.connection_listener()
+    }
+    fn session_timeout(&self) -> Duration {
+        self.inner.session_timeout()
+    }
+    async fn put(&self, path: &str, value: &[u8], mode: Mode) -> registry_api::Result<()> {
+        self.inner.put(path, value, mode).await
+    }
+    async fn get(&self, path: &str) -> registry_api::Result<Option<Vec<u8>>> {
+        self.inner.get(path).await
+    }
+    async fn exists(&self, path: &str) -> registry_api::Result<bool> {
+        self.inner.exists(path).await
+    }
+    async fn delete(&self, path: &str) -> registry_api::Result<()> {
+        self.inner.delete(path).await
+    }
+    async fn children(&self, path: &str) -> registry_api::Result<Vec<String>> {
+        self.inner.children(path).await
+    }
+    async fn subscribe(&self, prefix: &str) -> registry_api::Result<Subscription> {
+        let mut real = self.inner.subscribe(prefix).await?;
+        if self.defect != Defect::DropsRemovedEvents {
+            return Ok(real);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let forward = tokio::spawn(async move {
+            while let Some(event) = real.next().await {
+                if event.kind != EventKind::Removed && tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Subscription::new(prefix, rx, move || forward.abort()))
+    }
+    async fn lock(&self, path: &str, timeout: Option<Duration>) -> registry_api::Result<LockGuard> {
+        if self.defect != Defect::LockExcludesNobody {
+            return self.inner.lock(path, timeout).await;
+        }
+        // Each call locks a different hidden path, so nobody is ever excluded.
+        let n = HIDDEN_LOCKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.lock(&format!("{path}-{n}"), timeout).await
+    }
+    async fn close(&self) -> registry_api::Result<()> {
+        if self.defect == Defect::CloseKeepsEphemerals {
+            return Ok(());
+        }
+        self.inner.close().await
+    }
+}
+
+struct BrokenEnvironment {
+    server: StandaloneServer,
+    defect: Defect,
+}
+
+#[async_trait]
+impl Environment for BrokenEnvironment {
+    type Client = BrokenRegistry;
+
+    async fn create() -> Result<Self, String> {
+        unreachable!("built by `run_against` with a chosen defect")
+    }
+    async fn attach(_: &str) -> Result<Self, String> {
+        Err("in-process only".to_owned())
+    }
+    fn describe(&self) -> String {
+        String::new()
+    }
+    fn new_client(&self) -> Result<BrokenRegistry, RegistryError> {
+        Ok(BrokenRegistry {
+            inner: self.server.client(),
+            defect: self.defect,
+        })
+    }
+    fn unreachable_client(&self, _: Duration) -> Option<BrokenRegistry> {
+        None
+    }
+    async fn expire_session(&self, client: &BrokenRegistry) -> Result<(), String> {
+        client.inner.expire_session();
+        Ok(())
+    }
+    fn session_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+    async fn destroy(&self) {}
+}
+
+async fn run_against<F, Fut>(defect: Defect, case: F) -> CaseResult
+where
+    F: FnOnce(Arc<BrokenEnvironment>) -> Fut,
+    Fut: std::future::Future<Output = CaseResult>,
+{
+    let env = Arc::new(BrokenEnvironment {
+        server: StandaloneServer::new(),
+        defect,
+    });
+    case(env).await
+}
+
+fn assert_fails_saying(outcome: CaseResult, expected: &str) {
+    match outcome {
+        Ok(()) => {
+            panic!("the kit passed a broken backend; it should have failed saying {expected:?}")
+        }
+        Err(failure) => assert!(
+            failure.0.contains(expected),
+            "the failure should say {expected:?}, it said: {failure}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn kit_fails_a_backend_that_drops_removed_events() {
+    let outcome = run_against(
+        Defect::DropsRemovedEvents,
+        cases::subscribe_sees_added_updated_removed,
+    )
+    .await;
+    assert_fails_saying(
+        outcome,
+        "expected Removed(/conformance/subscribe/k = \"v2\")",
+    );
+    let outcome = run_against(
+        Defect::DropsRemovedEvents,
+        cases::close_removes_ephemerals_and_frees_locks,
+    )
+    .await;
+    assert_fails_saying(outcome, "Removed for each ephemeral of the closed client");
+}
+
+#[tokio::test]
+async fn kit_fails_a_lock_that_excludes_nobody() {
+    let outcome = run_against(
+        Defect::LockExcludesNobody,
+        cases::lock_excludes_another_holder,
+    )
+    .await;
+    assert_fails_saying(outcome, "b must not get the lock while a holds it");
+}
+
+#[tokio::test]
+async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
+    let outcome = run_against(
+        Defect::CloseKeepsEphemerals,
+        cases::close_removes_ephemerals_and_frees_locks,
+    )
+    .await;
+    assert_fails_saying(
+        outcome,
+        "a guard of a closed client should report itself invalid",
+    );
+}
+
+#[tokio::test]
+async fn kit_passes_the_same_wrapper_without_a_defect() {
+    // The wrapper itself is sound: with the real standalone behaviour behind it, the cases pass.
+    for defect in [Defect::DropsRemovedEvents, Defect::LockExcludesNobody] {
+        let other = if defect == Defect::DropsRemovedEvents {
+            run_against(defect, cases::lock_excludes_another_holder).await
+        } else {
+            run_against(defect, cases::subscribe_sees_added_updated_removed).await
+        };
+        assert_eq!(other, Ok(()), "{defect:?} should not break unrelated cases");
+    }
+}
