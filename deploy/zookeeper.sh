@@ -50,6 +50,9 @@ die() {
 case "$ZK_PORT" in
     '' | *[!0-9]*) die "ZK_PORT must be a port number, got '$ZK_PORT'" ;;
 esac
+for timeout_var in ZK_START_TIMEOUT ZK_STOP_TIMEOUT; do
+    [[ "${!timeout_var}" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$timeout_var must be a number of seconds, got '${!timeout_var}'"
+done
 
 # Sends a four-letter command and prints the reply; fails if nothing listens on the port.
 # (The inner script is single-quoted on purpose: it reads its own arguments.)
@@ -140,7 +143,10 @@ server_jvmflags() {
     if [ -f /usr/share/java/slf4j-simple.jar ]; then
         cp="$cp:/usr/share/java/slf4j-simple.jar"
     fi
-    echo "-Xmx$ZK_HEAP -cp $cp -Dorg.slf4j.simpleLogger.showDateTime=true"
+    # zkServer.sh expands JVMFLAGS unquoted: no spaces inside one flag. The quotes around T are
+    # SimpleDateFormat's literal-text quotes and reach java as they are.
+    echo "-Xmx$ZK_HEAP -cp $cp -Dorg.slf4j.simpleLogger.showDateTime=true" \
+        "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS"
 }
 
 start() {
@@ -213,7 +219,7 @@ stop() {
     # The port is normally closed once the JVM is gone; wait for it anyway so that a start right
     # after stop never races with the old listener.
     while port_open; do
-        before_deadline "$started" "$((ZK_STOP_TIMEOUT + 10))" ||
+        before_deadline "$started" "$(awk -v t="$ZK_STOP_TIMEOUT" 'BEGIN { print t + 10 }')" ||
             die "pid $pid is gone but $ZK_HOST:$ZK_PORT still accepts connections"
         sleep 0.1
     done
@@ -253,7 +259,7 @@ clean() {
 mkdir -p "$ZK_DIR"
 # One start/stop at a time per port: two test runs starting at once must not launch two servers.
 exec 9>"$ZK_DIR/.lock"
-flock -w "$((ZK_START_TIMEOUT + ZK_STOP_TIMEOUT + 10))" 9 || die "another deploy/zookeeper.sh holds $ZK_DIR/.lock"
+flock -w "$(awk -v a="$ZK_START_TIMEOUT" -v b="$ZK_STOP_TIMEOUT" 'BEGIN { print a + b + 10 }')" 9 || die "another deploy/zookeeper.sh holds $ZK_DIR/.lock"
 
 case "$1" in
     start) start ;;
