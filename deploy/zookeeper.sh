@@ -130,6 +130,9 @@ clientPortAddress=$ZK_HOST
 minSessionTimeout=400
 maxSessionTimeout=60000
 maxClientCnxns=0
+# Every start writes a snapshot; keep the data dir small across many test restarts.
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
 admin.enableServer=false
 4lw.commands.whitelist=ruok,mntr,srvr,stat,cons
 EOF
