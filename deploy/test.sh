@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: starts ZooKeeper and MariaDB if they are not running (both idempotent),
+# then `cargo test --workspace --all-targets` and `cargo test --workspace --doc`.
+#
+# Extra arguments go to both cargo commands, e.g.
+#   deploy/test.sh zk_                 only tests whose name contains zk_
+#   deploy/test.sh -- --nocapture      show test output
+#
+# Tests find the services through:
+#   CONSOLE_TEST_ZK=127.0.0.1:${ZK_PORT:-2181}
+#   CONSOLE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306
+# The services are left running afterwards; stop them with deploy/zookeeper.sh stop and
+# deploy/mariadb.sh stop.
+set -euo pipefail
+
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
+    echo "usage: $0 [extra cargo test arguments...]" >&2
+    exit 0
+fi
+
+deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$deploy_dir/.."
+
+echo "test.sh: making sure ZooKeeper and MariaDB are running"
+"$deploy_dir/zookeeper.sh" start
+"$deploy_dir/mariadb.sh" start
+
+export CONSOLE_TEST_ZK="127.0.0.1:${ZK_PORT:-2181}"
+export CONSOLE_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL"
+
+echo "test.sh: cargo test --workspace --all-targets $*"
+cargo test --workspace --all-targets "$@"
+# --all-targets leaves out doc tests, so they run separately.
+echo "test.sh: cargo test --workspace --doc $*"
+cargo test --workspace --doc "$@"
+echo "test.sh: all tests passed"
