@@ -1,1 +1,5 @@
-//! registry-mysql: filled by a later issue.
+//! The MySQL/MariaDB backend of the registry SPI.
+
+mod config;
+
+pub use config::MysqlConfig;

@@ -1,1 +1,5 @@
-//! registry-zookeeper: filled by a later issue.
+//! The ZooKeeper backend of the registry SPI.
+
+mod config;
+
+pub use config::ZookeeperConfig;
