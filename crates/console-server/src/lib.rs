@@ -2,6 +2,8 @@
 //! tests build the same pieces directly.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
