@@ -2,6 +2,7 @@
 //! tests build the same pieces directly.
 
 pub mod config;
+pub mod executor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,10 @@
+//! Executors: how an app really runs.
+//!
+//! **Architecture invariant:** executors know nothing about the database, the registry or HTTP.
+//! They act on the host they run on and report; the dispatcher records.
+
+mod error;
+mod spec;
+
+pub use error::ExecutorError;
+pub use spec::{ProcessSpec, validate_spec};
