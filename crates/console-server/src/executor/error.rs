@@ -1,5 +1,7 @@
 //! The one error type of the executors.
 
+use std::path::PathBuf;
+
 /// What can go wrong when starting or stopping an app.
 ///
 /// `Clone + PartialEq + Eq` so that tests compare errors directly; new variants may be added.
@@ -13,4 +15,8 @@ pub enum ExecutorError {
     /// `spec.command must be a non-empty array of strings`.
     #[error("invalid spec: {reason}")]
     InvalidSpec { reason: String },
+
+    /// Reading `/proc` failed for a reason other than the process being gone.
+    #[error("cannot read {}: {reason}", path.display())]
+    Proc { path: PathBuf, reason: String },
 }
