@@ -2,6 +2,7 @@
 //! tests build the same pieces directly.
 
 pub mod config;
+pub mod executor;
 pub mod http;
 pub mod metrics;
 

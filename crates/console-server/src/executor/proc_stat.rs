@@ -1,0 +1,194 @@
+//! Reading Linux's `/proc`: a process's identity (pid + start time) and state, its process group,
+//! and the host's identity (host name + boot id).
+//!
+//! A pid alone does not name a process: pids are reused. A pid plus its start time (clock ticks
+//! since boot, field 22 of `/proc/<pid>/stat`) plus the boot id does.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::ExecutorError;
+
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+const HOST_NAME_PATH: &str = "/proc/sys/kernel/hostname";
+
+/// The fields of `/proc/<pid>/stat` that the executor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The state letter: `R`, `S`, `D`, `T`, `Z` (zombie), `X` (dead), ...
+    pub state: char,
+    /// Process group id.
+    pub pgrp: i32,
+    /// Session id.
+    pub session: i32,
+    /// Start time in clock ticks since boot (field 22).
+    pub start_time_ticks: u64,
+}
+
+impl ProcStat {
+    /// Whether the process has exited (a zombie waiting for its parent, or dead).
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// The path of a process's stat file.
+pub fn stat_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/stat"))
+}
+
+/// Reads `/proc/<pid>/stat`; `Ok(None)` when there is no such process.
+///
+/// # Notable errors
+/// [`ExecutorError::Proc`] when the file exists but cannot be read or parsed.
+pub fn read(pid: i32) -> Result<Option<ProcStat>, ExecutorError> {
+    let path = stat_path(pid);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text).map(Some).ok_or_else(|| ExecutorError::Proc {
+            path,
+            reason: format!("unexpected format: {text:?}"),
+        }),
+        // ESRCH: the process went away between open and read.
+        Err(error)
+            if error.kind() == io::ErrorKind::NotFound
+                || error.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(proc_error(&path, &error)),
+    }
+}
+
+/// Parses the text of `/proc/<pid>/stat`.
+///
+/// The command name (field 2) is in parentheses and may itself contain spaces and parentheses,
+/// so the fields are counted from the *last* `)`.
+pub fn parse(text: &str) -> Option<ProcStat> {
+    let (_, after_comm) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = after_comm.split_ascii_whitespace().collect();
+    // fields[0] is field 3 (state), so field N is fields[N - 3].
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(5 - 3)?.parse().ok()?;
+    let session = fields.get(6 - 3)?.parse().ok()?;
+    let start_time_ticks = fields.get(22 - 3)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        pgrp,
+        session,
+        start_time_ticks,
+    })
+}
+
+/// Whether any process that has not exited is in process group `pgid`.
+///
+/// Scans `/proc`; processes that vanish during the scan are skipped.
+///
+/// # Notable errors
+/// [`ExecutorError::Proc`] when `/proc` cannot be listed.
+pub fn group_has_live_member(pgid: i32) -> Result<bool, ExecutorError> {
+    let proc_dir = Path::new("/proc");
+    let entries = std::fs::read_dir(proc_dir).map_err(|error| proc_error(proc_dir, &error))?;
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // A process we may not read, or that vanished, is not evidence either way; skip it.
+        if let Ok(Some(stat)) = read(pid)
+            && stat.pgrp == pgid
+            && !stat.has_exited()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Which machine, and which boot of it, this console runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// The kernel's host name.
+    pub host_name: String,
+    /// A random id the kernel draws at every boot.
+    pub boot_id: String,
+}
+
+impl HostIdentity {
+    /// Reads the host name and boot id from `/proc/sys/kernel`.
+    ///
+    /// # Notable errors
+    /// [`ExecutorError::Proc`] when either cannot be read.
+    pub fn current() -> Result<Self, ExecutorError> {
+        Ok(Self {
+            host_name: read_trimmed(HOST_NAME_PATH)?,
+            boot_id: read_trimmed(BOOT_ID_PATH)?,
+        })
+    }
+}
+
+fn read_trimmed(path: &str) -> Result<String, ExecutorError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|error| proc_error(Path::new(path), &error))
+}
+
+fn proc_error(path: &Path, error: &io::Error) -> ExecutorError {
+    ExecutorError::Proc {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stat_parses_command_names_with_spaces_and_parentheses() {
+        let text = "4242 (my (odd) name) S 1 4240 4239 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 1 0 \
+                    987654 1234567 89 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        assert_eq!(
+            parse(text),
+            Some(ProcStat {
+                state: 'S',
+                pgrp: 4240,
+                session: 4239,
+                start_time_ticks: 987654,
+            })
+        );
+    }
+
+    #[test]
+    fn process_stat_rejects_truncated_text() {
+        assert_eq!(parse("4242 (sh) S 1 4240"), None);
+        assert_eq!(parse("no parentheses at all"), None);
+    }
+
+    #[test]
+    fn process_stat_of_this_process_is_readable_and_alive() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let stat = read(me).unwrap().unwrap();
+        assert!(!stat.has_exited());
+        assert!(stat.start_time_ticks > 0);
+        // This process is in its own group, so a live member exists.
+        assert!(group_has_live_member(stat.pgrp).unwrap());
+    }
+
+    #[test]
+    fn process_stat_of_a_missing_pid_is_none() {
+        // Above the kernel's maximum pid (2^22), so it can never exist.
+        assert_eq!(read(i32::MAX).unwrap(), None);
+        assert!(!group_has_live_member(i32::MAX).unwrap());
+    }
+
+    #[test]
+    fn process_host_identity_is_read() {
+        let host = HostIdentity::current().unwrap();
+        assert!(!host.host_name.is_empty());
+        assert_eq!(host.boot_id.len(), 36, "boot id {:?}", host.boot_id);
+    }
+}
