@@ -51,6 +51,14 @@ fn child_test_name(module_path: &str) -> String {
     }
 }
 
+/// The fencing token on the child's ready line, if `line` is one. libtest prints
+/// `test <name> ... ` before the test's own output on the same line, so the marker is searched
+/// for anywhere in the line, not only at its start.
+fn ready_token(line: &str) -> Option<Option<u64>> {
+    let at = line.find(READY)?;
+    Some(line[at + READY.len()..].trim().parse::<u64>().ok())
+}
+
 /// Starts the test binary again as a client of `env` that carries out `plan`, and waits until it
 /// reports that it holds everything.
 pub async fn spawn_crash_child<E: Environment>(
@@ -87,8 +95,8 @@ pub async fn spawn_crash_child<E: Environment>(
     let mut seen = Vec::new();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(token) = line.strip_prefix(READY) {
-                return token.trim().parse::<u64>().ok();
+            if let Some(token) = ready_token(&line) {
+                return token;
             }
             seen.push(line);
         }
@@ -168,6 +176,16 @@ async fn child_body<E: Environment>(description: &str, plan: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_line_is_found_after_libtest_prefix() {
+        assert_eq!(ready_token("REGISTRY_TESTKIT_READY 7"), Some(Some(7)));
+        assert_eq!(
+            ready_token("test registry_testkit_crash_child ... REGISTRY_TESTKIT_READY 12"),
+            Some(Some(12))
+        );
+        assert_eq!(ready_token("running 1 test"), None);
+    }
 
     #[test]
     fn child_test_name_drops_the_crate_name() {
