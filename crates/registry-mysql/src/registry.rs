@@ -128,7 +128,18 @@ impl Shared {
         }
     }
 
-    /// A heartbeat of session `id` failed.
+    /// A call lost the connection: the session is suspended until a heartbeat gets through,
+    /// which the background task tries at once.
+    pub(crate) fn connection_lost(&self, error: &OpError) {
+        let id = match self.session().phase {
+            Phase::Live { id } => id,
+            _ => return,
+        };
+        self.suspend(id, error);
+        self.wake_session();
+    }
+
+    /// A heartbeat of session `id` failed, or a call lost the connection.
     pub(crate) fn suspend(&self, id: i64, error: &OpError) {
         let mut session = self.session();
         if matches!(session.phase, Phase::Live { id: s } if s == id) {
@@ -155,13 +166,13 @@ impl Shared {
 
     /// Turns a failed call into the caller's error, asking for an early heartbeat when the
     /// failure may mean the connection or the session is gone.
-    fn failed(&self, error: OpError, doing: &str) -> RegistryError {
-        if error.costs_connection()
-            || matches!(
-                error,
-                OpError::Refused(RegistryError::SessionLost { .. }) | OpError::Busy
-            )
-        {
+    pub(crate) fn failed(&self, error: OpError, doing: &str) -> RegistryError {
+        if error.costs_connection() {
+            self.connection_lost(&error);
+        } else if matches!(
+            error,
+            OpError::Refused(RegistryError::SessionLost { .. }) | OpError::Busy
+        ) {
             self.wake_session();
         }
         error.into_registry(doing)

@@ -5,8 +5,9 @@
 //! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ? AND expires_at
 //!   >= now`, all with the database's clock) that matches the row keeps the session; after a
 //!   failure it reports `Reconnected`.
-//! - A heartbeat that fails (I/O error, timeout) reports `Suspended`; calls fail with
-//!   `NotConnected` until one succeeds.
+//! - A heartbeat that fails (I/O error, timeout), or any call or poll that loses the connection,
+//!   reports `Suspended`; calls fail with `NotConnected` until a heartbeat succeeds, which the
+//!   task tries at once and then once per interval.
 //! - A heartbeat that matches **0 rows** means the row was purged or has expired: the session is
 //!   gone (`SessionLost`), whatever the connection did meanwhile. So does being unable to
 //!   heartbeat for the whole session timeout (measured from when the last good heartbeat was
@@ -222,6 +223,9 @@ async fn poll_and_purge(shared: &Shared, me: i64) {
             Ok(dead) => dead,
             Err(error) => {
                 tracing::debug!(%error, "polling the registry event log failed");
+                if error.costs_connection() {
+                    shared.connection_lost(&error);
+                }
                 return;
             }
         }
@@ -232,6 +236,9 @@ async fn poll_and_purge(shared: &Shared, me: i64) {
         });
         if let Err(error) = purged {
             tracing::debug!(%error, client = id, "purging an expired registry client failed; retrying at the next poll");
+            if error.costs_connection() {
+                shared.connection_lost(&error);
+            }
         }
     }
 }
@@ -372,7 +379,7 @@ mod tests {
     fn timing_follows_the_configuration() {
         let timing = Timing::new(200, 1_000);
         assert_eq!(timing.interval, Duration::from_millis(200));
-        assert_eq!(timing.heartbeat_timeout, Duration::from_millis(333));
+        assert_eq!(timing.heartbeat_timeout, Duration::from_millis(1_000) / 3);
         assert!(timing.event_retention >= Duration::from_secs(600));
         assert!(timing.gc_period < timing.event_retention);
     }
