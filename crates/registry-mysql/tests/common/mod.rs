@@ -272,3 +272,46 @@ pub async fn wait_for_state(
     .await
     .unwrap_or(false)
 }
+
+/// Runs `body` on a fresh database and drops the database afterwards, even when `body` panics.
+pub async fn with_database<F, Fut>(body: F)
+where
+    F: FnOnce(TestDatabase) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|message| panic!("{message}"));
+    let outcome = tokio::spawn(body(db.clone())).await;
+    db.drop_database().await;
+    if let Err(error) = outcome {
+        if error.is_panic() {
+            std::panic::resume_unwind(error.into_panic());
+        }
+        panic!("the test body was cancelled: {error}");
+    }
+}
+
+/// A connected client of `db`.
+pub async fn connected(db: &TestDatabase) -> MysqlRegistry {
+    use registry_api::Registry;
+    let client = db.client();
+    client.connect(Duration::from_secs(15)).await.unwrap();
+    client
+}
+
+/// Polls `condition` every 20 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
