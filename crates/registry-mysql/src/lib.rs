@@ -18,10 +18,17 @@
 //! that holds the `sequence` row lock, so the log's sequence order is commit order; liveness is
 //! only ever judged by the database's clock.
 //!
+//! # Idle load
+//! At rest a client runs one heartbeat and one poll per heartbeat interval and nothing else
+//! (plus one event purge per minute by default). Measure it with
+//! `cargo run --release -p registry-mysql --example idle_load`.
+//!
 //! # Compatibility
-//! Written for MariaDB 10.11 and MySQL 8: no `RETURNING`, no `INSERT ... RETURNING`, no
-//! sequences; `LOCK IN SHARE MODE`, `GET_LOCK`, `LAST_INSERT_ID(expr)` and `UTC_TIMESTAMP(6)`
-//! exist on both.
+//! Written for MariaDB 10.11 and MySQL 8: no `RETURNING`, no sequences, no `LIKE` (subtrees are
+//! byte ranges over `VARBINARY` keys, so `_`, `%`, case and trailing spaces are literal);
+//! `LOCK IN SHARE MODE`, `GET_LOCK`, `LAST_INSERT_ID(expr)` and `UTC_TIMESTAMP(6)` exist on
+//! both. Tested on MariaDB 10.11 only. Timestamps use `UTC_TIMESTAMP(6)` rather than `NOW(6)`
+//! so that clients with different session time zones agree.
 
 mod config;
 mod error;

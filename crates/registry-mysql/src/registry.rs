@@ -44,6 +44,13 @@ const MAX_ATTEMPTS: u32 = 8;
 ///   poll), plus one event-log purge per `event retention / 10` (one minute by default).
 /// - Dropping a client without [`Registry::close`] stops its heartbeat: its session then ends
 ///   by timeout, as after a crash.
+/// - Writes are serialized across all clients by the `sequence` row lock (a few milliseconds
+///   each): fine for a registry, not a general-purpose store.
+///
+/// # Cancellation safety
+/// Every call is cancel-safe: a call dropped half-way drops the client's connection with it, so
+/// the server rolls back any open transaction, and the next call opens a new connection. A
+/// dropped `lock` call frees an acquisition that may have committed unseen, in the background.
 pub struct MysqlRegistry {
     shared: Arc<Shared>,
     connect_lock: tokio::sync::Mutex<()>,
