@@ -1,0 +1,265 @@
+//! The change log: appending events inside write transactions, reading them in commit order,
+//! and purging old ones.
+//!
+//! # Why sequence order is commit order
+//! A writer locks the single `sequence` row (`SELECT ... FOR UPDATE`) before it reads or writes
+//! anything else, numbers its events from that row, and holds the row lock until it commits.
+//! So writers are serialized from allocation to commit: when a reader's snapshot holds event
+//! `n`, every event below `n` was committed before `n`'s writer could even allocate, and is in
+//! the snapshot too. Reading `seq > last` can never skip a late-committing row (the defect of
+//! readers that used `AUTO_INCREMENT` ids, which are allocated at insert and committed in any
+//! order). The cost is that writes are serialized; a registry writes rarely.
+
+use std::time::Duration;
+
+use registry_api::path;
+use registry_api::{Event, EventKind};
+use sqlx::mysql::MySqlConnection;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::error::OpError;
+use crate::schema::Tables;
+
+/// The most events one poll reads; a fuller backlog is read by polling again at once.
+pub(crate) const POLL_BATCH: usize = 1_000;
+
+/// The most dead clients one poll reports.
+const DEAD_BATCH: usize = 16;
+
+/// One change to append to the log.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub kind: EventKind,
+    pub path: String,
+    pub old: Option<Vec<u8>>,
+    pub new: Option<Vec<u8>>,
+}
+
+fn kind_code(kind: EventKind) -> i8 {
+    match kind {
+        EventKind::Added => 1,
+        EventKind::Updated => 2,
+        EventKind::Removed => 3,
+    }
+}
+
+fn kind_of(code: i64) -> Option<EventKind> {
+    match code {
+        1 => Some(EventKind::Added),
+        2 => Some(EventKind::Updated),
+        3 => Some(EventKind::Removed),
+        _ => None,
+    }
+}
+
+/// The byte range `[low, high)` that holds every path strictly below `prefix`, on segment
+/// boundaries: below `/a` lies `/a/...`, which is `>= "/a/"` and `< "/a0"` (`'0'` follows `'/'`),
+/// and `/ab` lies outside. A range instead of `LIKE 'prefix/%'` has no wildcards to escape
+/// (`_` and `%` are ordinary characters in keys) and is an index range scan.
+pub(crate) fn subtree_range(prefix: &str) -> (String, String) {
+    if prefix == path::ROOT {
+        ("/".to_owned(), "0".to_owned())
+    } else {
+        (format!("{prefix}/"), format!("{prefix}0"))
+    }
+}
+
+/// Locks the sequence row for the rest of the transaction and returns the last allocated
+/// sequence number. Every transaction that appends events calls this first.
+pub(crate) async fn lock_sequence(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+) -> Result<i64, OpError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT last_seq FROM {} WHERE id = 1 FOR UPDATE",
+        tables.sequence
+    )))
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok(row.try_get("last_seq")?),
+        None => Err(OpError::Refused(registry_api::RegistryError::Backend {
+            backend: crate::error::BACKEND,
+            message: format!(
+                "the row of {} is missing; the schema is damaged",
+                tables.sequence
+            ),
+        })),
+    }
+}
+
+/// Appends `changes` after `last_seq` (from [`lock_sequence`] in the same transaction) and
+/// advances the sequence row.
+pub(crate) async fn append(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    last_seq: i64,
+    changes: &[Change],
+) -> Result<(), OpError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut seq = last_seq;
+    for chunk in changes.chunks(200) {
+        let rows = vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6))"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO {} (seq, path, kind, old_value, new_value, created_at) VALUES {rows}",
+            tables.events
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for change in chunk {
+            seq += 1;
+            query = query
+                .bind(seq)
+                .bind(change.path.as_bytes())
+                .bind(kind_code(change.kind))
+                .bind(change.old.as_deref())
+                .bind(change.new.as_deref());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET last_seq = ? WHERE id = 1",
+        tables.sequence
+    )))
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What one poll found.
+#[derive(Debug, Default)]
+pub(crate) struct Polled {
+    /// Events after the cursor under the watched prefixes, in sequence (= commit) order.
+    pub events: Vec<Event>,
+    /// Where the cursor goes next.
+    pub watermark: i64,
+    /// Whether the batch was full, so more events may be waiting.
+    pub full: bool,
+    /// Clients whose session expired (by the database's clock), other than the poller.
+    pub dead_clients: Vec<i64>,
+}
+
+/// Reads, in ONE statement and one snapshot: the events after `after` under `prefixes`, the
+/// last committed sequence number, and the clients whose session has expired. This is the only
+/// query an idle client runs besides its heartbeat.
+pub(crate) async fn poll(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    after: i64,
+    prefixes: &[String],
+    me: i64,
+) -> Result<Polled, OpError> {
+    let mut sql = String::new();
+    if !prefixes.is_empty() {
+        let filter = vec!["(path = ? OR (path >= ? AND path < ?))"; prefixes.len()].join(" OR ");
+        sql.push_str(&format!(
+            "(SELECT 0 AS src, seq AS n, path, kind, IF(kind = 3, old_value, new_value) AS value \
+             FROM {} WHERE seq > ? AND ({filter}) ORDER BY seq LIMIT {POLL_BATCH}) UNION ALL ",
+            tables.events
+        ));
+    }
+    sql.push_str(&format!(
+        "(SELECT 1 AS src, last_seq AS n, NULL AS path, NULL AS kind, NULL AS value FROM {} WHERE id = 1) \
+         UNION ALL (SELECT 2, id, NULL, NULL, NULL FROM {} \
+         WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH})",
+        tables.sequence, tables.clients
+    ));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if !prefixes.is_empty() {
+        query = query.bind(after);
+        for prefix in prefixes {
+            let (low, high) = subtree_range(prefix);
+            query = query
+                .bind(prefix.as_bytes().to_vec())
+                .bind(low.into_bytes())
+                .bind(high.into_bytes());
+        }
+    }
+    let rows = query.bind(me).fetch_all(&mut *conn).await?;
+    let mut polled = Polled {
+        watermark: after,
+        ..Polled::default()
+    };
+    let mut events: Vec<(i64, Event)> = Vec::new();
+    let mut last_seq = after;
+    for row in rows {
+        let src: i64 = row.try_get_unchecked("src")?;
+        let n: i64 = row.try_get_unchecked("n")?;
+        match src {
+            0 => {
+                let path: Vec<u8> = row.try_get("path")?;
+                let kind: i64 = row.try_get_unchecked("kind")?;
+                let value: Option<Vec<u8>> = row.try_get("value")?;
+                let (Ok(path), Some(kind)) = (String::from_utf8(path), kind_of(kind)) else {
+                    tracing::warn!(seq = n, "skipping a malformed event row");
+                    continue;
+                };
+                events.push((n, Event::new(kind, path, value.unwrap_or_default())));
+            }
+            1 => last_seq = n,
+            _ => polled.dead_clients.push(n),
+        }
+    }
+    events.sort_by_key(|(seq, _)| *seq);
+    polled.full = events.len() >= POLL_BATCH;
+    polled.watermark = match (polled.full, events.last()) {
+        (true, Some((seq, _))) => *seq,
+        _ => last_seq.max(after),
+    };
+    polled.events = events.into_iter().map(|(_, event)| event).collect();
+    Ok(polled)
+}
+
+/// Deletes events older than `age` by the database's clock, oldest first, in batches; returns
+/// how many were deleted. Recent events are never touched (the comparison is
+/// `created_at < now - age`).
+pub(crate) async fn purge_older_than(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    age: Duration,
+) -> Result<u64, OpError> {
+    const BATCH: u64 = 5_000;
+    let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+    let sql = format!(
+        "DELETE FROM {} WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+         ORDER BY created_at LIMIT {BATCH}",
+        tables.events
+    );
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(AssertSqlSafe(sql.clone()))
+            .bind(micros)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        total += deleted;
+        if deleted < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_ranges_respect_segment_boundaries() {
+        let (low, high) = subtree_range("/a");
+        let inside = |p: &str| p >= low.as_str() && p < high.as_str();
+        assert!(inside("/a/b") && inside("/a/b/c") && inside("/a/_") && inside("/a/%"));
+        assert!(!inside("/a") && !inside("/ab") && !inside("/a-b") && !inside("/a0"));
+        let (low, high) = subtree_range("/");
+        assert!("/anything" >= low.as_str() && "/anything" < high.as_str());
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in [EventKind::Added, EventKind::Updated, EventKind::Removed] {
+            assert_eq!(kind_of(i64::from(kind_code(kind))), Some(kind));
+        }
+        assert_eq!(kind_of(0), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! Locks: one row per path in `locks`, taken by a conditional update or an insert on the unique
+//! key, with a fencing token from the row's own counter.
+//!
+//! # Guarantees
+//! - Mutual exclusion: a row has at most one `owner`; taking it is `UPDATE ... WHERE owner IS
+//!   NULL` or an `INSERT` that the primary key refuses when another client got there first.
+//! - Fencing: `token` is incremented by every acquisition and the row is never deleted, so a
+//!   path's tokens strictly increase across all holders, forever.
+//! - Only the holder releases: the release matches `owner` (the client) and `claim` (this
+//!   acquisition), so neither another client nor a stale guard of the same client can free it.
+//! - A holder's death frees the lock: the purge of a dead client sets `owner = NULL` on its rows
+//!   in the same transaction that removes its ephemerals. An acquisition checks (with a shared
+//!   lock on the client row) that its own session is alive, so a purged client cannot take a lock
+//!   that nobody would ever free.
+//! - No spinning: a waiter retries once per heartbeat interval, or at once when a lock of the same
+//!   client is released.
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use registry_api::{LockRelease, RegistryError};
+use sqlx::mysql::MySqlConnection;
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::error::{BACKEND, DUPLICATE_KEY, OpError, error_number};
+use crate::link::on_link;
+use crate::registry::Shared;
+use crate::schema::Tables;
+
+/// One attempt to take `key` for client `me` with acquisition id `claim`: the fencing token if
+/// it was free, `None` if another client holds it.
+pub(crate) async fn try_acquire(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    me: i64,
+    claim: i64,
+    key: &str,
+) -> Result<Option<u64>, OpError> {
+    let mut tx = conn.begin().await?;
+    let alive: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT id FROM {} WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
+        tables.clients
+    )))
+    .bind(me)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if alive.is_none() {
+        return Err(OpError::Refused(RegistryError::SessionLost {
+            backend: BACKEND,
+        }));
+    }
+    // LAST_INSERT_ID(expr) hands the new token back in the OK packet: no second query.
+    let taken = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET owner = ?, claim = ?, token = LAST_INSERT_ID(token + 1), version = version + 1, \
+         acquired_at = UTC_TIMESTAMP(6) WHERE path = ? AND owner IS NULL",
+        tables.locks
+    )))
+    .bind(me)
+    .bind(claim)
+    .bind(key.as_bytes())
+    .execute(&mut *tx)
+    .await?;
+    if taken.rows_affected() == 1 {
+        let token = taken.last_insert_id();
+        tx.commit().await?;
+        return Ok(Some(token));
+    }
+    let inserted = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (path, owner, claim, token, version, acquired_at) VALUES (?, ?, ?, 1, 1, UTC_TIMESTAMP(6))",
+        tables.locks
+    )))
+    .bind(key.as_bytes())
+    .bind(me)
+    .bind(claim)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(Some(1))
+        }
+        // The row exists and is held.
+        Err(error) if error_number(&error) == Some(DUPLICATE_KEY) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Frees `key` if client `owner` still holds it with acquisition `claim`; a lock already freed
+/// (released, or its session purged) is left alone.
+pub(crate) async fn release(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    owner: i64,
+    claim: i64,
+    key: &str,
+) -> Result<bool, OpError> {
+    let freed = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET owner = NULL, claim = NULL, version = version + 1 \
+         WHERE path = ? AND owner = ? AND claim = ?",
+        tables.locks
+    )))
+    .bind(key.as_bytes())
+    .bind(owner)
+    .bind(claim)
+    .execute(&mut *conn)
+    .await?;
+    Ok(freed.rows_affected() == 1)
+}
+
+/// Frees one granted lock (or one acquisition whose outcome is unknown) for a [`LockGuard`].
+///
+/// [`LockGuard`]: registry_api::LockGuard
+pub(crate) struct Claim {
+    pub shared: Weak<Shared>,
+    pub path: String,
+    pub owner: i64,
+    pub claim: i64,
+}
+
+impl Claim {
+    async fn free(self) -> Result<(), RegistryError> {
+        let Some(shared) = self.shared.upgrade() else {
+            // The client is gone; its session ends by timeout and the purge frees the lock.
+            return Ok(());
+        };
+        free(&shared, &self.path, self.owner, self.claim).await
+    }
+}
+
+/// Releases `path` for (`owner`, `claim`) and wakes this client's waiters.
+pub(crate) async fn free(
+    shared: &Arc<Shared>,
+    path: &str,
+    owner: i64,
+    claim: i64,
+) -> Result<(), RegistryError> {
+    let outcome = on_link!(shared.link, shared.timing.op_timeout, |conn| release(
+        conn,
+        &shared.tables,
+        owner,
+        claim,
+        path
+    ));
+    shared.lock_freed.notify_waiters();
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            shared.wake_session();
+            Err(error.into_registry(&format!("releasing lock {path}")))
+        }
+    }
+}
+
+#[async_trait]
+impl LockRelease for Claim {
+    async fn release(self: Box<Self>) -> Result<(), RegistryError> {
+        self.free().await
+    }
+}
+
+/// Frees an acquisition in the background if the `lock` call that made it is cancelled (or
+/// failed) before it could hand out a guard: the attempt may have committed unseen.
+pub(crate) struct PendingClaim {
+    claim: Option<Claim>,
+}
+
+impl PendingClaim {
+    pub(crate) fn new(claim: Claim) -> Self {
+        Self { claim: Some(claim) }
+    }
+
+    /// The attempt's outcome is known and nothing needs undoing (or a guard took over).
+    pub(crate) fn disarm(mut self) -> Option<Claim> {
+        self.claim.take()
+    }
+}
+
+impl Drop for PendingClaim {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(error) = claim.free().await {
+                    tracing::debug!(%error, "freeing an abandoned lock attempt failed; it ends with the session");
+                }
+            });
+        }
+    }
+}

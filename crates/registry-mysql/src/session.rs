@@ -1,0 +1,386 @@
+//! The session: the client's row in `clients`, kept alive by heartbeats, and the background task
+//! that heartbeats, polls the event log, purges dead peers and rebuilds a lost session.
+//!
+//! # States
+//! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ? AND expires_at
+//!   >= now`, all with the database's clock) that matches the row keeps the session; after a
+//!   failure it reports `Reconnected`.
+//! - A heartbeat that fails (I/O error, timeout), or any call or poll that loses the connection,
+//!   reports `Suspended`; calls fail with `NotConnected` until a heartbeat succeeds, which the
+//!   task tries at once and then once per interval.
+//! - A heartbeat that matches **0 rows** means the row was purged or has expired: the session is
+//!   gone (`SessionLost`), whatever the connection did meanwhile. So does being unable to
+//!   heartbeat for the whole session timeout (measured from when the last good heartbeat was
+//!   sent).
+//! - After `SessionLost` the task registers a new client row, purges the old session itself (if
+//!   no peer has yet, so subscribers see `Removed`), re-creates the ephemeral keys the client
+//!   still holds, and reports `Connected`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_api::{ConnectionState, Mode, RegistryError, path};
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::MySqlConnection;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::error::OpError;
+use crate::events;
+use crate::link::on_link;
+use crate::registry::{Phase, Shared};
+use crate::schema::{self, Tables};
+use crate::store::{self, Purge};
+
+/// Inserts a new client row (a new session) and returns its id.
+pub(crate) async fn register(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    name: &str,
+    session_timeout_ms: i64,
+) -> Result<i64, OpError> {
+    let inserted = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (name, session_timeout_ms, connection_id, created_at, heartbeat_at, expires_at) \
+         VALUES (?, ?, CONNECTION_ID(), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), \
+                 UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)",
+        tables.clients
+    )))
+    .bind(name)
+    .bind(session_timeout_ms)
+    .bind(session_timeout_ms.saturating_mul(1_000))
+    .execute(&mut *conn)
+    .await?;
+    i64::try_from(inserted.last_insert_id()).map_err(|_| {
+        OpError::Refused(RegistryError::Backend {
+            backend: crate::error::BACKEND,
+            message: "client id out of range".to_owned(),
+        })
+    })
+}
+
+/// Proves client `id` alive for another session timeout. `false` when its row is gone or has
+/// already expired: the session is over and must not be revived.
+pub(crate) async fn heartbeat(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    id: i64,
+) -> Result<bool, OpError> {
+    let updated = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET heartbeat_at = UTC_TIMESTAMP(6), \
+           expires_at = UTC_TIMESTAMP(6) + INTERVAL session_timeout_ms * 1000 MICROSECOND, \
+           connection_id = CONNECTION_ID() \
+         WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)",
+        tables.clients
+    )))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The first session of a client: migrations, a client row, and the log position to read from.
+pub(crate) async fn first_session(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    name: &str,
+    session_timeout_ms: i64,
+) -> Result<(i64, i64), OpError> {
+    schema::migrate(conn, tables).await?;
+    let id = register(conn, tables, name, session_timeout_ms).await?;
+    let last_seq: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT last_seq FROM {} WHERE id = 1",
+        tables.sequence
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((id, last_seq))
+}
+
+/// Starts the background task of a connected client. Send `true` on the returned sender (or
+/// drop it) to stop it.
+pub(crate) fn spawn(shared: Arc<Shared>) -> (JoinHandle<()>, watch::Sender<bool>) {
+    let (stop, stopped) = watch::channel(false);
+    (tokio::spawn(run(shared, stopped)), stop)
+}
+
+async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let timing = shared.timing.clone();
+    let mut ticks = tokio::time::interval(timing.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // When the last heartbeat that succeeded was sent: the database judged it at or after this.
+    let mut last_ok = Instant::now();
+    let mut next_gc = Instant::now() + timing.gc_period;
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+            _ = ticks.tick() => {}
+            _ = shared.wake.notified() => {}
+        }
+        let phase = shared.session().phase.clone();
+        let id = match phase {
+            Phase::Closed | Phase::Unconnected => return,
+            Phase::Lost { .. } => {
+                establish(&shared, &mut last_ok).await;
+                continue;
+            }
+            Phase::Live { id } | Phase::Suspended { id } => id,
+        };
+        let sent = Instant::now();
+        let beat = on_link!(shared.link, timing.heartbeat_timeout, |conn| heartbeat(
+            conn,
+            &shared.tables,
+            id
+        ));
+        match beat {
+            Ok(true) => {
+                last_ok = sent;
+                shared.resume(id);
+            }
+            Ok(false) => {
+                shared.lose(id, "its client row was purged or had expired");
+                establish(&shared, &mut last_ok).await;
+                continue;
+            }
+            Err(error) => {
+                shared.suspend(id, &error);
+                if last_ok.elapsed() >= timing.session_timeout {
+                    shared.lose(id, "no heartbeat succeeded for the whole session timeout");
+                    establish(&shared, &mut last_ok).await;
+                }
+                continue;
+            }
+        }
+        poll_and_purge(&shared, id).await;
+        if Instant::now() >= next_gc {
+            next_gc = Instant::now() + timing.gc_period;
+            let purged = on_link!(shared.link, timing.op_timeout, |conn| {
+                events::purge_older_than(conn, &shared.tables, timing.event_retention)
+            });
+            match purged {
+                Ok(count) if count > 0 => tracing::debug!(count, "purged old registry events"),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "purging old registry events failed; retrying later")
+                }
+            }
+        }
+    }
+}
+
+/// Reads the log up to now and delivers what the subscriptions want, in commit order; returns
+/// the expired clients that the poll saw. Callers hold the cursor lock, so deliveries never
+/// interleave.
+pub(crate) async fn catch_up(
+    shared: &Shared,
+    cursor: &mut i64,
+    me: i64,
+) -> Result<Vec<i64>, OpError> {
+    let mut dead = Vec::new();
+    loop {
+        let prefixes = minimal_prefixes(shared.subscribers.prefixes());
+        let polled = on_link!(shared.link, shared.timing.op_timeout, |conn| events::poll(
+            conn,
+            &shared.tables,
+            *cursor,
+            &prefixes,
+            me
+        ))?;
+        for event in &polled.events {
+            shared.subscribers.publish(event);
+        }
+        *cursor = polled.watermark;
+        for id in polled.dead_clients {
+            if !dead.contains(&id) {
+                dead.push(id);
+            }
+        }
+        if !polled.full {
+            return Ok(dead);
+        }
+    }
+}
+
+/// Drops prefixes that another prefix in the list covers, so the poll's filter stays short.
+fn minimal_prefixes(sorted: Vec<String>) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::with_capacity(sorted.len());
+    for prefix in sorted {
+        if !kept.iter().any(|k| path::is_within(k, &prefix)) {
+            kept.push(prefix);
+        }
+    }
+    kept
+}
+
+async fn poll_and_purge(shared: &Shared, me: i64) {
+    let dead = {
+        let mut cursor = shared.cursor.lock().await;
+        match catch_up(shared, &mut cursor, me).await {
+            Ok(dead) => dead,
+            Err(error) => {
+                tracing::debug!(%error, "polling the registry event log failed");
+                if error.costs_connection() {
+                    shared.connection_lost(&error);
+                }
+                return;
+            }
+        }
+    };
+    for id in dead {
+        let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
+            store::purge_client(conn, &shared.tables, id, Purge::IfExpired)
+        });
+        if let Err(error) = purged {
+            tracing::debug!(%error, client = id, "purging an expired registry client failed; retrying at the next poll");
+            if error.costs_connection() {
+                shared.connection_lost(&error);
+            }
+        }
+    }
+}
+
+/// Builds a new session after `SessionLost`: a new client row, the old session purged, the held
+/// ephemeral keys re-created, then `Connected`. On failure it leaves the client in `Lost` (with
+/// every row it created marked for purging) and the next tick tries again.
+async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
+    let Phase::Lost { stale } = shared.session().phase.clone() else {
+        return;
+    };
+    let sent = Instant::now();
+    let registered = on_link!(shared.link, shared.timing.op_timeout, |conn| register(
+        conn,
+        &shared.tables,
+        &shared.client_name,
+        shared.timing.session_timeout_ms()
+    ));
+    let new_id = match registered {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::debug!(%error, "could not register a new registry session yet");
+            return;
+        }
+    };
+    {
+        let mut session = shared.session();
+        if let Phase::Lost { stale } = &mut session.phase {
+            stale.push(new_id);
+        } else {
+            return;
+        }
+    }
+    for old in stale {
+        let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
+            store::purge_client(conn, &shared.tables, old, Purge::Always)
+        });
+        if let Err(error) = purged {
+            tracing::debug!(%error, client = old, "could not purge the lost session yet");
+            return;
+        }
+        let mut session = shared.session();
+        if let Phase::Lost { stale } = &mut session.phase {
+            stale.retain(|id| *id != old);
+        }
+    }
+    let held: Vec<(String, Vec<u8>)> = shared
+        .session()
+        .held
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in held {
+        let put = on_link!(shared.link, shared.timing.op_timeout, |conn| store::put(
+            conn,
+            &shared.tables,
+            new_id,
+            &key,
+            &value,
+            Mode::Ephemeral
+        ));
+        match put {
+            Ok(()) => {}
+            Err(OpError::Refused(error)) => {
+                tracing::warn!(%error, key, "could not re-create an ephemeral key after session loss; dropping it");
+                shared.session().held.remove(&key);
+            }
+            Err(error) => {
+                tracing::debug!(%error, key, "could not re-create an ephemeral key yet");
+                return;
+            }
+        }
+    }
+    {
+        let mut session = shared.session();
+        if !matches!(session.phase, Phase::Lost { .. }) {
+            return;
+        }
+        session.phase = Phase::Live { id: new_id };
+    }
+    *last_ok = sent;
+    tracing::info!(client = new_id, "registry session re-established");
+    shared.states.set(ConnectionState::Connected);
+}
+
+/// Keeps `Duration` math in one place.
+#[derive(Debug, Clone)]
+pub(crate) struct Timing {
+    /// Heartbeat and poll period.
+    pub interval: Duration,
+    /// The session timeout of this client.
+    pub session_timeout: Duration,
+    /// How long one heartbeat may take (waiting for the connection included) before it counts
+    /// as failed.
+    pub heartbeat_timeout: Duration,
+    /// How long one call may take before its connection is dropped.
+    pub op_timeout: Duration,
+    /// How long events stay in the log.
+    pub event_retention: Duration,
+    /// How often this client purges old events.
+    pub gc_period: Duration,
+}
+
+impl Timing {
+    pub(crate) fn new(heartbeat_interval_ms: u64, session_timeout_ms: u64) -> Self {
+        let interval = Duration::from_millis(heartbeat_interval_ms);
+        let session_timeout = Duration::from_millis(session_timeout_ms);
+        // Long enough that a lagging subscriber or one back from a long suspension still finds
+        // its events; a subscriber further behind has lost its session anyway.
+        let event_retention = (session_timeout * 10).max(Duration::from_secs(600));
+        Self {
+            interval,
+            session_timeout,
+            heartbeat_timeout: interval.max(session_timeout / 3),
+            op_timeout: session_timeout.max(Duration::from_secs(5)),
+            event_retention,
+            gc_period: event_retention / 10,
+        }
+    }
+
+    pub(crate) fn session_timeout_ms(&self) -> i64 {
+        i64::try_from(self.session_timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covered_prefixes_are_dropped() {
+        let kept = minimal_prefixes(vec!["/a".into(), "/a/b".into(), "/ab".into(), "/c".into()]);
+        assert_eq!(kept, ["/a", "/ab", "/c"]);
+        assert_eq!(minimal_prefixes(vec!["/".into(), "/x".into()]), ["/"]);
+    }
+
+    #[test]
+    fn timing_follows_the_configuration() {
+        let timing = Timing::new(200, 1_000);
+        assert_eq!(timing.interval, Duration::from_millis(200));
+        assert_eq!(timing.heartbeat_timeout, Duration::from_millis(1_000) / 3);
+        assert!(timing.event_retention >= Duration::from_secs(600));
+        assert!(timing.gc_period < timing.event_retention);
+    }
+}
