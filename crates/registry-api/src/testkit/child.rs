@@ -51,6 +51,13 @@ fn child_test_name(module_path: &str) -> String {
     }
 }
 
+/// The fencing token in the child's ready line. libtest prints `test <name> ... ` without a
+/// newline before the test runs, so the marker is usually in the middle of the line.
+fn ready_token(line: &str) -> Option<u64> {
+    let (_, token) = line.split_once(READY)?;
+    token.trim().parse().ok()
+}
+
 /// Starts the test binary again as a client of `env` that carries out `plan`, and waits until it
 /// reports that it holds everything.
 pub async fn spawn_crash_child<E: Environment>(
@@ -87,8 +94,8 @@ pub async fn spawn_crash_child<E: Environment>(
     let mut seen = Vec::new();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(token) = line.strip_prefix(READY) {
-                return token.trim().parse::<u64>().ok();
+            if let Some(token) = ready_token(&line) {
+                return Some(token);
             }
             seen.push(line);
         }
@@ -168,6 +175,18 @@ async fn child_body<E: Environment>(description: &str, plan: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ready_line_is_found_after_libtests_prefix() {
+        assert_eq!(ready_token(&format!("{READY} 42")), Some(42));
+        assert_eq!(
+            ready_token(&format!(
+                "test registry_testkit_crash_child ... {READY} 127"
+            )),
+            Some(127)
+        );
+        assert_eq!(ready_token("running 1 test"), None);
+    }
 
     #[test]
     fn child_test_name_drops_the_crate_name() {
