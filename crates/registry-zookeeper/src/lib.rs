@@ -1,5 +1,7 @@
 //! The ZooKeeper backend of the registry SPI.
 
+#![allow(dead_code)] // Used by the modules that follow.
+
 mod config;
 
 pub use config::ZookeeperConfig;
