@@ -2,9 +2,11 @@
 
 #![allow(dead_code)] // Used by the modules that follow.
 
+mod cache;
 mod config;
 mod error;
 mod session;
 mod tree;
+mod watch;
 
 pub use config::ZookeeperConfig;
