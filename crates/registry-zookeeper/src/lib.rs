@@ -5,6 +5,7 @@
 mod cache;
 mod config;
 mod error;
+mod lock;
 mod session;
 mod tree;
 mod watch;
