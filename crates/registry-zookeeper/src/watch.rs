@@ -11,10 +11,13 @@
 //! this one task, so events for a key are in commit order.
 //!
 //! # Gaps
-//! Persistent watches can miss changes made while the connection was down (ZOOKEEPER-4698), and
-//! a new session has no watches at all. After a reconnection (a `SyncConnected` following a
-//! `Disconnected` on the watch stream) and after a new session, the task walks the watched
-//! prefixes and delivers the difference from the cache, before it takes any later notification.
+//! Persistent watches miss changes made while the connection was down (ZOOKEEPER-4698), and
+//! `zookeeper-client` 0.11.2 does not even re-register them on the server after a reconnection
+//! (its `resend_watches` only sends the one-shot kinds), so after a reconnection (a
+//! `SyncConnected` following a `Disconnected` on the watch stream) the task re-arms every watch,
+//! as Curator's `PersistentWatcher` does, and walks the watched prefixes to deliver the
+//! difference from the cache before it takes any later notification. A new session gets the
+//! same treatment.
 //!
 //! # Invariant
 //! Watched prefixes never nest: a subscription under a watched prefix reuses its watch, and a
@@ -135,7 +138,7 @@ enum Pending {
     Deleted {
         path: String,
     },
-    /// Notifications may have been missed: walk and diff before taking later ones.
+    /// Notifications may have been missed: re-arm, walk and diff before taking later ones.
     Resync,
 }
 
@@ -228,7 +231,10 @@ impl Watcher {
                     self.subscribers.publish(&event);
                 }
             }
-            Some(Pending::Resync) => self.resync().await,
+            Some(Pending::Resync) => {
+                self.rearm_watches().await;
+                self.resync().await;
+            }
             None => {}
         }
     }
@@ -326,27 +332,38 @@ impl Watcher {
     }
 
     async fn adopt(&mut self, client: zk::Client) {
-        self.client = Some(client.clone());
+        self.client = Some(client);
         self.missed = false;
         self.forget_unsubscribed();
-        let mut streams = SelectAll::new();
+        // The old session's streams have ended.
+        self.streams = SelectAll::new();
+        self.rearm_watches().await;
+        self.resync().await;
+    }
+
+    /// Arms the watch of every watched prefix again and replaces its stream. After a
+    /// reconnection the client library keeps the old watcher but the server has forgotten it;
+    /// the old watcher is dropped after the new one is armed, which leaves the server's watch in
+    /// place.
+    async fn rearm_watches(&mut self) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
         for root in &mut self.roots {
-            root.stop.abort();
             match arm(&client, &root.prefix).await {
                 Ok(stream) => {
+                    root.stop.abort();
                     let (stream, stop) = futures::stream::abortable(stream);
-                    streams.push(stream.boxed());
+                    self.streams.push(stream.boxed());
                     root.stop = stop;
                 }
                 Err(error) => {
-                    // The new session is already failing; the next one re-arms everything.
-                    tracing::warn!(prefix = %root.prefix, %error, "re-arming a watch in the new session failed");
-                    return;
+                    // Lost again: the next reconnection (or session) re-arms it.
+                    tracing::warn!(prefix = %root.prefix, %error, "re-arming a watch failed");
+                    self.missed = true;
                 }
             }
         }
-        self.streams = streams;
-        self.resync().await;
     }
 }
 
