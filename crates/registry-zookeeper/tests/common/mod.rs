@@ -2,6 +2,8 @@
 //! short session timeout, and private ZooKeeper instances for tests that stop the server.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod proxy;
+pub mod server;
 
 use std::time::Duration;
 
