@@ -149,23 +149,42 @@ impl Session {
     /// with its id and password and closes that connection, which closes the session (its
     /// ephemerals are deleted and its watchers notified). The owning client learns of it on its
     /// next exchange with the server and reports the session expired.
+    ///
+    /// # Notable behaviors
+    /// Attaching makes the server drop the owner's connection, and the owner reconnects at once
+    /// and takes the session back, possibly before the attached connection could close it. So
+    /// this attaches again until the server answers that the session is gone: that answer, not
+    /// the close, is the proof.
     pub(crate) async fn expire_on_server(&self, config: &ZookeeperConfig) -> Result<(), String> {
-        let attached = connector(config)
-            .with_session(self.client.session().clone())
-            .connect(&config.servers)
-            .await
-            .map_err(|error| format!("attaching to session {:#x} failed: {error}", self.id))?;
-        let mut state = attached.state_watcher();
-        drop(attached);
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if state.changed().await.is_terminated() {
-                    return;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::from("no attempt");
+        while Instant::now() < deadline {
+            match connector(config)
+                .with_session(self.client.session().clone())
+                .connect(&config.servers)
+                .await
+            {
+                Err(zk::Error::SessionExpired) => return Ok(()),
+                Ok(attached) => {
+                    // Holding the session now: dropping the last clone sends CloseSession.
+                    let mut state = attached.state_watcher();
+                    drop(attached);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while !state.peek_state().is_terminated() {
+                            state.changed().await;
+                        }
+                    })
+                    .await;
+                    last = "the session was closed; checking".to_owned();
                 }
+                // The owner took the session back first; try again.
+                Err(error) => last = error.to_string(),
             }
-        })
-        .await;
-        closed.map_err(|_| format!("closing session {:#x} did not finish within 10s", self.id))
+        }
+        Err(format!(
+            "could not expire session {:#x} within 20s (last: {last})",
+            self.id
+        ))
     }
 }
 
