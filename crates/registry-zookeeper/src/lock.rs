@@ -268,10 +268,13 @@ impl Cleanup {
     }
 }
 
-/// The validity of a held lock: `true` until the session ends or the node is deleted (released,
-/// or removed by someone else). The watching task ends when the guard is dropped.
+/// The validity of a held lock: `true` until the session ends (turned false by the session in
+/// the same call that reports it over) or the node is deleted (released, or removed by someone
+/// else). The watching task ends when the guard is dropped.
 async fn watch_holding(session: &Session, node: &str) -> watch::Receiver<bool> {
     let (valid, validity) = watch::channel(true);
+    let valid = Arc::new(valid);
+    session.register_guard(&valid);
     let watched = loop {
         match session.client().check_and_watch_stat(node).await {
             Ok((Some(_), watcher)) => break Some(watcher),
@@ -284,11 +287,9 @@ async fn watch_holding(session: &Session, node: &str) -> watch::Receiver<bool> {
         valid.send_replace(false);
         return validity;
     };
-    let mut session_validity = session.validity();
     tokio::spawn(async move {
         tokio::select! {
             _ = watcher.changed() => {}
-            _ = session_validity.wait_for(|live| !*live) => {}
             () = valid.closed() => return,
         }
         valid.send_replace(false);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use registry_api::RegistryError;
@@ -27,8 +28,11 @@ pub(crate) struct Session {
     client: zk::Client,
     id: i64,
     timeout: Duration,
-    /// `true` while the session lives; lock guards and waiters of this session watch it.
+    /// `true` while the session lives; lock waiters of this session watch it.
     validity: watch::Sender<bool>,
+    /// The validity of every lock guard granted in this session, turned false by [`Session::end`]
+    /// in the same call, so a guard is invalid as soon as `SessionLost` is reported.
+    guards: Mutex<Vec<Weak<watch::Sender<bool>>>>,
     /// Set when the session ended because its owner closed the registry, not by expiry.
     closed: AtomicBool,
 }
@@ -89,6 +93,7 @@ impl Session {
             id,
             timeout,
             validity,
+            guards: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
     }
@@ -111,11 +116,6 @@ impl Session {
     /// Whether the session has not been marked over.
     pub(crate) fn is_live(&self) -> bool {
         *self.validity.borrow()
-    }
-
-    /// A receiver that holds `true` until the session is over.
-    pub(crate) fn validity(&self) -> watch::Receiver<bool> {
-        self.validity.subscribe()
     }
 
     /// Completes when the session is marked over.
@@ -143,6 +143,30 @@ impl Session {
             self.closed.store(true, Ordering::SeqCst);
         }
         self.validity.send_replace(false);
+        for guard in self.guards().drain(..) {
+            if let Some(guard) = guard.upgrade() {
+                guard.send_replace(false);
+            }
+        }
+    }
+
+    /// Registers the validity of a lock guard granted in this session, so that [`Session::end`]
+    /// turns it false. A guard registered after the end is invalid at once.
+    pub(crate) fn register_guard(&self, validity: &Arc<watch::Sender<bool>>) {
+        let mut guards = self.guards();
+        guards.retain(|guard| guard.strong_count() > 0);
+        guards.push(Arc::downgrade(validity));
+        drop(guards);
+        if !self.is_live() {
+            validity.send_replace(false);
+        }
+    }
+
+    fn guards(&self) -> MutexGuard<'_, Vec<Weak<watch::Sender<bool>>>> {
+        // Pushes and drains only: a poisoned lock still holds a consistent list.
+        self.guards
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Expires the session on the server as a timeout would: attaches a second connection to it
