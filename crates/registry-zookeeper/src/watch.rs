@@ -160,10 +160,12 @@ impl Watcher {
         loop {
             self.forget_unsubscribed();
             let paused = self.queue.iter().any(|p| matches!(p, Pending::Resync));
+            // Notifications first: each read must reach the server before a quick writer can
+            // overwrite or delete the value (the answers are applied in order anyway).
             tokio::select! {
                 biased;
-                () = head_ready(&mut self.queue), if !self.queue.is_empty() => self.apply_head().await,
                 Some(event) = self.streams.next(), if !paused && !self.streams.is_empty() => self.enqueue(event),
+                () = head_ready(&mut self.queue), if !self.queue.is_empty() => self.apply_head().await,
                 command = commands.recv(), if self.queue.is_empty() => match command {
                     Some(Command::Subscribe { prefix, reply }) => {
                         let _ = reply.send(self.subscribe(&prefix).await);
