@@ -10,11 +10,16 @@
 //! - `put` never overwrites another live session's ephemeral node (`Conflict`); `delete` is
 //!   recursive and removes the implied parents it leaves empty.
 //! - Subscriptions use one persistent recursive watch (ZooKeeper 3.6+) per watched prefix. The
-//!   notifications carry no data, so each changed key is read after its notification; a cache
-//!   gives `Removed` the last value and drops repeated or stale versions. A value overwritten
-//!   before it could be read is skipped, never reordered or repeated (the conformance kit's
-//!   `delivers_every_value() == false`). After a reconnection or a new session the watched
-//!   prefixes are read again and the difference is delivered, so no change is lost.
+//!   notifications carry no data, so each changed key is read as soon as its notification
+//!   arrives; a cache gives `Removed` the last value and drops repeated or stale versions. A
+//!   value overwritten before it could be read is skipped, never reordered or repeated (the
+//!   conformance kit's `delivers_every_value() == false`). The same holds for a value deleted
+//!   before it could be read: `Removed` then carries the last value that was delivered. On a
+//!   local ensemble the read wins that race by several round trips; it cannot be closed entirely.
+//! - After a reconnection the persistent watches are armed again (persistent watches miss the
+//!   changes made while disconnected, ZOOKEEPER-4698, and `zookeeper-client` 0.11.2 does not
+//!   re-register them on the server at all) and the watched prefixes are read again and diffed;
+//!   after a new session the same. No change is lost, none is repeated.
 //! - Locks are the ephemeral-sequential recipe; the fencing token is the `czxid` of the holder's
 //!   node. Leader election is the generic one of `registry_api::election`.
 //! - With `digest` set, the session authenticates with it and every node is created with the
