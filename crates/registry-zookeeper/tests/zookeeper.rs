@@ -235,12 +235,12 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("resync");
+    let namespace = common::Namespace::new(&servers, "resync");
     let proxy = Proxy::start(&servers).await;
-    let writer = common::connected(&servers, &namespace).await;
+    let writer = common::connected_with(namespace.config()).await;
     let watcher = common::connected_with(ZookeeperConfig {
         session_timeout_ms: 20_000,
-        ..common::config(&proxy.servers(), &namespace)
+        ..common::config(&proxy.servers(), &namespace.name)
     })
     .await;
     for (key, value) in [("/w/changed", "v1"), ("/w/gone", "g"), ("/w/same", "s")] {
@@ -287,7 +287,6 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
     expect_next(&mut events, Added, "/w/marker", "m").await;
     writer.close().await.unwrap();
     watcher.close().await.unwrap();
-    common::delete_namespace(&servers, &namespace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,11 +295,11 @@ async fn zk_namespaces_keep_clusters_apart() {
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
     let (first_ns, second_ns) = (
-        common::unique_namespace("cluster"),
-        common::unique_namespace("cluster"),
+        common::Namespace::new(&servers, "cluster"),
+        common::Namespace::new(&servers, "cluster"),
     );
-    let first = common::connected(&servers, &first_ns).await;
-    let second = common::connected(&servers, &second_ns).await;
+    let first = common::connected_with(first_ns.config()).await;
+    let second = common::connected_with(second_ns.config()).await;
     let mut first_events = first.subscribe("/nodes").await.unwrap();
     first
         .put("/nodes/x", b"first", Mode::Ephemeral)
@@ -334,8 +333,6 @@ async fn zk_namespaces_keep_clusters_apart() {
     expect_next(&mut first_events, Added, "/nodes/marker", "m").await;
     first.close().await.unwrap();
     second.close().await.unwrap();
-    common::delete_namespace(&servers, &first_ns).await;
-    common::delete_namespace(&servers, &second_ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +340,9 @@ async fn zk_digest_keeps_clients_without_the_credentials_out() {
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("digest");
+    let mut guard = common::Namespace::new(&servers, "digest");
+    guard.digest = "console:s3cret".to_owned();
+    let namespace = guard.name.clone();
     let with_digest = |digest: &str| ZookeeperConfig {
         digest: digest.into(),
         ..common::config(&servers, &namespace)
@@ -403,13 +402,12 @@ async fn zk_digest_keeps_clients_without_the_credentials_out() {
     assert_eq!(owner.get("/nodes/p").await.unwrap(), None);
     owner.close().await.unwrap();
     colleague.close().await.unwrap();
-    let admin = common::connected_with(ZookeeperConfig {
-        namespace: "/".to_owned(),
-        ..with_digest("console:s3cret")
-    })
-    .await;
-    admin.delete(&namespace).await.unwrap();
-    admin.close().await.unwrap();
+    drop(guard);
+    let leftover = raw.check_stat(&namespace).await.unwrap();
+    assert!(
+        leftover.is_none(),
+        "the digest holder can delete the namespace"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,9 +449,9 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("locks");
-    let holder = common::connected(&servers, &namespace).await;
-    let waiter = common::connected(&servers, &namespace).await;
+    let namespace = common::Namespace::new(&servers, "locks");
+    let holder = common::connected_with(namespace.config()).await;
+    let waiter = common::connected_with(namespace.config()).await;
     let guard = holder.lock("/locks/c", None).await.unwrap();
     // A dropped future, a timed-out lock, and a timed-out untimed lock.
     let dropped = tokio::time::timeout(Duration::from_millis(300), waiter.lock("/locks/c", None));
@@ -486,7 +484,6 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
     drop(taken);
     holder.close().await.unwrap();
     waiter.close().await.unwrap();
-    common::delete_namespace(&servers, &namespace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,8 +491,8 @@ async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() 
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("fencing");
-    let client = common::connected(&servers, &namespace).await;
+    let namespace = common::Namespace::new(&servers, "fencing");
+    let client = common::connected_with(namespace.config()).await;
     let first = client.lock("/locks/f", None).await.unwrap();
     let first_token = first.fencing_token();
     first.release().await.unwrap();
@@ -513,7 +510,6 @@ async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() 
         .expect("the guard notices that its node was deleted");
     assert!(!second.is_valid());
     client.close().await.unwrap();
-    common::delete_namespace(&servers, &namespace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,8 +517,8 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("tree");
-    let client = common::connected(&servers, &namespace).await;
+    let namespace = common::Namespace::new(&servers, "tree");
+    let client = common::connected_with(namespace.config()).await;
     let mut events = client.subscribe("/tree").await.unwrap();
     client
         .put("/tree/a/b/c", b"v", Mode::Persistent)
@@ -549,7 +545,6 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
     client.put("/tree/p", b"p", Mode::Persistent).await.unwrap();
     expect_next(&mut events, Added, "/tree/p", "p").await;
     client.close().await.unwrap();
-    common::delete_namespace(&servers, &namespace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,9 +552,9 @@ async fn zk_put_changes_a_keys_mode_atomically_and_respects_owners() {
     common::init_logging();
     let servers = common::servers();
     common::require_server(&servers).await.unwrap();
-    let namespace = common::unique_namespace("modes");
-    let owner = common::connected(&servers, &namespace).await;
-    let other = common::connected(&servers, &namespace).await;
+    let namespace = common::Namespace::new(&servers, "modes");
+    let owner = common::connected_with(namespace.config()).await;
+    let other = common::connected_with(namespace.config()).await;
     let mut events = other.subscribe("/k").await.unwrap();
     owner.put("/k", b"p", Mode::Persistent).await.unwrap();
     expect_next(&mut events, Added, "/k", "p").await;
@@ -598,5 +593,4 @@ async fn zk_put_changes_a_keys_mode_atomically_and_respects_owners() {
         Some(&b"theirs"[..])
     );
     other.close().await.unwrap();
-    common::delete_namespace(&servers, &namespace).await;
 }

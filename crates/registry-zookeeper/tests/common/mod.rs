@@ -45,7 +45,7 @@ pub fn init_logging() {
 /// Fails with how to start ZooKeeper when the server at `servers` does not answer.
 pub async fn require_server(servers: &str) -> Result<(), String> {
     let probe = ZookeeperRegistry::new(config(servers, "/")).map_err(|e| e.to_string())?;
-    match probe.connect(Duration::from_secs(10)).await {
+    match probe.connect(Duration::from_secs(5)).await {
         Ok(()) => {
             let _ = probe.close().await;
             Ok(())
@@ -57,9 +57,62 @@ pub async fn require_server(servers: &str) -> Result<(), String> {
     }
 }
 
+/// A namespace of one test, deleted when dropped, also when the test fails.
+#[derive(Debug)]
+pub struct Namespace {
+    pub servers: String,
+    pub name: String,
+    /// The credentials needed to delete it, if it was created with a digest.
+    pub digest: String,
+}
+
+impl Namespace {
+    pub fn new(servers: &str, kind: &str) -> Self {
+        Self {
+            servers: servers.to_owned(),
+            name: unique_namespace(kind),
+            digest: String::new(),
+        }
+    }
+
+    /// The configuration of a test client in this namespace.
+    pub fn config(&self) -> ZookeeperConfig {
+        ZookeeperConfig {
+            digest: self.digest.as_str().into(),
+            ..config(&self.servers, &self.name)
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let admin = ZookeeperConfig {
+            namespace: "/".to_owned(),
+            ..self.config()
+        };
+        let name = self.name.clone();
+        // Drop may run inside a runtime (or during a panic): delete from a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to delete the test namespace");
+            runtime.block_on(delete_with(admin, &name));
+        })
+        .join();
+        if deleted.is_err() {
+            eprintln!("deleting test namespace {} panicked", self.name);
+        }
+    }
+}
+
 /// Deletes `namespace` on `servers` (best effort: it is a test's leftovers).
 pub async fn delete_namespace(servers: &str, namespace: &str) {
-    let Ok(admin) = ZookeeperRegistry::new(config(servers, "/")) else {
+    delete_with(config(servers, "/"), namespace).await;
+}
+
+async fn delete_with(admin: ZookeeperConfig, namespace: &str) {
+    let Ok(admin) = ZookeeperRegistry::new(admin) else {
         return;
     };
     if admin.connect(Duration::from_secs(10)).await.is_ok() {
