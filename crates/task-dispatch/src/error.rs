@@ -117,16 +117,26 @@ impl From<IllegalTransition> for Error {
 }
 
 impl Error {
-    /// Whether the caller may retry the same call and expect it to succeed (a lost race or a
-    /// transient database failure), as opposed to a refusal that will stand.
+    /// Whether the caller may retry the same call and expect it to succeed: a lost race, a
+    /// connection or pool timeout, a deadlock or lock timeout (MySQL), a busy database
+    /// (SQLite). Refusals, bad input and a closed store are not transient.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Conflict(_) => true,
-            Self::Database(e) => !matches!(
-                e,
-                sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
-            ),
+            Self::Database(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => {
+                    // SQLSTATE 40001 is a MySQL deadlock; SQLite reports BUSY (5, 261, 517)
+                    // and LOCKED (6, 262) by result code; MySQL's lock wait timeout is 1205.
+                    let code = db.code();
+                    matches!(
+                        code.as_deref(),
+                        Some("40001" | "5" | "6" | "261" | "262" | "517")
+                    ) || db.message().contains("Lock wait timeout")
+                }
+                _ => false,
+            },
             _ => false,
         }
     }

@@ -47,7 +47,7 @@ pub enum Action {
 }
 
 /// One step of an action: the executor call made while the app is in `during`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Phase {
     /// `AppActions::start`: STARTING, then RUNNING on success.
     Start,

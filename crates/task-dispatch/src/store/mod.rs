@@ -32,6 +32,7 @@ use sqlx::sqlite::{
 
 use crate::error::{Error, Result};
 
+pub use apps::MAX_PAGE_SIZE;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
 pub use owner::{Adoption, Claim, Outcome};
 

@@ -126,7 +126,7 @@ pub enum Claim {
     Finished(Task),
 }
 
-/// How a phase ended, for [`Store::finish_task`] and [`Store::finish_phase`].
+/// How the last phase of a claimed task ended, for [`Store::finish_task`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The executor call succeeded; `handle` is its record of the app (for a start).

@@ -1,6 +1,8 @@
 //! Test databases: every test gets its own MariaDB database or SQLite file and removes it.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod fake;
+
 use std::path::PathBuf;
 
 use sqlx::{AssertSqlSafe, Connection, Executor};
