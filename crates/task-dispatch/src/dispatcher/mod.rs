@@ -193,6 +193,14 @@ enum Internal {
         exit: WorkerExit,
     },
     RetryRegister,
+    Read(Read),
+}
+
+/// Results of the control loop's background reads.
+#[derive(Debug)]
+enum Read {
+    Active(Result<Vec<AppId>>),
+    Unfinished(Result<Vec<AppId>>),
 }
 
 impl Dispatcher {
@@ -236,7 +244,9 @@ impl Dispatcher {
             workers: HashMap::new(),
             next_worker: 0,
             internal,
-            shutdown: None,
+            polling: false,
+            stopping: false,
+            shutdown: Vec::new(),
         };
         tokio::spawn(control.run(commands_rx, internal_rx));
         Ok(Self {
@@ -405,7 +415,11 @@ struct Control {
     workers: HashMap<AppId, WorkerHandle>,
     next_worker: u64,
     internal: mpsc::UnboundedSender<Internal>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// A poll is in flight.
+    polling: bool,
+    /// Shutting down; these callers wait for the last worker to release.
+    stopping: bool,
+    shutdown: Vec<oneshot::Sender<()>>,
 }
 
 struct WorkerHandle {
@@ -434,12 +448,10 @@ impl Control {
                     }
                 },
                 Some(report) = internal.recv() => self.on_internal(report).await,
-                _ = poll.tick(), if self.lease.is_some() && self.shutdown.is_none() => {
-                    self.poll().await;
-                }
+                _ = poll.tick(), if self.lease.is_some() && !self.stopping => self.poll(),
             }
-            if self.shutdown.is_some() && self.workers.is_empty() {
-                if let Some(done) = self.shutdown.take() {
+            if self.stopping && self.workers.is_empty() {
+                for done in self.shutdown.drain(..) {
                     let _ = done.send(());
                 }
                 info!(node = %self.shared.config.node_id, "dispatcher stopped");
@@ -449,10 +461,10 @@ impl Control {
     }
 
     async fn on_command(&mut self, command: Command) {
-        if self.shutdown.is_some() {
+        if self.stopping {
             if let Command::Shutdown(done) = command {
-                // Already stopping: answer when the first request is answered.
-                let _ = done.send(());
+                // Already stopping: this caller waits for the same end.
+                self.shutdown.push(done);
             }
             return;
         }
@@ -466,8 +478,7 @@ impl Control {
                     Ok(change) => self.apply(change),
                     Err(e) => warn!(error = %e, "membership change ignored"),
                 }
-                self.refresh_known_apps().await;
-                self.poll().await;
+                self.refresh_known_apps();
             }
             Command::SessionLost => {
                 warn!(node = %self.shared.config.node_id, "registry session lost: dropping every app");
@@ -479,10 +490,11 @@ impl Control {
                 self.restore_session(live).await;
             }
             Command::Wake(Some(app_id)) => self.wake_app(app_id),
-            Command::Wake(None) => self.poll().await,
+            Command::Wake(None) => self.poll(),
             Command::Shutdown(done) => {
                 info!(node = %self.shared.config.node_id, "dispatcher stopping: releasing every app");
-                self.shutdown = Some(done);
+                self.stopping = true;
+                self.shutdown.push(done);
                 for worker in self.workers.values() {
                     let _ = worker.release.send(true);
                 }
@@ -506,7 +518,7 @@ impl Control {
                 match exit {
                     WorkerExit::Released => {
                         // Regained while it was releasing: start over.
-                        if self.membership.owns(app_id) && self.shutdown.is_none() {
+                        if self.membership.owns(app_id) && !self.stopping {
                             self.spawn_worker(app_id);
                         }
                     }
@@ -519,6 +531,7 @@ impl Control {
                     self.restore_session(live).await;
                 }
             }
+            Internal::Read(read) => self.on_read(read),
         }
         self.publish();
     }
@@ -526,7 +539,7 @@ impl Control {
     /// Another node declared this node dead (or the node re-registered elsewhere): this
     /// session's writes are refused. Drop everything and come back with a new epoch.
     async fn on_fenced(&mut self) {
-        if self.lease.is_none() || self.shutdown.is_some() {
+        if self.lease.is_none() || self.stopping {
             return;
         }
         warn!(node = %self.shared.config.node_id, "session fenced: re-registering");
@@ -557,8 +570,7 @@ impl Control {
                     Ok(change) => self.apply(change),
                     Err(e) => warn!(error = %e, "membership change ignored"),
                 }
-                self.refresh_known_apps().await;
-                self.poll().await;
+                self.refresh_known_apps();
             }
             Err(e) => {
                 // Without a current epoch nothing may be written: own nothing until it works.
@@ -575,36 +587,56 @@ impl Control {
         }
     }
 
-    /// Reads the apps this node must know about: active ones (monitoring) and those with
-    /// unfinished tasks.
-    async fn refresh_known_apps(&mut self) {
+    /// Reads, in the background, the apps this node must know about: active ones (they are
+    /// monitored by their owner) and those with unfinished tasks (the poll).
+    ///
+    /// The control loop never waits for the database itself, so a session loss is acted on
+    /// at once even while the database is slow or down.
+    fn refresh_known_apps(&mut self) {
         if self.lease.is_none() {
             return;
         }
-        match self.shared.store.active_app_ids().await {
-            Ok(ids) => {
-                let change = self.membership.track(ids);
-                self.apply(change);
-            }
-            Err(e) => warn!(error = %e, "cannot list active apps"),
-        }
+        let (store, internal) = (self.shared.store.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let _ = internal.send(Internal::Read(Read::Active(store.active_app_ids().await)));
+        });
+        self.poll();
     }
 
     /// The fallback poll (and the reaction to `wake_all`): apps with PENDING or RUNNING tasks.
-    async fn poll(&mut self) {
-        if self.lease.is_none() {
+    /// At most one runs at a time.
+    fn poll(&mut self) {
+        if self.lease.is_none() || self.polling {
             return;
         }
+        self.polling = true;
         self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
-        match self.shared.store.apps_with_unfinished_tasks().await {
-            Ok(ids) => {
+        let (store, internal) = (self.shared.store.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let ids = store.apps_with_unfinished_tasks().await;
+            let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
+        });
+    }
+
+    fn on_read(&mut self, read: Read) {
+        match read {
+            Read::Active(Ok(ids)) => {
+                let change = self.membership.track(ids);
+                self.apply(change);
+            }
+            Read::Unfinished(Ok(ids)) => {
+                self.polling = false;
                 let change = self.membership.track(ids.iter().copied());
                 self.apply(change);
                 for app_id in ids {
                     self.wake_app(app_id);
                 }
             }
-            Err(e) => warn!(error = %e, "poll failed"),
+            Read::Active(Err(e)) => warn!(error = %e, "cannot list active apps"),
+            Read::Unfinished(Err(e)) => {
+                self.polling = false;
+                warn!(error = %e, "poll failed");
+            }
         }
     }
 
@@ -643,7 +675,7 @@ impl Control {
                 let _ = worker.release.send(true);
             }
         }
-        if self.shutdown.is_some() {
+        if self.stopping {
             return;
         }
         for app_id in change.gained {
