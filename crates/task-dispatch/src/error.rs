@@ -24,7 +24,7 @@ impl std::fmt::Display for Entity {
 ///
 /// The HTTP layer maps them once: [`Error::NotFound`] → 404; [`Error::InvalidInput`] → 400;
 /// [`Error::IllegalTransition`], [`Error::AppActive`], [`Error::Conflict`] → 409;
-/// [`Error::NotOwner`], [`Error::Fenced`], [`Error::ShuttingDown`] → 503; the rest → 500.
+/// [`Error::NotOwner`], [`Error::Fenced`] → 503 (owner-side only); the rest → 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -80,9 +80,6 @@ pub enum Error {
         /// The node holding its lease, if any.
         holder: Option<String>,
     },
-    /// The dispatcher is stopped or has no registry session.
-    #[error("the dispatcher is not running: {0}")]
-    ShuttingDown(&'static str),
     /// The database URL is not `mysql://...` or `sqlite:...`.
     #[error(
         "unsupported database URL {0:?}: expected mysql://user:pass@host:port/db or sqlite://path"
