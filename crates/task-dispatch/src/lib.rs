@@ -1,1 +1,75 @@
-//! task-dispatch: filled by a later issue.
+//! task-dispatch: who owns which app, and how a start/stop request reaches its owner.
+//!
+//! - [`Ring`]: consistent hashing of app ids over the set of live node ids.
+//! - [`Store`]: apps and tasks in MySQL/MariaDB or SQLite, node sessions and fencing.
+//! - [`state`]: the app state machine's one transition table.
+//! - [`Membership`]: which apps this node owns, from registry events (pure logic).
+//! - [`Dispatcher`]: one per node; runs its apps' tasks in order, monitors them, adopts and
+//!   releases them as membership changes.
+//! - [`AppActions`], [`OwnerNotifier`]: what the console plugs in (executors, wake-up signals).
+//!
+//! Architecture invariant: task-dispatch knows nothing about HTTP or ZooKeeper. The console
+//! feeds it registry events and signals and maps its [`Error`] to HTTP statuses.
+//!
+//! # Wiring (what `console-server` does)
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use task_dispatch::{Action, AppActions, Dispatcher, DispatcherConfig, NewApp, OwnerNotifier, Store};
+//!
+//! # async fn wire(executors: Arc<dyn AppActions>, nudge: Arc<dyn OwnerNotifier>,
+//! #               live_from_registry: Vec<String>) -> task_dispatch::Result<()> {
+//! // `database.url`; migrations run here.
+//! let store = Store::connect("mysql://root@127.0.0.1:3306/console").await?;
+//! let mut config = DispatcherConfig::new("10.0.0.1:10000"); // node.id
+//! config.monitor_interval = Duration::from_millis(1000); // monitor.interval_ms
+//! let dispatcher = Dispatcher::start(config, store.clone(), executors, nudge).await?;
+//!
+//! // Registry subscription on the nodes path: pass the whole live set on every change.
+//! dispatcher.nodes_changed(live_from_registry.clone());
+//! // Connection state: SessionLost (or Suspended for ~2/3 of the session timeout) ...
+//! dispatcher.session_lost();
+//! // ... and Connected again, once the node's ephemeral entry is back.
+//! dispatcher.session_restored(live_from_registry);
+//! // The receiving end of the OwnerNotifier (registry key, HTTP nudge): wake the app.
+//! dispatcher.wake(42);
+//!
+//! // HTTP handlers (any node).
+//! let app = store
+//!     .create_app(NewApp {
+//!         name: "wordcount".into(),
+//!         executor: "process".into(),
+//!         spec: serde_json::json!({"command": ["sh", "-c", "sleep 1000"]}),
+//!     })
+//!     .await?; // POST /api/v1/apps -> 201
+//! let submitted = dispatcher.submit(app.id, Action::Start, Some("idempotency-key")).await?;
+//! let task = store.get_task(submitted.task.id).await?; // GET /api/v1/tasks/{id}
+//! let owner = dispatcher.owner_of(app.id); // the `owner` field of GET /api/v1/apps/{id}
+//! let ready = dispatcher.is_ready(); // GET /readyz
+//! # let _ = (task, owner, ready);
+//!
+//! // Graceful stop: finish actions in flight, release every lease; then leave the registry.
+//! dispatcher.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod actions;
+mod dispatcher;
+mod error;
+mod membership;
+mod ring;
+pub mod state;
+mod store;
+
+pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
+pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig};
+pub use error::{Entity, Error, Result};
+pub use membership::{Membership, OwnershipChange};
+pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_with_seed};
+pub use state::{Action, AppState, IllegalTransition, Phase};
+pub use store::{
+    Adoption, App, AppId, Backend, Claim, MAX_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store,
+    Submitted, Task, TaskId, TaskStatus,
+};

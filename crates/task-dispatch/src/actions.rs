@@ -1,0 +1,106 @@
+//! What the dispatcher asks of the console: executors that act on apps, and a way to nudge the
+//! owner of an app.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::state::Action;
+use crate::store::{App, AppId, TaskId};
+
+/// An executor failed; the message becomes the task's `error` and the app's `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionError(pub String);
+
+impl ActionError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// The app runs.
+    Alive,
+    /// The app is gone; it becomes FAILED with this reason.
+    Dead {
+        /// Why, for `last_error` (for example "process 4242 exited").
+        reason: String,
+    },
+    /// The probe could not tell (the executor's backend is unreachable): nothing changes, and
+    /// the next probe tries again.
+    Unknown {
+        /// Why, for the logs.
+        reason: String,
+    },
+}
+
+/// Which task a call runs for, for the executor's logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionContext {
+    /// The task.
+    pub task_id: TaskId,
+    /// The user's action (a restart calls `stop` then `start`).
+    pub action: Action,
+    /// 1 for the first run, more when a previous owner died while running it.
+    pub attempt: i64,
+}
+
+/// The console's executors, as the dispatcher uses them. One implementation serves every app;
+/// it picks the executor from `app.executor`.
+///
+/// # Contract
+/// - **Starting is safe to repeat.** A start may run again after its owner died mid-way (a
+///   re-claimed task, `ActionContext::attempt > 1`) or on a new owner while the app is in fact
+///   running. If the app is already alive (`app.handle` records the previous attempt's pid and
+///   start time, or job id), `start` adopts it and returns its handle instead of starting a
+///   second copy. If a half-started copy is found, it is cleaned up or adopted, never left
+///   running beside a new one.
+/// - **Stopping is safe to repeat**: stopping an app that is not running succeeds.
+/// - The dispatcher never runs two calls for one app at once, and runs calls for different apps
+///   in parallel (bounded by `DispatcherConfig::max_parallel_actions`).
+///
+/// # Cancellation safety
+/// A call is dropped mid-way when the node loses its registry session (it must stop acting
+/// before others take over). The next owner re-runs the action, so an interrupted call must
+/// leave nothing that the repeat rules above cannot handle.
+#[async_trait]
+pub trait AppActions: Send + Sync + 'static {
+    /// Starts the app (or adopts it if it already runs) and returns its handle, which is
+    /// stored as `app.handle` (for `process`: pid and start time; for `flink`: the job id).
+    async fn start(&self, app: &App, cx: &ActionContext) -> Result<Value, ActionError>;
+
+    /// Stops the app (SIGTERM then SIGKILL, cancel the job, ...). `app.handle` is what `start`
+    /// returned, or `None` if it never started.
+    async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError>;
+
+    /// Whether the app is alive, by its handle. Called every `monitor_interval` for each owned
+    /// RUNNING app, and once when a node adopts a RUNNING app.
+    async fn probe(&self, app: &App) -> Liveness;
+}
+
+/// How a submission reaches the owner of an app on another node: the console wires it to a
+/// registry key the owner watches, an HTTP nudge, or anything else that ends with the owner
+/// calling `Dispatcher::wake(app_id)`.
+///
+/// # Notable behaviors
+/// Best effort: a lost or failed signal only delays the task until the owner's fallback poll
+/// (`DispatcherConfig::poll_interval`). A submission on the owner itself does not go through
+/// the notifier.
+#[async_trait]
+pub trait OwnerNotifier: Send + Sync + 'static {
+    /// Tells node `owner` that app `app_id` has a new task `task_id`.
+    async fn notify(&self, owner: &str, app_id: AppId, task_id: TaskId);
+}
+
+/// A notifier that sends nothing: owners find tasks by their fallback poll. For a single
+/// standalone node (which never needs it) and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollOnly;
+
+#[async_trait]
+impl OwnerNotifier for PollOnly {
+    async fn notify(&self, _owner: &str, _app_id: AppId, _task_id: TaskId) {}
+}

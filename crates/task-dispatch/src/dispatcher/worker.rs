@@ -1,0 +1,373 @@
+//! One worker per owned app: it holds the app's lease, runs its tasks in order and monitors it.
+//!
+//! ```text
+//! adopt lease ──▶ attach (probe a RUNNING app) ──▶ ┌─ run every unfinished task, oldest first
+//!   ▲  (wait while a live node holds it)            └─ idle: wake │ monitor tick │ release
+//!   └── a write lost its race (lease moved): read it again            release ──▶ give lease up
+//! ```
+//!
+//! The worker never runs two executor calls at once, so an app's actions and probes are
+//! serial by construction; the lease makes that hold across nodes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use crate::actions::{ActionContext, AppActions, Liveness};
+use crate::error::{Entity, Error};
+use crate::state::{AppState, Phase};
+use crate::store::{Adoption, App, AppId, Claim, NodeLease, Outcome, Task, TaskStatus};
+
+/// Why a worker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WorkerExit {
+    /// It was asked to release the app and did (or never got its lease).
+    Released,
+    /// The app was deleted.
+    Gone,
+    /// This node's session epoch is no longer current.
+    Fenced,
+}
+
+/// Why a step stopped short.
+#[derive(Debug)]
+enum Interrupt {
+    /// Leave the worker with this exit.
+    Exit(WorkerExit),
+    /// Someone else wrote the app or task (the lease moved): read the app again.
+    Reread,
+    /// The database failed: wait, then go on.
+    Retry(Error),
+}
+
+impl From<Error> for Interrupt {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Fenced { .. } => Self::Exit(WorkerExit::Fenced),
+            Error::NotFound {
+                entity: Entity::App,
+                ..
+            } => Self::Exit(WorkerExit::Gone),
+            Error::Conflict(_) | Error::NotOwner { .. } => Self::Reread,
+            other => Self::Retry(other),
+        }
+    }
+}
+
+pub(super) struct AppWorker {
+    pub(super) app_id: AppId,
+    pub(super) lease: NodeLease,
+    pub(super) shared: Arc<Shared>,
+    pub(super) actions: Arc<dyn AppActions>,
+    pub(super) permits: Arc<Semaphore>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) release: watch::Receiver<bool>,
+}
+
+/// Pauses after database errors: 100 ms doubling to 5 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        now
+    }
+}
+
+impl AppWorker {
+    pub(super) async fn run(mut self) -> WorkerExit {
+        let exit = self.serve().await.err().unwrap_or(WorkerExit::Released);
+        if exit == WorkerExit::Released {
+            // Asked to release: the action in flight is done; hand the lease over (a no-op if
+            // this worker never got it).
+            if let Err(e) = self
+                .shared
+                .store
+                .release_app(&self.lease, self.app_id)
+                .await
+            {
+                // The next owner takes it anyway once this node is gone or fenced.
+                warn!(app_id = self.app_id, error = %e, "cannot release the app's lease");
+            }
+            debug!(app_id = self.app_id, "released");
+        }
+        exit
+    }
+
+    /// Adopts, then runs tasks and monitors until asked to release (Ok) or forced out (Err).
+    async fn serve(&mut self) -> Result<(), WorkerExit> {
+        let mut app = self.adopt().await?;
+        self.attach(&mut app).await?;
+        let period = self.shared.config.monitor_interval;
+        let mut monitor = interval_at(Instant::now() + period, period);
+        monitor.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut backoff = Backoff::new();
+        loop {
+            // Run every unfinished task, oldest first, checking for a release between tasks.
+            loop {
+                if self.release_requested() {
+                    return Ok(());
+                }
+                let step = match self.shared.store.next_task(self.app_id).await {
+                    Ok(Some(task)) => self.execute(&mut app, task).await,
+                    Ok(None) => break,
+                    Err(e) => Err(Interrupt::from(e)),
+                };
+                match step {
+                    Ok(()) => backoff = Backoff::new(),
+                    Err(interrupt) => self.recover(&mut app, interrupt, &mut backoff).await?,
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                // Only RUNNING apps are probed; an idle worker of a stopped app sleeps.
+                _ = monitor.tick(), if app.state == AppState::Running => {
+                    if let Err(interrupt) = self.probe(&mut app).await {
+                        self.recover(&mut app, interrupt, &mut backoff).await?;
+                    }
+                }
+                _ = self.release.changed() => {}
+            }
+        }
+    }
+
+    async fn recover(
+        &mut self,
+        app: &mut App,
+        interrupt: Interrupt,
+        backoff: &mut Backoff,
+    ) -> Result<(), WorkerExit> {
+        match interrupt {
+            Interrupt::Exit(exit) => Err(exit),
+            Interrupt::Reread => {
+                *app = self.adopt().await?;
+                Ok(())
+            }
+            Interrupt::Retry(e) => {
+                let pause = backoff.next();
+                warn!(app_id = self.app_id, error = %e, ?pause, "database error; retrying");
+                self.pause(pause).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the app's lease, waiting while a live node holds it.
+    async fn adopt(&mut self) -> Result<App, WorkerExit> {
+        let mut backoff = Backoff::new();
+        loop {
+            if self.release_requested() {
+                return Err(WorkerExit::Released);
+            }
+            let ring = self.shared.view().ring;
+            let adoption = self
+                .shared
+                .store
+                .adopt_app(&self.lease, self.app_id, |node| ring.contains(node))
+                .await;
+            match adoption {
+                Ok(Adoption::Adopted(app)) => {
+                    self.shared.stats.adoptions.fetch_add(1, Ordering::Relaxed);
+                    debug!(app_id = self.app_id, state = %app.state, "adopted");
+                    return Ok(app);
+                }
+                Ok(Adoption::Gone) => return Err(WorkerExit::Gone),
+                Ok(Adoption::HeldBy(holder)) => {
+                    debug!(app_id = self.app_id, %holder, "waiting for the previous owner to release");
+                    self.pause(self.shared.config.lease_retry_interval).await;
+                }
+                Err(Error::Fenced { .. }) => return Err(WorkerExit::Fenced),
+                Err(e) => {
+                    let pause = backoff.next();
+                    warn!(app_id = self.app_id, error = %e, ?pause, "cannot adopt; retrying");
+                    self.pause(pause).await;
+                }
+            }
+        }
+    }
+
+    /// Adoption attaches, never restarts: a RUNNING app is probed at once, and marked FAILED
+    /// if it is dead. A STARTING or STOPPING app has an orphaned task, which runs next.
+    async fn attach(&mut self, app: &mut App) -> Result<(), WorkerExit> {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.probe(app).await {
+                Ok(()) => return Ok(()),
+                Err(interrupt) => self.recover(app, interrupt, &mut backoff).await?,
+            }
+            if self.release_requested() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn probe(&mut self, app: &mut App) -> Result<(), Interrupt> {
+        if app.state != AppState::Running {
+            return Ok(());
+        }
+        match self.actions.probe(app).await {
+            Liveness::Alive => Ok(()),
+            Liveness::Unknown { reason } => {
+                debug!(app_id = app.id, %reason, "probe inconclusive");
+                Ok(())
+            }
+            Liveness::Dead { reason } => {
+                let reason = non_empty(reason, "found dead by the monitor");
+                *app = self
+                    .shared
+                    .store
+                    .mark_app_dead(&self.lease, app, &reason)
+                    .await?;
+                self.shared
+                    .stats
+                    .apps_found_dead
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(app_id = app.id, %reason, "app found dead: FAILED");
+                Ok(())
+            }
+        }
+    }
+
+    /// Claims `task` and runs its phases, recording the outcome.
+    async fn execute(&mut self, app: &mut App, task: Task) -> Result<(), Interrupt> {
+        let max_attempts = self.shared.config.max_attempts;
+        let (task, phases) = match self
+            .shared
+            .store
+            .claim_task(&self.lease, &task, max_attempts)
+            .await?
+        {
+            Claim::Finished(task) => {
+                info!(task_id = task.id, app_id = task.app_id, error = ?task.error, "task refused");
+                self.count(task.status);
+                *app = self.shared.store.get_app(self.app_id).await?;
+                return Ok(());
+            }
+            Claim::Run {
+                task,
+                app: claimed,
+                phases,
+            } => {
+                *app = *claimed;
+                (task, phases)
+            }
+        };
+        let cx = ActionContext {
+            task_id: task.id,
+            action: task.action,
+            attempt: task.attempts,
+        };
+        debug!(task_id = task.id, app_id = app.id, action = %task.action, attempt = task.attempts, "running");
+        for (i, &phase) in phases.iter().enumerate() {
+            if i > 0 {
+                *app = self
+                    .persist(|store, lease| {
+                        let app = app.clone();
+                        async move { store.enter_phase(&lease, &app, phase).await }
+                    })
+                    .await?;
+            }
+            let result = self.call(app, phase, &cx).await;
+            let last = i + 1 == phases.len();
+            let outcome = match result {
+                Ok(_) if !last => continue,
+                Ok(handle) => Outcome::Succeeded { handle },
+                Err(error) => Outcome::Failed { error },
+            };
+            let (done, written) = self
+                .persist(|store, lease| {
+                    let (task, app, outcome) = (task.clone(), app.clone(), outcome.clone());
+                    async move { store.finish_task(&lease, &task, &app, phase, outcome).await }
+                })
+                .await?;
+            *app = written;
+            self.count(done.status);
+            info!(task_id = done.id, app_id = app.id, status = %done.status, state = %app.state, "task finished");
+            break;
+        }
+        Ok(())
+    }
+
+    /// One executor call, within the node's bound on parallel calls.
+    async fn call(
+        &self,
+        app: &App,
+        phase: Phase,
+        cx: &ActionContext,
+    ) -> Result<Option<Value>, String> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.permits.acquire().await;
+        let result = match phase {
+            Phase::Start => self.actions.start(app, cx).await.map(Some),
+            Phase::Stop => self.actions.stop(app, cx).await.map(|()| None),
+        };
+        result.map_err(|e| non_empty(e.0, "the executor failed without a message"))
+    }
+
+    /// Writes an outcome after the executor acted: retried through database failures (the
+    /// action is done and must not be repeated for want of a write), given up only when the
+    /// write can never succeed (the lease moved, the session is fenced).
+    async fn persist<T, F, Fut>(&mut self, write: F) -> Result<T, Interrupt>
+    where
+        F: Fn(crate::store::Store, NodeLease) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<T>>,
+    {
+        let mut backoff = Backoff::new();
+        loop {
+            match write(self.shared.store.clone(), self.lease.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(e) => match Interrupt::from(e) {
+                    Interrupt::Retry(e) if e.is_transient() => {
+                        let pause = backoff.next();
+                        warn!(app_id = self.app_id, error = %e, ?pause, "cannot record an outcome; retrying");
+                        tokio::time::sleep(pause).await;
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+
+    fn count(&self, status: TaskStatus) {
+        let counter = match status {
+            TaskStatus::Succeeded => &self.shared.stats.tasks_succeeded,
+            TaskStatus::Failed => &self.shared.stats.tasks_failed,
+            TaskStatus::Pending | TaskStatus::Running => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits `duration`, or less if woken or asked to release.
+    async fn pause(&mut self, duration: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.wake.notified() => {}
+            _ = self.release.changed() => {}
+        }
+    }
+
+    /// Asked to release (or the control loop is gone).
+    fn release_requested(&self) -> bool {
+        *self.release.borrow() || self.release.has_changed().is_err()
+    }
+}
+
+fn non_empty(message: String, fallback: &str) -> String {
+    if message.trim().is_empty() {
+        fallback.to_owned()
+    } else {
+        message
+    }
+}

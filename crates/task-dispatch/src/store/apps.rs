@@ -1,0 +1,165 @@
+//! Apps: create, get, list, delete. Any node may call these.
+
+use super::model::{App, AppId, AppRow, NewApp, Page};
+use super::{Pool, Store, app_columns, now_ms, on_pool};
+use crate::error::{Entity, Error, Result};
+use crate::state::AppState;
+
+/// The largest page [`Store::list_apps`] returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+impl Store {
+    /// Creates an app in state CREATED, owned by nobody until a task or a membership change
+    /// makes its owner adopt it.
+    ///
+    /// # Notable errors
+    /// [`Error::InvalidInput`] for an empty or over-long name (255) or executor (64).
+    pub async fn create_app(&self, new: NewApp) -> Result<App> {
+        validate_text("name", &new.name, 255)?;
+        validate_text("executor", &new.executor, 64)?;
+        let spec = new.spec.to_string();
+        let now = now_ms();
+        const SQL: &str = "INSERT INTO apps (name, executor, spec, state, handle, version, \
+             owner_node, owner_epoch, last_error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, NULL, 1, NULL, NULL, NULL, ?, ?)";
+        let id: i64 = match &self.pool {
+            Pool::MySql(db) => {
+                let done = sqlx::query(SQL)
+                    .bind(&new.name)
+                    .bind(&new.executor)
+                    .bind(&spec)
+                    .bind(AppState::Created.as_str())
+                    .bind(now)
+                    .bind(now)
+                    .execute(db)
+                    .await?;
+                // A signed BIGINT AUTO_INCREMENT id is below 2^63: the cast is exact.
+                done.last_insert_id().cast_signed()
+            }
+            Pool::Sqlite(db) => sqlx::query(SQL)
+                .bind(&new.name)
+                .bind(&new.executor)
+                .bind(&spec)
+                .bind(AppState::Created.as_str())
+                .bind(now)
+                .bind(now)
+                .execute(db)
+                .await?
+                .last_insert_rowid(),
+        };
+        Ok(App {
+            id,
+            name: new.name,
+            executor: new.executor,
+            spec: new.spec,
+            state: AppState::Created,
+            handle: None,
+            version: 1,
+            lease: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The app with this id.
+    ///
+    /// # Notable errors
+    /// [`Error::NotFound`].
+    pub async fn get_app(&self, id: AppId) -> Result<App> {
+        self.find_app(id).await?.ok_or(Error::NotFound {
+            entity: Entity::App,
+            id,
+        })
+    }
+
+    pub(crate) async fn find_app(&self, id: AppId) -> Result<Option<App>> {
+        const SQL: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE id = ?");
+        let row: Option<AppRow> = on_pool!(self, db => {
+            sqlx::query_as(SQL).bind(id).fetch_optional(db).await?
+        });
+        row.map(App::try_from).transpose()
+    }
+
+    /// One page of apps in id order: `page` counts from 1, `size` from 1 to [`MAX_PAGE_SIZE`].
+    ///
+    /// # Notable errors
+    /// [`Error::InvalidInput`] for page 0 or a size out of range.
+    pub async fn list_apps(&self, page: u32, size: u32) -> Result<Page<App>> {
+        if page == 0 {
+            return Err(Error::InvalidInput("page counts from 1".into()));
+        }
+        if size == 0 || size > MAX_PAGE_SIZE {
+            return Err(Error::InvalidInput(format!(
+                "page size must be 1 to {MAX_PAGE_SIZE}, got {size}"
+            )));
+        }
+        let offset = i64::from(page - 1) * i64::from(size);
+        const ITEMS: &str = concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM apps ORDER BY id LIMIT ? OFFSET ?"
+        );
+        const TOTAL: &str = "SELECT COUNT(*) FROM apps";
+        let (rows, total): (Vec<AppRow>, i64) = on_pool!(self, db => {
+            let rows = sqlx::query_as(ITEMS)
+                .bind(i64::from(size))
+                .bind(offset)
+                .fetch_all(db)
+                .await?;
+            let total = sqlx::query_scalar(TOTAL).fetch_one(db).await?;
+            (rows, total)
+        });
+        let items = rows
+            .into_iter()
+            .map(App::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+
+    /// Deletes an app that is CREATED, STOPPED or FAILED and has no unfinished task. Its
+    /// finished tasks stay readable.
+    ///
+    /// # Notable errors
+    /// [`Error::NotFound`]; [`Error::AppActive`] while the app is STARTING, RUNNING or STOPPING or
+    /// has PENDING/RUNNING tasks (the check and the delete are one statement, so a task
+    /// submitted concurrently either blocks the delete or finds the app gone).
+    pub async fn delete_app(&self, id: AppId) -> Result<()> {
+        const SQL: &str = "DELETE FROM apps WHERE id = ? \
+             AND state IN ('CREATED', 'STOPPED', 'FAILED') \
+             AND NOT EXISTS (SELECT 1 FROM tasks \
+                 WHERE tasks.app_id = ? AND tasks.status IN ('PENDING', 'RUNNING'))";
+        let deleted = on_pool!(self, db => {
+            sqlx::query(SQL).bind(id).bind(id).execute(db).await?.rows_affected()
+        });
+        if deleted == 1 {
+            return Ok(());
+        }
+        let app = self.get_app(id).await?;
+        Err(Error::AppActive {
+            id,
+            state: app.state,
+            unfinished_tasks: !self.unfinished_actions(id).await?.is_empty(),
+        })
+    }
+
+    /// The ids of STARTING, RUNNING and STOPPING apps (index `apps_state_id`): the apps whose
+    /// owner must monitor them.
+    pub async fn active_app_ids(&self) -> Result<Vec<AppId>> {
+        const SQL: &str = "SELECT id FROM apps \
+             WHERE state IN ('STARTING', 'RUNNING', 'STOPPING') ORDER BY id";
+        Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
+    }
+}
+
+fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidInput(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max_chars {
+        return Err(Error::InvalidInput(format!(
+            "{field} must be at most {max_chars} characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The app and task store: MySQL/MariaDB for clusters, SQLite for a standalone node.
+//!
+//! [`Store::connect`] picks the backend from the URL scheme and applies the embedded
+//! migrations (`migrations/mysql`, `migrations/sqlite`; tracked in their own table,
+//! `task_dispatch_migrations`, so that other crates may share the database). SQL is written
+//! once, in the subset both dialects share, and run on whichever pool is in use.
+//!
+//! Three groups of calls:
+//! - apps (`apps.rs`): create, get, list, delete. Any node.
+//! - tasks (`tasks.rs`): submit, check an action early, get. Any node.
+//! - owner writes (`owner.rs`): node registration and fencing, app leases, claims, outcomes,
+//!   monitoring. Only the dispatcher of the owning node calls these; every one of them carries
+//!   its [`NodeLease`] and is refused once that session's epoch is no longer current.
+//!
+//! Architecture invariant: no query reads the whole task table. Tasks are found through
+//! `tasks_status_app (status, app_id)` (only PENDING/RUNNING rows) and
+//! `tasks_app_status_id (app_id, status, id)` (one app's unfinished tasks).
+
+mod apps;
+mod model;
+mod owner;
+mod tasks;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{Error, Result};
+
+pub use apps::MAX_PAGE_SIZE;
+pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
+pub use owner::{Adoption, Claim, Outcome};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// MySQL or MariaDB (`mysql://`).
+    MySql,
+    /// SQLite (`sqlite://path`), for a single standalone node.
+    Sqlite,
+}
+
+/// The app/task store. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$db` bound to the pool in use (a `&MySqlPool` or a `&SqlitePool`); the
+/// body is compiled once per backend.
+macro_rules! on_pool {
+    ($store:expr, $db:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::MySql($db) => $body,
+            $crate::store::Pool::Sqlite($db) => $body,
+        }
+    };
+}
+
+/// Runs the async `$body` (yielding a `Result`) in a write transaction with `$conn` bound to the
+/// connection; commits when the body yields `Ok`, rolls back otherwise. SQLite transactions
+/// start with `BEGIN IMMEDIATE`, so two writers queue on the busy timeout instead of failing
+/// when a read lock cannot be upgraded.
+macro_rules! in_write_tx {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::MySql(pool) => {
+                let mut tx = pool.begin().await?;
+                let result = async {
+                    let $conn = &mut *tx;
+                    $body
+                }
+                .await;
+                if result.is_ok() {
+                    tx.commit().await?;
+                }
+                result
+            }
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let result = async {
+                    let $conn = &mut *tx;
+                    $body
+                }
+                .await;
+                if result.is_ok() {
+                    tx.commit().await?;
+                }
+                result
+            }
+        }
+    };
+}
+
+pub(crate) use {in_write_tx, on_pool};
+
+/// The app columns, in `AppRow` order.
+macro_rules! app_columns {
+    () => {
+        "id, name, executor, spec, state, handle, version, owner_node, owner_epoch, last_error, \
+         created_at, updated_at"
+    };
+}
+
+/// The task columns, in `TaskRow` order.
+macro_rules! task_columns {
+    () => {
+        "id, app_id, action, status, claimed_by, claim_epoch, attempts, error, idempotency_key, \
+         version, created_at, updated_at, started_at, finished_at"
+    };
+}
+
+pub(crate) use {app_columns, task_columns};
+
+/// How long a SQLite writer waits for another one before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections per MySQL pool: the dispatcher's parallel actions plus the HTTP handlers.
+const MYSQL_MAX_CONNECTIONS: u32 = 16;
+/// How long a caller waits for a pooled connection before the call fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Connects to `url` and applies the embedded migrations.
+    ///
+    /// - `mysql://user:pass@host:3306/db` (or `mariadb://`): the database must exist.
+    /// - `sqlite://path/to/file.db` or `sqlite:path`: the file and its parent directory are
+    ///   created if missing; WAL journal. `sqlite::memory:` gives a private in-memory database.
+    ///
+    /// # Notable errors
+    /// [`Error::UnsupportedUrl`] for any other scheme; [`Error::Database`] when the server cannot
+    /// be reached or refuses the credentials; [`Error::Migration`] when the schema cannot be
+    /// brought up to date (for example a newer schema from a newer release).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let options = MySqlConnectOptions::from_str(url)?;
+            let pool = MySqlPoolOptions::new()
+                .max_connections(MYSQL_MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            Self {
+                pool: Pool::MySql(pool),
+            }
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory {
+                create_parent_dir(options.get_filename())?;
+            }
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true);
+            // An in-memory database lives in one connection; a file takes a few readers.
+            let max_connections = if in_memory { 1 } else { 4 };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            Self {
+                pool: Pool::Sqlite(pool),
+            }
+        } else {
+            return Err(Error::UnsupportedUrl(redact(url)));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::MySql(pool) => {
+                let mut migrator = sqlx::migrate!("migrations/mysql");
+                migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+                migrator.run(pool).await?;
+            }
+            Pool::Sqlite(pool) => {
+                let mut migrator = sqlx::migrate!("migrations/sqlite");
+                migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+                migrator.run(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend in use.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::MySql(_) => Backend::MySql,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Closes every pooled connection; calls made afterwards fail.
+    pub async fn close(&self) {
+        on_pool!(self, db => db.close().await);
+    }
+}
+
+/// This crate's migration history table (not sqlx's default, which another crate may own).
+const MIGRATIONS_TABLE: &str = "task_dispatch_migrations";
+
+fn create_parent_dir(file: &Path) -> Result<()> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether a database error is a unique-key violation (a concurrent insert won).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("mysql://root:secret@h:3306/db"),
+            "mysql://root:***@h:3306/db"
+        );
+        assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,199 @@
+//! Tasks: submit, check early, get. Any node may call these; only the owner claims them
+//! (`owner.rs`).
+
+use super::model::{App, AppId, Submitted, Task, TaskId, TaskRow, TaskStatus};
+use super::{Pool, Store, is_unique_violation, now_ms, on_pool, task_columns};
+use crate::error::{Entity, Error, Result};
+use crate::state::{self, Action};
+
+impl Store {
+    /// Queues `action` for the app and returns the PENDING task at once; the owner runs it.
+    ///
+    /// With an `idempotency_key`, a repeat of the same request returns the first task (and
+    /// `created: false`) whatever its status, without checking the app's state again.
+    ///
+    /// The action is checked against the state the app will be in once its queued tasks have
+    /// run (see [`state::projected`]); it is checked again when it runs, and fails its task
+    /// then if the app took another path (a start that failed, for example).
+    ///
+    /// # Notable errors
+    /// [`Error::NotFound`] (no such app); [`Error::IllegalTransition`] (409);
+    /// [`Error::Conflict`] when the key was used for a different app or action;
+    /// [`Error::InvalidInput`] for an empty or over-long (255) key.
+    ///
+    /// Most callers go through `Dispatcher::submit`, which also wakes the owner.
+    pub async fn submit_task(
+        &self,
+        app_id: AppId,
+        action: Action,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted> {
+        if let Some(key) = idempotency_key {
+            if key.is_empty() || key.chars().count() > 255 {
+                return Err(Error::InvalidInput(
+                    "an idempotency key has 1 to 255 characters".into(),
+                ));
+            }
+            if let Some(first) = self.task_by_key(key).await? {
+                return repeat_of(first, app_id, action);
+            }
+        }
+        if let Err(refused) = self.check_action(app_id, action).await {
+            // A concurrent repeat may have queued this very request since the key was looked
+            // up, which is why the state no longer allows it: answer with that task.
+            if let Some(first) = match idempotency_key {
+                Some(key) => self.task_by_key(key).await?,
+                None => None,
+            } {
+                return repeat_of(first, app_id, action);
+            }
+            return Err(refused);
+        }
+        let now = now_ms();
+        const SQL: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, claim_epoch, \
+             attempts, error, idempotency_key, version, created_at, updated_at) \
+             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
+        let inserted: std::result::Result<i64, sqlx::Error> = match &self.pool {
+            Pool::MySql(db) => sqlx::query(SQL)
+                .bind(app_id)
+                .bind(action.as_str())
+                .bind(idempotency_key)
+                .bind(now)
+                .bind(now)
+                .execute(db)
+                .await
+                // A signed BIGINT AUTO_INCREMENT id is below 2^63: the cast is exact.
+                .map(|done| done.last_insert_id().cast_signed()),
+            Pool::Sqlite(db) => sqlx::query(SQL)
+                .bind(app_id)
+                .bind(action.as_str())
+                .bind(idempotency_key)
+                .bind(now)
+                .bind(now)
+                .execute(db)
+                .await
+                .map(|done| done.last_insert_rowid()),
+        };
+        let id = match (inserted, idempotency_key) {
+            (Ok(id), _) => id,
+            // A concurrent submission with the same key won the insert: answer with its task.
+            (Err(e), Some(key)) if is_unique_violation(&e) => {
+                let first = self.task_by_key(key).await?.ok_or(Error::Database(e))?;
+                return repeat_of(first, app_id, action);
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
+        Ok(Submitted {
+            task: Task {
+                id,
+                app_id,
+                action,
+                status: TaskStatus::Pending,
+                claimed_by: None,
+                claim_epoch: None,
+                attempts: 0,
+                error: None,
+                idempotency_key: idempotency_key.map(str::to_owned),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                started_at: None,
+                finished_at: None,
+            },
+            created: true,
+        })
+    }
+
+    /// Checks, without queuing anything, whether `action` would be accepted now: the HTTP layer
+    /// calls it (or relies on `submit_task`, which calls it) to answer 409 early.
+    ///
+    /// # Notable errors
+    /// [`Error::NotFound`]; [`Error::IllegalTransition`] naming the state checked against.
+    pub async fn check_action(&self, app_id: AppId, action: Action) -> Result<App> {
+        let app = self.get_app(app_id).await?;
+        let queued = self.unfinished_actions(app_id).await?;
+        let projected = state::projected(app.state, queued)?;
+        state::plan(projected, action)?;
+        Ok(app)
+    }
+
+    /// The task with this id.
+    ///
+    /// # Notable errors
+    /// [`Error::NotFound`].
+    pub async fn get_task(&self, id: TaskId) -> Result<Task> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?");
+        let row: Option<TaskRow> = on_pool!(self, db => {
+            sqlx::query_as(SQL).bind(id).fetch_optional(db).await?
+        });
+        row.map(Task::try_from).transpose()?.ok_or(Error::NotFound {
+            entity: Entity::Task,
+            id,
+        })
+    }
+
+    async fn task_by_key(&self, key: &str) -> Result<Option<Task>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE idempotency_key = ?"
+        );
+        let row: Option<TaskRow> = on_pool!(self, db => {
+            sqlx::query_as(SQL).bind(key).fetch_optional(db).await?
+        });
+        row.map(Task::try_from).transpose()
+    }
+
+    /// The actions of the app's PENDING and RUNNING tasks, in submission order.
+    pub(crate) async fn unfinished_actions(&self, app_id: AppId) -> Result<Vec<Action>> {
+        const SQL: &str = "SELECT action FROM tasks \
+             WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') ORDER BY id";
+        let names: Vec<String> = on_pool!(self, db => {
+            sqlx::query_scalar(SQL).bind(app_id).fetch_all(db).await?
+        });
+        names
+            .iter()
+            .map(|name| {
+                name.parse()
+                    .map_err(|e| Error::Corrupt(format!("task of app {app_id}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The app's oldest PENDING or RUNNING task: the next one to run (index
+    /// `tasks_app_status_id`).
+    pub async fn next_task(&self, app_id: AppId) -> Result<Option<Task>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') \
+             ORDER BY id LIMIT 1"
+        );
+        let row: Option<TaskRow> = on_pool!(self, db => {
+            sqlx::query_as(SQL).bind(app_id).fetch_optional(db).await?
+        });
+        row.map(Task::try_from).transpose()
+    }
+
+    /// The ids of apps that have PENDING or RUNNING tasks. Reads only those rows (index
+    /// `tasks_status_app`): this is the dispatcher's fallback poll, once a second per node.
+    pub async fn apps_with_unfinished_tasks(&self) -> Result<Vec<AppId>> {
+        const SQL: &str = "SELECT DISTINCT app_id FROM tasks \
+             WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id";
+        Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
+    }
+}
+
+/// The answer to a repeated idempotency key: the first task, if the request is the same.
+fn repeat_of(first: Task, app_id: AppId, action: Action) -> Result<Submitted> {
+    if first.app_id != app_id || first.action != action {
+        return Err(Error::Conflict(format!(
+            "idempotency key already used for task {} ({} app {})",
+            first.id, first.action, first.app_id
+        )));
+    }
+    Ok(Submitted {
+        task: first,
+        created: false,
+    })
+}
