@@ -1,0 +1,118 @@
+//! The console's executors as task-dispatch sees them: one [`AppActions`] that picks the
+//! executor named in each app row.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use task_dispatch::{ActionContext, ActionError, App, AppActions, Liveness};
+
+use crate::executor::{self, AppRef, Executor, ExecutorError, Handle};
+
+/// Every executor this node can run, by name.
+#[derive(Clone, Default)]
+pub struct Executors {
+    by_name: BTreeMap<&'static str, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    /// Adds an executor under its own name.
+    #[must_use]
+    pub fn with(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.by_name.insert(executor.name(), executor);
+        self
+    }
+
+    /// The executor called `name`.
+    ///
+    /// # Notable errors
+    /// An error listing the known names.
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn Executor>, String> {
+        self.by_name.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.by_name.keys().copied().collect();
+            format!("unknown executor {name:?}; known executors: {}", known.join(", "))
+        })
+    }
+
+    /// Checks that `executor` exists and accepts `spec`; the message names what is wrong.
+    pub fn validate(&self, executor: &str, spec: &Value) -> Result<(), String> {
+        self.get(executor)?
+            .validate_spec(spec)
+            .map_err(|error| error.to_string())
+    }
+}
+
+impl fmt::Debug for Executors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+fn app_ref(app: &App) -> AppRef<'_> {
+    AppRef {
+        id: app.id,
+        name: &app.name,
+        spec: &app.spec,
+    }
+}
+
+/// The handle recorded in the app row, if any. A row's handle comes from the database, so a
+/// malformed one is an error, not a panic.
+fn recorded_handle(app: &App) -> Result<Option<Handle>, ActionError> {
+    app.handle
+        .as_ref()
+        .filter(|value| !value.is_null())
+        .map(|value| {
+            serde_json::from_value::<Handle>(value.clone()).map_err(|error| {
+                ActionError::new(format!("app {} has an unreadable handle {value}: {error}", app.id))
+            })
+        })
+        .transpose()
+}
+
+fn failed(error: ExecutorError) -> ActionError {
+    ActionError::new(error.to_string())
+}
+
+#[async_trait]
+impl AppActions for Executors {
+    async fn start(&self, app: &App, cx: &ActionContext) -> Result<Value, ActionError> {
+        let executor = self.get(&app.executor).map_err(ActionError::new)?;
+        let previous = recorded_handle(app)?;
+        tracing::info!(app = app.id, task = cx.task_id, attempt = cx.attempt, adopting = previous.is_some(), "starting app");
+        let handle = executor.start(&app_ref(app), previous.as_ref()).await.map_err(failed)?;
+        serde_json::to_value(&handle).map_err(|error| ActionError::new(format!("cannot record the handle: {error}")))
+    }
+
+    async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        let Some(handle) = recorded_handle(app)? else {
+            return Ok(()); // Never started: nothing to stop.
+        };
+        let executor = self.get(&app.executor).map_err(ActionError::new)?;
+        tracing::info!(app = app.id, task = cx.task_id, attempt = cx.attempt, "stopping app");
+        executor.stop(&app_ref(app), &handle).await.map_err(failed)
+    }
+
+    async fn probe(&self, app: &App) -> Liveness {
+        let handle = match recorded_handle(app) {
+            Ok(Some(handle)) => handle,
+            Ok(None) => {
+                return Liveness::Dead {
+                    reason: "no running instance was recorded for this app".to_owned(),
+                };
+            }
+            Err(error) => return Liveness::Unknown { reason: error.to_string() },
+        };
+        let executor = match self.get(&app.executor) {
+            Ok(executor) => executor,
+            Err(reason) => return Liveness::Unknown { reason },
+        };
+        match executor.probe(&app_ref(app), &handle).await {
+            executor::Liveness::Alive => Liveness::Alive,
+            executor::Liveness::Dead { reason } => Liveness::Dead { reason },
+            executor::Liveness::Unknown { error } => Liveness::Unknown { reason: error },
+        }
+    }
+}

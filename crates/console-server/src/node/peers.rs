@@ -1,0 +1,168 @@
+//! The live console nodes as the registry shows them: one ephemeral key per node under
+//! [`NODES_PATH`], whose value is the node's [`NodeInfo`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use registry_api::{Event, EventKind, Registry, path};
+use serde::{Deserialize, Serialize};
+
+/// Where nodes register: `/nodes/console/<node id>`.
+pub const NODES_PATH: &str = "/nodes/console";
+
+/// What a node publishes about itself in its registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub pid: u32,
+    /// MAC address of the interface with the default route, when there is one.
+    pub mac: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: i64,
+    pub version: String,
+    pub load: NodeLoad,
+}
+
+/// The load part of [`NodeInfo`], refreshed while the node runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub owned_apps: usize,
+    pub running_tasks: usize,
+}
+
+impl NodeInfo {
+    /// The registry key of this node.
+    pub fn key(&self) -> String {
+        node_key(&self.id)
+    }
+
+    /// `http://host:port`, for calls between nodes.
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+}
+
+/// The registry key of node `id`.
+pub fn node_key(id: &str) -> String {
+    path::join(NODES_PATH, id)
+}
+
+/// The live nodes, keyed by id. Cheap to clone; clones share the view.
+///
+/// # Notable behaviors
+/// Built from a snapshot taken after subscribing, then kept current by applying the
+/// subscription's events in order; applying an event twice is harmless, so the overlap between
+/// snapshot and events converges to the registry's state.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    nodes: Arc<RwLock<BTreeMap<String, NodeInfo>>>,
+}
+
+impl Peers {
+    /// Replaces the view with what the registry holds now.
+    ///
+    /// # Notable errors
+    /// Registry errors; entries that are not valid [`NodeInfo`] are skipped with a warning.
+    pub async fn reload(&self, registry: &dyn Registry) -> registry_api::Result<()> {
+        let mut nodes = BTreeMap::new();
+        for name in registry.children(NODES_PATH).await? {
+            let key = path::join(NODES_PATH, &name);
+            if let Some(value) = registry.get(&key).await?
+                && let Some(info) = parse(&key, &value)
+            {
+                nodes.insert(info.id.clone(), info);
+            }
+        }
+        *self.write() = nodes;
+        Ok(())
+    }
+
+    /// Applies one registry event; returns whether the set of live ids changed.
+    pub fn apply(&self, event: &Event) -> bool {
+        let Some(id) = path::child_of(NODES_PATH, &event.path) else {
+            return false;
+        };
+        let mut nodes = self.write();
+        match event.kind {
+            EventKind::Removed => nodes.remove(id).is_some(),
+            EventKind::Added | EventKind::Updated => match parse(&event.path, &event.value) {
+                Some(info) => nodes.insert(id.to_owned(), info).is_none(),
+                None => false,
+            },
+        }
+    }
+
+    /// The ids of the live nodes, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Every live node, sorted by id.
+    pub fn list(&self) -> Vec<NodeInfo> {
+        self.read().values().cloned().collect()
+    }
+
+    /// One live node.
+    pub fn get(&self, id: &str) -> Option<NodeInfo> {
+        self.read().get(id).cloned()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, NodeInfo>> {
+        // Writers replace or update single entries: a poisoned map is still consistent.
+        self.nodes.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, NodeInfo>> {
+        self.nodes.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+fn parse(key: &str, value: &[u8]) -> Option<NodeInfo> {
+    match serde_json::from_slice::<NodeInfo>(value) {
+        Ok(info) => Some(info),
+        Err(error) => {
+            tracing::warn!(key, %error, "ignoring a node entry that is not valid node info");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 1,
+            pid: 1,
+            mac: None,
+            started_at: 0,
+            version: "0".to_owned(),
+            load: NodeLoad::default(),
+        }
+    }
+
+    fn event(kind: EventKind, id: &str) -> Event {
+        let value = serde_json::to_vec(&info(id)).unwrap();
+        Event::new(kind, node_key(id), value)
+    }
+
+    #[test]
+    fn events_keep_the_set_and_report_real_changes() {
+        let peers = Peers::default();
+        assert!(peers.apply(&event(EventKind::Added, "a")));
+        assert!(!peers.apply(&event(EventKind::Added, "a")), "a repeat changes nothing");
+        assert!(!peers.apply(&event(EventKind::Updated, "a")), "a load update is not a change of set");
+        assert!(peers.apply(&event(EventKind::Added, "b")));
+        assert_eq!(peers.ids(), ["a", "b"]);
+        assert!(peers.apply(&event(EventKind::Removed, "a")));
+        assert!(!peers.apply(&event(EventKind::Removed, "a")));
+        assert_eq!(peers.ids(), ["b"]);
+        assert!(!peers.apply(&Event::new(EventKind::Added, "/nodes/consoleX/c", "{}")));
+        assert!(!peers.apply(&Event::new(EventKind::Added, node_key("junk"), "not json")));
+    }
+}
