@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError};
+use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError, Secret};
 use task_dispatch::{Dispatcher, DispatcherConfig, Store};
 
 use crate::actions::{ConsoleActions, Executors};
@@ -60,19 +60,6 @@ pub enum StartupError {
 /// Runs one node until SIGTERM or SIGINT, then stops gracefully: finishes the actions in
 /// flight, hands its apps back, deregisters and returns. Apps keep running.
 pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
-    let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
-        .await
-        .map_err(|source| StartupError::Registry {
-            kind: config.registry.kind.clone(),
-            source,
-        })?
-        .into();
-    let store = Store::connect(&config.database.url)
-        .await
-        .map_err(|source| StartupError::Database {
-            url: redact_url(&config.database.url),
-            source,
-        })?;
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -83,84 +70,145 @@ pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
     let bound: SocketAddr = listener
         .local_addr()
         .map_err(|source| StartupError::Listen { addr, source })?;
-    let node_id = config.node_id(bound.port());
-
-    let executors = Executors::default().with(Arc::new(ProcessExecutor::new(
-        config.node.data_dir.join("apps"),
-    )?));
-    let peers = Peers::default();
-    let nudge = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
-    let mut dispatch_config = DispatcherConfig::new(node_id.clone());
-    dispatch_config.monitor_interval = config.monitor.interval();
-    let metrics = Metrics::new();
-    let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
-    let dispatcher = Dispatcher::start(
-        dispatch_config,
-        store.clone(),
-        Arc::new(actions),
-        Arc::new(nudge),
-    )
-    .await
-    .map_err(StartupError::Dispatcher)?;
-    let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
-    let info = NodeInfo {
-        id: node_id.clone(),
-        host: config.server.host.clone(),
-        port: bound.port(),
-        pid: std::process::id(),
-        mac: host::main_mac_address(),
-        started_at: unix_millis(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        load: NodeLoad::default(),
-    };
-    let node = ClusterNode::join(
-        registry.clone(),
-        dispatcher.clone(),
-        info,
-        metrics.clone(),
-        peers,
-    )
-    .await?;
-    let duties = Arc::new(LeaderDuties::new(store.clone()));
-    let election = LeaderElection::start(registry.clone(), LEADER_PATH, node_id.clone(), duties)
-        .map_err(StartupError::Election)?;
-    let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
-        .await
-        .map_err(StartupError::Election)?;
-
-    let state = http::ApiState {
-        dispatcher: dispatcher.clone(),
-        node: node.clone(),
-        executors,
-        metrics,
-        leader: leader.watch(),
-    };
-    let app = http::router(state, config.server.auth_token.clone());
-    tracing::info!(node = %node_id, %bound, registry = registry.backend(), database = %redact_url(&config.database.url), "console-server serving");
-    let served = axum::serve(listener, app)
+    let console = Console::start(&config, bound.port()).await?;
+    tracing::info!(node = %console.node_id(), %bound, registry = config.registry.kind, database = %redact_url(&config.database.url), "console-server serving");
+    let served = axum::serve(listener, console.router())
         .with_graceful_shutdown(shutdown_signal())
         .await;
-
-    // Hand over: no new claims, finish what runs, release every app, then leave the cluster
-    // so that peers adopt at once rather than after the session timeout.
-    tracing::info!(node = %node_id, "shutting down: handing apps over");
-    let started = std::time::Instant::now();
-    tokio::time::timeout(SHUTDOWN_GRACE, dispatcher.shutdown()).await.unwrap_or_else(|_| {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "actions still running after the grace period; leaving anyway, their tasks will be re-claimed");
-    });
-    node.leave().await;
-    election.stop().await;
-    drop(leader);
-    if let Err(error) = registry.close().await {
-        tracing::warn!(%error, "closing the registry failed");
-    }
-    store.close().await;
-    tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
+    console.shutdown().await;
     served.map_err(StartupError::Serve)
 }
 
+/// One running node without its listener: registry session, store, dispatcher, cluster
+/// membership, leader election and the HTTP router. [`run`] serves it on a socket; tests drive
+/// [`Console::router`] directly.
+#[derive(Debug)]
+pub struct Console {
+    registry: Arc<dyn Registry>,
+    store: Store,
+    dispatcher: Dispatcher,
+    node: Arc<ClusterNode>,
+    election: LeaderElection,
+    state: http::ApiState,
+    auth_token: Secret,
+}
+
+impl Console {
+    /// Connects everything and joins the cluster as the node reachable on `port`.
+    ///
+    /// # Notable errors
+    /// A [`StartupError`] naming the part that failed (registry, database, duplicate node id).
+    pub async fn start(config: &ConsoleConfig, port: u16) -> Result<Self, StartupError> {
+        let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
+            .await
+            .map_err(|source| StartupError::Registry {
+                kind: config.registry.kind.clone(),
+                source,
+            })?
+            .into();
+        let store = Store::connect(&config.database.url)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: redact_url(&config.database.url),
+                source,
+            })?;
+        let node_id = config.node_id(port);
+        let executors = Executors::default().with(Arc::new(ProcessExecutor::new(
+            config.node.data_dir.join("apps"),
+        )?));
+        let peers = Peers::default();
+        let nudge = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
+        let mut dispatch_config = DispatcherConfig::new(node_id.clone());
+        dispatch_config.monitor_interval = config.monitor.interval();
+        let metrics = Metrics::new();
+        let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
+        let dispatcher = Dispatcher::start(
+            dispatch_config,
+            store.clone(),
+            Arc::new(actions),
+            Arc::new(nudge),
+        )
+        .await
+        .map_err(StartupError::Dispatcher)?;
+        let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
+        let info = NodeInfo {
+            id: node_id.clone(),
+            host: config.server.host.clone(),
+            port,
+            pid: std::process::id(),
+            mac: host::main_mac_address(),
+            started_at: unix_millis(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            load: NodeLoad::default(),
+        };
+        let node = ClusterNode::join(
+            registry.clone(),
+            dispatcher.clone(),
+            info,
+            metrics.clone(),
+            peers,
+        )
+        .await?;
+        let duties = Arc::new(LeaderDuties::new(store.clone()));
+        let election = LeaderElection::start(registry.clone(), LEADER_PATH, node_id, duties)
+            .map_err(StartupError::Election)?;
+        let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
+            .await
+            .map_err(StartupError::Election)?;
+        let state = http::ApiState {
+            dispatcher: dispatcher.clone(),
+            node: node.clone(),
+            executors,
+            metrics,
+            leader: Arc::new(leader),
+        };
+        Ok(Self {
+            registry,
+            store,
+            dispatcher,
+            node,
+            election,
+            state,
+            auth_token: config.server.auth_token.clone(),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        self.node.id()
+    }
+
+    /// The HTTP API of this node.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone(), self.auth_token.clone())
+    }
+
+    /// Hands over and leaves: no new claims, the actions in flight finish (up to
+    /// [`SHUTDOWN_GRACE`]), every app is released, the registry entry is removed so that peers
+    /// adopt at once rather than after the session timeout, and the registry is closed.
+    pub async fn shutdown(self) {
+        let node_id = self.node.id().to_owned();
+        tracing::info!(node = %node_id, "shutting down: handing apps over");
+        let started = std::time::Instant::now();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.dispatcher.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "actions still running after the grace period; leaving anyway, their tasks will be re-claimed");
+        }
+        self.node.leave().await;
+        self.election.stop().await;
+        drop(self.state);
+        if let Err(error) = self.registry.close().await {
+            tracing::warn!(%error, "closing the registry failed");
+        }
+        self.store.close().await;
+        tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
+    }
+}
+
 /// How long a graceful shutdown waits for actions in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn unix_millis() -> i64 {
     SystemTime::now()
