@@ -701,6 +701,18 @@ const DIGITS: &str = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION AL
      UNION ALL SELECT 8 UNION ALL SELECT 9)";
 
 /// The dispatcher's queries read through their indexes, not the whole task table.
+/// Nodes of a new cluster start together on an empty database: exactly one migrates, the
+/// others wait for it (sqlx's own migration lock does not wait on MariaDB).
+#[tokio::test]
+async fn mysql_nodes_starting_together_migrate_once() {
+    let db = common::TestDb::mysql().await;
+    let connects = (0..6).map(|_| Store::connect(&db.url));
+    for outcome in futures::future::join_all(connects).await {
+        outcome.expect("every node connects while another migrates");
+    }
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn mysql_dispatcher_queries_use_indexes() {
     let db = common::TestDb::mysql().await;
