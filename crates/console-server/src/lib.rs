@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError, Secret};
-use task_dispatch::{Dispatcher, DispatcherConfig, Store};
+use task_dispatch::{Dispatcher, DispatcherConfig, OwnerNotifier, PollOnly, PollStrategy, Store};
 
 use crate::actions::{ConsoleActions, Executors};
 use crate::config::{ConsoleConfig, redact_url};
-use crate::executor::ProcessExecutor;
+use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};
 use crate::node::peers::{NodeInfo, NodeLoad, Peers};
@@ -59,7 +59,7 @@ pub enum StartupError {
 
 /// Runs one node until SIGTERM or SIGINT, then stops gracefully: finishes the actions in
 /// flight, hands its apps back, deregisters and returns. Apps keep running.
-pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
+pub async fn run(config: ConsoleConfig, hooks: BenchmarkHooks) -> Result<(), StartupError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -70,7 +70,7 @@ pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
     let bound: SocketAddr = listener
         .local_addr()
         .map_err(|source| StartupError::Listen { addr, source })?;
-    let console = Console::start(&config, bound.port()).await?;
+    let console = Console::start_with(&config, bound.port(), hooks).await?;
     tracing::info!(node = %console.node_id(), %bound, registry = config.registry.kind, database = %redact_url(&config.database.url), "console-server serving");
     let served = axum::serve(listener, console.router())
         .with_graceful_shutdown(shutdown_signal())
@@ -99,6 +99,15 @@ impl Console {
     /// # Notable errors
     /// A [`StartupError`] naming the part that failed (registry, database, duplicate node id).
     pub async fn start(config: &ConsoleConfig, port: u16) -> Result<Self, StartupError> {
+        Self::start_with(config, port, BenchmarkHooks::default()).await
+    }
+
+    /// Like [`Console::start`], with the benchmark's hooks.
+    pub async fn start_with(
+        config: &ConsoleConfig,
+        port: u16,
+        hooks: BenchmarkHooks,
+    ) -> Result<Self, StartupError> {
         let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
             .await
             .map_err(|source| StartupError::Registry {
@@ -113,23 +122,35 @@ impl Console {
                 source,
             })?;
         let node_id = config.node_id(port);
-        let executors = Executors::default().with(Arc::new(ProcessExecutor::new(
+        let mut executors = Executors::default().with(Arc::new(ProcessExecutor::new(
             config.node.data_dir.join("apps"),
         )?));
+        if hooks.noop_executor {
+            tracing::warn!("benchmark hook: the noop executor is enabled");
+            executors = executors.with(Arc::new(NoopExecutor));
+        }
         let peers = Peers::default();
-        let nudge = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
         let mut dispatch_config = DispatcherConfig::new(node_id.clone());
         dispatch_config.monitor_interval = config.monitor.interval();
+        let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
+            tracing::warn!(
+                "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups)"
+            );
+            dispatch_config.poll_strategy = PollStrategy::FullTableScan;
+            dispatch_config.poll_interval = STREAMPARK_SCAN_INTERVAL;
+            Arc::new(PollOnly)
+        } else {
+            Arc::new(HttpNudge::new(
+                peers.clone(),
+                config.server.auth_token.clone(),
+            )?)
+        };
         let metrics = Metrics::new();
         let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
-        let dispatcher = Dispatcher::start(
-            dispatch_config,
-            store.clone(),
-            Arc::new(actions),
-            Arc::new(nudge),
-        )
-        .await
-        .map_err(StartupError::Dispatcher)?;
+        let dispatcher =
+            Dispatcher::start(dispatch_config, store.clone(), Arc::new(actions), notifier)
+                .await
+                .map_err(StartupError::Dispatcher)?;
         let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
         let info = NodeInfo {
             id: node_id.clone(),
@@ -206,6 +227,41 @@ impl Console {
         tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
     }
 }
+
+/// Switches that only the cluster benchmark uses (`docs/BENCHMARKS.md`), read from the
+/// environment by `main`, never from the configuration file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BenchmarkHooks {
+    /// `CONSOLE_BENCHMARK_EXECUTOR=noop`: register the [`NoopExecutor`], so that figures measure
+    /// coordination rather than process start-up.
+    pub noop_executor: bool,
+    /// `CONSOLE_BENCHMARK_DISPATCH=streampark`: dispatch the way the StreamPark design did
+    /// (every node reads the whole task table every 50 ms; no wake-up signals), as the baseline.
+    pub streampark_baseline: bool,
+}
+
+impl BenchmarkHooks {
+    /// Reads the hooks from the process environment.
+    ///
+    /// # Notable errors
+    /// A message naming the variable whose value is not understood.
+    pub fn from_env() -> Result<Self, String> {
+        let read = |name: &str, wanted: &str| match std::env::var(name) {
+            Err(_) => Ok(false),
+            Ok(value) if value == wanted => Ok(true),
+            Ok(value) => Err(format!(
+                "{name}={value:?} is not understood; the only value is {wanted:?}"
+            )),
+        };
+        Ok(Self {
+            noop_executor: read("CONSOLE_BENCHMARK_EXECUTOR", "noop")?,
+            streampark_baseline: read("CONSOLE_BENCHMARK_DISPATCH", "streampark")?,
+        })
+    }
+}
+
+/// The StreamPark design's scan period.
+const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How long a graceful shutdown waits for actions in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -670,6 +670,33 @@ async fn purge_deletes_only_old_finished_tasks(db: &common::TestDb) {
 on_both_backends!(purge_deletes_only_old_finished_tasks =>
     mysql_purge_deletes_only_old_finished_tasks, sqlite_purge_deletes_only_old_finished_tasks);
 
+async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
+    let store = db.store().await;
+    let busy = store.create_app(new_app("busy")).await.unwrap();
+    let done = store.create_app(new_app("done")).await.unwrap();
+    let lease = own(&store, "n1", done.id).await;
+    store
+        .submit_task(done.id, Action::Start, None)
+        .await
+        .unwrap();
+    run_next_ok(&store, &lease, done.id).await;
+    store
+        .submit_task(busy.id, Action::Start, None)
+        .await
+        .unwrap();
+    let indexed = store.apps_with_unfinished_tasks().await.unwrap();
+    assert_eq!(indexed, [busy.id]);
+    assert_eq!(
+        store
+            .apps_with_unfinished_tasks_by_full_scan()
+            .await
+            .unwrap(),
+        indexed
+    );
+}
+on_both_backends!(full_scan_baseline_finds_the_same_apps =>
+    mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);
+
 // --- one backend only -----------------------------------------------------------------------
 
 #[tokio::test]
