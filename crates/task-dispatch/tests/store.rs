@@ -697,6 +697,35 @@ async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
 on_both_backends!(full_scan_baseline_finds_the_same_apps =>
     mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);
 
+async fn concurrent_submissions_are_checked_against_each_other(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("race")).await.unwrap();
+    // Separate connections (separate stores), as separate nodes would use.
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(db.store().await);
+    }
+    let submits = (0..20).map(|i| {
+        let store = stores[i % stores.len()].clone();
+        async move { store.submit_task(app.id, Action::Start, None).await }
+    });
+    let outcomes = futures::future::join_all(submits).await;
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(
+        accepted, 1,
+        "only the first of 20 concurrent starts is allowed: {outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.is_ok() || matches!(o, Err(Error::IllegalTransition { .. }))),
+        "the others are refused as illegal: {outcomes:?}"
+    );
+}
+on_both_backends!(concurrent_submissions_are_checked_against_each_other =>
+    mysql_concurrent_submissions_are_checked_against_each_other,
+    sqlite_concurrent_submissions_are_checked_against_each_other);
+
 // --- one backend only -----------------------------------------------------------------------
 
 #[tokio::test]

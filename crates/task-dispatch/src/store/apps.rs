@@ -1,7 +1,7 @@
 //! Apps: create, get, list, delete. Any node may call these.
 
 use super::model::{App, AppId, AppRow, NewApp, Page};
-use super::{Pool, Store, app_columns, now_ms, on_pool};
+use super::{InsertedId, Store, app_columns, now_ms, on_pool};
 use crate::error::{Entity, Error, Result};
 use crate::state::AppState;
 
@@ -22,21 +22,8 @@ impl Store {
         const SQL: &str = "INSERT INTO apps (name, executor, spec, state, handle, version, \
              owner_node, owner_epoch, last_error, created_at, updated_at) \
              VALUES (?, ?, ?, ?, NULL, 1, NULL, NULL, NULL, ?, ?)";
-        let id: i64 = match &self.pool {
-            Pool::MySql(db) => {
-                let done = sqlx::query(SQL)
-                    .bind(&new.name)
-                    .bind(&new.executor)
-                    .bind(&spec)
-                    .bind(AppState::Created.as_str())
-                    .bind(now)
-                    .bind(now)
-                    .execute(db)
-                    .await?;
-                // A signed BIGINT AUTO_INCREMENT id is below 2^63: the cast is exact.
-                done.last_insert_id().cast_signed()
-            }
-            Pool::Sqlite(db) => sqlx::query(SQL)
+        let id = on_pool!(self, db => {
+            sqlx::query(SQL)
                 .bind(&new.name)
                 .bind(&new.executor)
                 .bind(&spec)
@@ -45,8 +32,8 @@ impl Store {
                 .bind(now)
                 .execute(db)
                 .await?
-                .last_insert_rowid(),
-        };
+                .inserted_id()
+        });
         Ok(App {
             id,
             name: new.name,

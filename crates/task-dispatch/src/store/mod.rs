@@ -277,6 +277,24 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Whether a database error is a unique-key violation (a concurrent insert won).
+/// The id an `INSERT` assigned, on either backend.
+pub(crate) trait InsertedId {
+    fn inserted_id(&self) -> i64;
+}
+
+impl InsertedId for sqlx::mysql::MySqlQueryResult {
+    fn inserted_id(&self) -> i64 {
+        // A signed BIGINT AUTO_INCREMENT id is below 2^63: the cast is exact.
+        self.last_insert_id().cast_signed()
+    }
+}
+
+impl InsertedId for sqlx::sqlite::SqliteQueryResult {
+    fn inserted_id(&self) -> i64 {
+        self.last_insert_rowid()
+    }
+}
+
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }

@@ -2,9 +2,12 @@
 //! (`owner.rs`).
 
 use super::model::{App, AppId, Submitted, Task, TaskId, TaskRow, TaskStatus};
-use super::{Pool, Store, is_unique_violation, now_ms, on_pool, task_columns};
+use super::{
+    Backend, InsertedId, Pool, Store, in_write_tx, is_unique_violation, now_ms, on_pool,
+    task_columns,
+};
 use crate::error::{Entity, Error, Result};
-use crate::state::{self, Action};
+use crate::state::{self, Action, AppState};
 
 impl Store {
     /// Queues `action` for the app and returns the PENDING task at once; the owner runs it.
@@ -38,50 +41,61 @@ impl Store {
                 return repeat_of(first, app_id, action);
             }
         }
-        if let Err(refused) = self.check_action(app_id, action).await {
-            // A concurrent repeat may have queued this very request since the key was looked
-            // up, which is why the state no longer allows it: answer with that task.
-            if let Some(first) = match idempotency_key {
-                Some(key) => self.task_by_key(key).await?,
-                None => None,
-            } {
-                return repeat_of(first, app_id, action);
-            }
-            return Err(refused);
-        }
         let now = now_ms();
-        const SQL: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, claim_epoch, \
-             attempts, error, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
-        let inserted: std::result::Result<i64, sqlx::Error> = match &self.pool {
-            Pool::MySql(db) => sqlx::query(SQL)
-                .bind(app_id)
-                .bind(action.as_str())
-                .bind(idempotency_key)
-                .bind(now)
-                .bind(now)
-                .execute(db)
-                .await
-                // A signed BIGINT AUTO_INCREMENT id is below 2^63: the cast is exact.
-                .map(|done| done.last_insert_id().cast_signed()),
-            Pool::Sqlite(db) => sqlx::query(SQL)
-                .bind(app_id)
-                .bind(action.as_str())
-                .bind(idempotency_key)
-                .bind(now)
-                .bind(now)
-                .execute(db)
-                .await
-                .map(|done| done.last_insert_rowid()),
+        // Check and insert in one transaction that holds the app's row (MySQL `FOR UPDATE`;
+        // SQLite's `BEGIN IMMEDIATE` serializes writers): concurrent submissions for one app,
+        // through any nodes, are checked one after the other against each other's tasks.
+        let lock_app = match self.backend() {
+            Backend::MySql => "SELECT state FROM apps WHERE id = ? FOR UPDATE",
+            Backend::Sqlite => "SELECT state FROM apps WHERE id = ?",
         };
+        const QUEUED: &str = "SELECT action FROM tasks \
+             WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') ORDER BY id";
+        const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
+             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at) \
+             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
+        let inserted: Result<i64> = in_write_tx!(self, conn => {
+            let state: Option<String> = sqlx::query_scalar(lock_app)
+                .bind(app_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let state: AppState = state
+                .ok_or(Error::NotFound { entity: Entity::App, id: app_id })?
+                .parse()
+                .map_err(|e| Error::Corrupt(format!("app {app_id}: {e}")))?;
+            let queued: Vec<String> = sqlx::query_scalar(QUEUED)
+                .bind(app_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            let queued = queued
+                .iter()
+                .map(|name| name.parse().map_err(|e| Error::Corrupt(format!("task of app {app_id}: {e}"))))
+                .collect::<Result<Vec<Action>>>()?;
+            state::plan(state::projected(state, queued)?, action)?;
+            let done = sqlx::query(INSERT)
+                .bind(app_id)
+                .bind(action.as_str())
+                .bind(idempotency_key)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.inserted_id())
+        });
         let id = match (inserted, idempotency_key) {
             (Ok(id), _) => id,
-            // A concurrent submission with the same key won the insert: answer with its task.
-            (Err(e), Some(key)) if is_unique_violation(&e) => {
-                let first = self.task_by_key(key).await?.ok_or(Error::Database(e))?;
-                return repeat_of(first, app_id, action);
+            // A concurrent repeat with the same key won: answer with its task. (It may also be
+            // why the state no longer allows this action.)
+            (Err(refused), Some(key))
+                if matches!(&refused, Error::Database(e) if is_unique_violation(e))
+                    || matches!(refused, Error::IllegalTransition { .. }) =>
+            {
+                match self.task_by_key(key).await? {
+                    Some(first) => return repeat_of(first, app_id, action),
+                    None => return Err(refused),
+                }
             }
-            (Err(e), _) => return Err(e.into()),
+            (Err(refused), _) => return Err(refused),
         };
         Ok(Submitted {
             task: Task {
