@@ -1,1 +1,3 @@
 //! The cluster test harness: real `console-server` processes on loopback.
+
+pub mod binary;
