@@ -6,8 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
-use task_dispatch::{ActionContext, ActionError, App, AppActions, Liveness};
+use task_dispatch::{Action, ActionContext, ActionError, App, AppActions, Liveness};
 
 use crate::executor::{self, AppRef, Executor, ExecutorError, Handle};
 
@@ -32,7 +33,10 @@ impl Executors {
     pub fn get(&self, name: &str) -> Result<&Arc<dyn Executor>, String> {
         self.by_name.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.by_name.keys().copied().collect();
-            format!("unknown executor {name:?}; known executors: {}", known.join(", "))
+            format!(
+                "unknown executor {name:?}; known executors: {}",
+                known.join(", ")
+            )
         })
     }
 
@@ -66,7 +70,10 @@ fn recorded_handle(app: &App) -> Result<Option<Handle>, ActionError> {
         .filter(|value| !value.is_null())
         .map(|value| {
             serde_json::from_value::<Handle>(value.clone()).map_err(|error| {
-                ActionError::new(format!("app {} has an unreadable handle {value}: {error}", app.id))
+                ActionError::new(format!(
+                    "app {} has an unreadable handle {value}: {error}",
+                    app.id
+                ))
             })
         })
         .transpose()
@@ -76,14 +83,72 @@ fn failed(error: ExecutorError) -> ActionError {
     ActionError::new(error.to_string())
 }
 
+/// What the dispatcher calls: the [`Executors`], measured.
+#[derive(Debug, Clone)]
+pub struct ConsoleActions {
+    executors: Executors,
+    /// `console_dispatch_latency_seconds` (a clone shares the metric).
+    dispatch_latency: Histogram,
+}
+
+impl ConsoleActions {
+    pub fn new(executors: Executors, dispatch_latency: Histogram) -> Self {
+        Self {
+            executors,
+            dispatch_latency,
+        }
+    }
+
+    /// Records how long the task waited between its submission and this call. A restart's
+    /// second call (its start after the stop) is not a new wait and is not recorded.
+    fn observe_wait(&self, cx: &ActionContext, first_call: bool) {
+        if !first_call || cx.attempt > 1 {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let waited_ms = now.saturating_sub(cx.submitted_at).max(0);
+        // Milliseconds to seconds; precision far beyond the histogram's buckets.
+        #[allow(clippy::cast_precision_loss)]
+        self.dispatch_latency.observe(waited_ms as f64 / 1000.0);
+    }
+}
+
 #[async_trait]
-impl AppActions for Executors {
+impl AppActions for ConsoleActions {
+    async fn start(&self, app: &App, cx: &ActionContext) -> Result<Value, ActionError> {
+        self.observe_wait(cx, cx.action == Action::Start);
+        self.executors.start(app, cx).await
+    }
+
+    async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        self.observe_wait(cx, true);
+        self.executors.stop(app, cx).await
+    }
+
+    async fn probe(&self, app: &App) -> Liveness {
+        self.executors.probe(app).await
+    }
+}
+
+impl Executors {
     async fn start(&self, app: &App, cx: &ActionContext) -> Result<Value, ActionError> {
         let executor = self.get(&app.executor).map_err(ActionError::new)?;
         let previous = recorded_handle(app)?;
-        tracing::info!(app = app.id, task = cx.task_id, attempt = cx.attempt, adopting = previous.is_some(), "starting app");
-        let handle = executor.start(&app_ref(app), previous.as_ref()).await.map_err(failed)?;
-        serde_json::to_value(&handle).map_err(|error| ActionError::new(format!("cannot record the handle: {error}")))
+        tracing::info!(
+            app = app.id,
+            task = cx.task_id,
+            attempt = cx.attempt,
+            adopting = previous.is_some(),
+            "starting app"
+        );
+        let handle = executor
+            .start(&app_ref(app), previous.as_ref())
+            .await
+            .map_err(failed)?;
+        serde_json::to_value(&handle)
+            .map_err(|error| ActionError::new(format!("cannot record the handle: {error}")))
     }
 
     async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
@@ -91,7 +156,12 @@ impl AppActions for Executors {
             return Ok(()); // Never started: nothing to stop.
         };
         let executor = self.get(&app.executor).map_err(ActionError::new)?;
-        tracing::info!(app = app.id, task = cx.task_id, attempt = cx.attempt, "stopping app");
+        tracing::info!(
+            app = app.id,
+            task = cx.task_id,
+            attempt = cx.attempt,
+            "stopping app"
+        );
         executor.stop(&app_ref(app), &handle).await.map_err(failed)
     }
 
@@ -103,7 +173,11 @@ impl AppActions for Executors {
                     reason: "no running instance was recorded for this app".to_owned(),
                 };
             }
-            Err(error) => return Liveness::Unknown { reason: error.to_string() },
+            Err(error) => {
+                return Liveness::Unknown {
+                    reason: error.to_string(),
+                };
+            }
         };
         let executor = match self.get(&app.executor) {
             Ok(executor) => executor,

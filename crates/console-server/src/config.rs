@@ -43,12 +43,24 @@ impl Default for ServerConfig {
     }
 }
 
-/// `node`: this node's identity in the cluster.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `node`: this node's identity in the cluster and its local files.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// The node id; empty means `host:port`.
+    /// The node id; empty means `host:port`. Unique in the cluster; no `/`.
     pub id: String,
+    /// Where the node keeps local files: the per-app log files of the process executor
+    /// (`<data_dir>/apps/<app id>.log`).
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            data_dir: PathBuf::from("data"),
+        }
+    }
 }
 
 /// `database`: where apps and tasks are stored.
@@ -130,6 +142,18 @@ impl ConsoleConfig {
                 ),
             ));
         }
+        if config.node.id.contains('/') || config.node.id.chars().any(char::is_control) {
+            return Err(loaded.error(
+                "node.id",
+                format!(
+                    "must not contain '/' or control characters, got {:?}",
+                    config.node.id
+                ),
+            ));
+        }
+        if config.node.data_dir.as_os_str().is_empty() {
+            return Err(loaded.error("node.data_dir", "must not be empty"));
+        }
         if config.monitor.interval_ms == 0 {
             return Err(loaded.error("monitor.interval_ms", "must be greater than 0"));
         }
@@ -154,15 +178,6 @@ impl ConsoleConfig {
         } else {
             self.node.id.clone()
         }
-    }
-
-    /// Where a SQLite database lives, if the database is SQLite: its parent holds the node's
-    /// other local files (app logs).
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let rest = self.database.url.strip_prefix("sqlite:")?;
-        let path = rest.trim_start_matches("//");
-        let path = path.split('?').next().unwrap_or(path);
-        Some(PathBuf::from(path))
     }
 }
 
@@ -211,7 +226,7 @@ mod tests {
         let config = ConsoleConfig::load_with_env(None, vec![]).unwrap();
         assert_eq!(config.registry.kind, "standalone");
         assert_eq!(config.database.url, "sqlite://data/console.db");
-        assert_eq!(config.sqlite_path(), Some(PathBuf::from("data/console.db")));
+        assert_eq!(config.node.data_dir, PathBuf::from("data"));
         assert_eq!(config.node_id(10000), "127.0.0.1:10000");
     }
 

@@ -2,13 +2,17 @@
 
 use std::sync::atomic::AtomicI64;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use registry_api::ConnectionState;
+use task_dispatch::Dispatcher;
 
 /// Labels of `console_http_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,11 +41,8 @@ pub struct StateLabels {
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
-    /// Tasks in the database by status, refreshed at scrape time.
+    /// Unfinished tasks in the database (cluster-wide) by status, refreshed at scrape time.
     pub tasks: Family<StatusLabels, Gauge<i64, AtomicI64>>,
-    /// Tasks this node finished, by outcome.
-    pub tasks_executed: Family<StatusLabels, Counter>,
-    pub owned_apps: Gauge<i64, AtomicI64>,
     /// 1 for the current registry connection state, 0 for the others.
     pub registry_state: Family<StateLabels, Gauge<i64, AtomicI64>>,
     /// From a task's submission to the moment the owner calls the executor.
@@ -72,8 +73,6 @@ impl Metrics {
             "Tasks this node finished, by outcome",
             tasks_executed.clone(),
         );
-        let owned_apps = Gauge::<i64, AtomicI64>::default();
-        registry.register("owned_apps", "Apps this node owns now", owned_apps.clone());
         let registry_state = Family::<StateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "registry_state",
@@ -93,11 +92,18 @@ impl Metrics {
             registry,
             http_requests,
             tasks,
-            tasks_executed,
-            owned_apps,
             registry_state,
             dispatch_latency,
         }
+    }
+
+    /// Adds the dispatcher's own figures (owned apps, finished tasks, adoptions), read at each
+    /// scrape.
+    #[must_use]
+    pub fn with_dispatcher(mut self, dispatcher: Dispatcher) -> Self {
+        self.registry
+            .register_collector(Box::new(DispatchCollector { dispatcher }));
+        self
     }
 
     /// Marks `state` as the current registry connection state.
@@ -120,6 +126,62 @@ impl Metrics {
     }
 }
 
+/// The dispatcher's counters, encoded at scrape time.
+#[derive(Debug)]
+struct DispatchCollector {
+    dispatcher: Dispatcher,
+}
+
+impl Collector for DispatchCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.dispatcher.stats();
+        let counters = [
+            (
+                "tasks_succeeded",
+                "Tasks this node finished SUCCEEDED",
+                &stats.tasks_succeeded,
+            ),
+            (
+                "tasks_failed",
+                "Tasks this node finished FAILED",
+                &stats.tasks_failed,
+            ),
+            ("adoptions", "App leases this node took", &stats.adoptions),
+            (
+                "apps_found_dead",
+                "Apps this node's monitor found dead",
+                &stats.apps_found_dead,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "owned_apps",
+                "Apps this node owns now",
+                u64::try_from(self.dispatcher.owned_apps()).unwrap_or(u64::MAX),
+            ),
+            (
+                "actions_in_flight",
+                "Executor calls running now",
+                stats.actions_in_flight.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -134,7 +196,6 @@ mod tests {
     fn encodes_registered_metrics() {
         let metrics = Metrics::new();
         metrics.set_registry_state(ConnectionState::Suspended);
-        metrics.owned_apps.set(3);
         metrics.dispatch_latency.observe(0.004);
         let text = metrics.encode();
         assert!(
@@ -145,7 +206,6 @@ mod tests {
             text.contains("console_registry_state{state=\"connected\"} 0"),
             "{text}"
         );
-        assert!(text.contains("console_owned_apps 3"), "{text}");
         assert!(
             text.contains("console_dispatch_latency_seconds_count 1"),
             "{text}"

@@ -46,6 +46,9 @@ pub struct ActionContext {
     pub action: Action,
     /// 1 for the first run, more when a previous owner died while running it.
     pub attempt: i64,
+    /// When the task was submitted (milliseconds since the Unix epoch), so the console can
+    /// measure how long it waited to start.
+    pub submitted_at: i64,
 }
 
 /// The console's executors, as the dispatcher uses them. One implementation serves every app;

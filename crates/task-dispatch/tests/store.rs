@@ -620,6 +620,56 @@ async fn monitoring_marks_a_dead_running_app_failed(db: &common::TestDb) {
 on_both_backends!(monitoring_marks_a_dead_running_app_failed =>
     mysql_monitoring_marks_a_dead_running_app_failed, sqlite_monitoring_marks_a_dead_running_app_failed);
 
+async fn purge_deletes_only_old_finished_tasks(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("purge")).await.unwrap();
+    let lease = own(&store, "n1", app.id).await;
+    store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap();
+    let (finished, _) = run_next_ok(&store, &lease, app.id).await;
+    let pending = store
+        .submit_task(app.id, Action::Stop, None)
+        .await
+        .unwrap()
+        .task;
+    assert_eq!(
+        store.count_unfinished_tasks().await.unwrap(),
+        [(TaskStatus::Pending, 1), (TaskStatus::Running, 0)]
+    );
+    let finished_at = finished
+        .finished_at
+        .expect("a finished task has finished_at");
+    // Nothing finished before the cutoff: nothing goes.
+    assert_eq!(
+        store.purge_finished_tasks(finished_at, 100).await.unwrap(),
+        0
+    );
+    // A cutoff after it: the finished task goes, the pending one stays.
+    assert_eq!(
+        store
+            .purge_finished_tasks(finished_at + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.get_task(finished.id).await,
+        Err(Error::NotFound {
+            entity: Entity::Task,
+            ..
+        })
+    ));
+    assert_eq!(
+        store.get_task(pending.id).await.unwrap().status,
+        TaskStatus::Pending
+    );
+    assert_eq!(store.purge_finished_tasks(i64::MAX, 100).await.unwrap(), 0);
+}
+on_both_backends!(purge_deletes_only_old_finished_tasks =>
+    mysql_purge_deletes_only_old_finished_tasks, sqlite_purge_deletes_only_old_finished_tasks);
+
 // --- one backend only -----------------------------------------------------------------------
 
 #[tokio::test]

@@ -75,3 +75,22 @@ impl std::fmt::Display for ApiError {
         )
     }
 }
+
+impl From<task_dispatch::Error> for ApiError {
+    fn from(error: task_dispatch::Error) -> Self {
+        use task_dispatch::Error as E;
+        match error {
+            E::NotFound { .. } => Self::not_found(error.to_string()),
+            E::InvalidInput(_) => Self::bad_request("invalid_input", error.to_string()),
+            E::IllegalTransition { .. } => Self::conflict("illegal_transition", error.to_string()),
+            E::AppActive { .. } => Self::conflict("app_active", error.to_string()),
+            E::Conflict(_) => Self::conflict("conflict", error.to_string()),
+            E::NotOwner { .. } | E::Fenced { .. } => Self::unavailable(error.to_string()),
+            _ if error.is_transient() => {
+                tracing::warn!(%error, "database busy or unreachable while serving a request");
+                Self::unavailable("the database is busy or unreachable; retry later")
+            }
+            _ => Self::internal(error),
+        }
+    }
+}

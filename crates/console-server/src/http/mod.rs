@@ -1,5 +1,128 @@
-//! The HTTP API of DESIGN.md ("HTTP API"). Routes are listed in [`router`].
+//! The HTTP API of DESIGN.md ("HTTP API"). Every node answers every call.
+//!
+//! | route | handler |
+//! |---|---|
+//! | `GET /healthz` | [`health::healthz`] |
+//! | `GET /readyz` | [`health::readyz`] |
+//! | `GET /metrics` | [`health::metrics`] |
+//! | `GET /api/v1/cluster/nodes` | [`cluster::nodes_index`] |
+//! | `POST /api/v1/apps`, `GET /api/v1/apps?page=&size=` | [`apps::apps_create`], [`apps::apps_index`] |
+//! | `GET`, `DELETE /api/v1/apps/{id}` | [`apps::apps_show`], [`apps::apps_delete`] |
+//! | `POST /api/v1/apps/{id}/start`, `/stop`, `/restart` | [`apps::apps_start`], ... |
+//! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
+//! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
+//!
+//! With `server.auth_token` set, `/api` and `/internal` calls need `Authorization: Bearer`.
+//! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
 
+pub mod apps;
+pub mod cluster;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod middleware;
+pub mod tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{get, post};
+use registry_api::{LeaderInfo, Secret};
+use task_dispatch::Dispatcher;
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::actions::Executors;
+use crate::metrics::{Metrics, RequestLabels};
+use crate::node::ClusterNode;
+use crate::node::wake::WAKE_ROUTE;
+
+/// The largest request body accepted (an app spec is small).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long a request may take before it is answered with a timeout error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub dispatcher: Dispatcher,
+    pub node: Arc<ClusterNode>,
+    pub executors: Executors,
+    pub metrics: Arc<Metrics>,
+    /// The current cluster leader, from the registry.
+    pub leader: watch::Receiver<Option<LeaderInfo>>,
+}
+
+/// The whole API as a router; tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: ApiState, auth_token: Secret) -> Router {
+    let api = Router::new()
+        .route("/api/v1/cluster/nodes", get(cluster::nodes_index))
+        .route(
+            "/api/v1/apps",
+            post(apps::apps_create).get(apps::apps_index),
+        )
+        .route(
+            "/api/v1/apps/{id}",
+            get(apps::apps_show).delete(apps::apps_delete),
+        )
+        .route("/api/v1/apps/{id}/start", post(apps::apps_start))
+        .route("/api/v1/apps/{id}/stop", post(apps::apps_stop))
+        .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))
+        .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
+        .route(WAKE_ROUTE, post(cluster::wake))
+        .route_layer(from_fn_with_state(auth_token, middleware::require_bearer));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
+        .layer(from_fn_with_state(state.metrics.clone(), count_request))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(from_fn(middleware::json_errors))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
+        )
+        .with_state(state)
+}
+
+/// Counts every answer by method, route pattern and status.
+async fn count_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}

@@ -111,11 +111,15 @@ impl Peers {
 
     fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, NodeInfo>> {
         // Writers replace or update single entries: a poisoned map is still consistent.
-        self.nodes.read().unwrap_or_else(|poison| poison.into_inner())
+        self.nodes
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, NodeInfo>> {
-        self.nodes.write().unwrap_or_else(|poison| poison.into_inner())
+        self.nodes
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -155,8 +159,14 @@ mod tests {
     fn events_keep_the_set_and_report_real_changes() {
         let peers = Peers::default();
         assert!(peers.apply(&event(EventKind::Added, "a")));
-        assert!(!peers.apply(&event(EventKind::Added, "a")), "a repeat changes nothing");
-        assert!(!peers.apply(&event(EventKind::Updated, "a")), "a load update is not a change of set");
+        assert!(
+            !peers.apply(&event(EventKind::Added, "a")),
+            "a repeat changes nothing"
+        );
+        assert!(
+            !peers.apply(&event(EventKind::Updated, "a")),
+            "a load update is not a change of set"
+        );
         assert!(peers.apply(&event(EventKind::Added, "b")));
         assert_eq!(peers.ids(), ["a", "b"]);
         assert!(peers.apply(&event(EventKind::Removed, "a")));

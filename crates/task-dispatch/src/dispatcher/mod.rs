@@ -98,9 +98,11 @@ impl DispatcherConfig {
     }
 }
 
-/// Counters for `/metrics` (monotonic since start).
+/// Counters for `/metrics` (monotonic since start, except the in-flight gauge).
 #[derive(Debug, Default)]
 pub struct DispatchStats {
+    /// Executor calls running now (a gauge).
+    pub actions_in_flight: AtomicU64,
     /// Tasks this node finished SUCCEEDED.
     pub tasks_succeeded: AtomicU64,
     /// Tasks this node finished FAILED (executor errors, refusals, abandoned).

@@ -268,6 +268,7 @@ impl AppWorker {
             task_id: task.id,
             action: task.action,
             attempt: task.attempts,
+            submitted_at: task.created_at,
         };
         debug!(task_id = task.id, app_id = app.id, action = %task.action, attempt = task.attempts, "running");
         for (i, &phase) in phases.iter().enumerate() {
@@ -309,6 +310,7 @@ impl AppWorker {
     ) -> Result<Option<Value>, String> {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await;
+        let _in_flight = InFlight::enter(&self.shared.stats.actions_in_flight);
         let result = match phase {
             Phase::Start => self.actions.start(app, cx).await.map(Some),
             Phase::Stop => self.actions.stop(app, cx).await.map(|()| None),
@@ -369,5 +371,24 @@ fn non_empty(message: String, fallback: &str) -> String {
         fallback.to_owned()
     } else {
         message
+    }
+}
+
+/// Counts one executor call in [`DispatchStats::actions_in_flight`] while it lives, also when the
+/// call is dropped mid-way (session loss).
+///
+/// [`DispatchStats::actions_in_flight`]: super::DispatchStats::actions_in_flight
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

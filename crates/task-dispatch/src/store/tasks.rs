@@ -182,6 +182,50 @@ impl Store {
              WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id";
         Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
     }
+
+    /// How many tasks are PENDING and RUNNING, cluster-wide (both statuses always listed).
+    /// Reads only those rows (index `tasks_status_app`); for metrics.
+    pub async fn count_unfinished_tasks(&self) -> Result<Vec<(TaskStatus, i64)>> {
+        const SQL: &str = "SELECT status, COUNT(*) FROM tasks \
+             WHERE status IN ('PENDING', 'RUNNING') GROUP BY status";
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        let count = |status: TaskStatus| {
+            rows.iter()
+                .find(|(name, _)| name == status.as_str())
+                .map_or(0, |(_, n)| *n)
+        };
+        Ok(vec![
+            (TaskStatus::Pending, count(TaskStatus::Pending)),
+            (TaskStatus::Running, count(TaskStatus::Running)),
+        ])
+    }
+
+    /// Deletes up to `batch` tasks that finished (SUCCEEDED or FAILED) before `cutoff_ms`
+    /// (milliseconds since the Unix epoch), oldest first, and returns how many it deleted.
+    /// PENDING and RUNNING tasks are never touched. The cluster leader calls it in a loop
+    /// until it returns less than `batch` (index `tasks_finished_at`).
+    pub async fn purge_finished_tasks(&self, cutoff_ms: i64, batch: u32) -> Result<u64> {
+        // MySQL takes ORDER BY/LIMIT on DELETE; SQLite only through a subquery.
+        const MYSQL: &str = "DELETE FROM tasks WHERE finished_at < ? ORDER BY finished_at LIMIT ?";
+        const SQLITE: &str = "DELETE FROM tasks WHERE id IN \
+             (SELECT id FROM tasks WHERE finished_at < ? ORDER BY finished_at LIMIT ?)";
+        let done = match &self.pool {
+            Pool::MySql(db) => sqlx::query(MYSQL)
+                .bind(cutoff_ms)
+                .bind(batch)
+                .execute(db)
+                .await?
+                .rows_affected(),
+            Pool::Sqlite(db) => sqlx::query(SQLITE)
+                .bind(cutoff_ms)
+                .bind(batch)
+                .execute(db)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done)
+    }
 }
 
 /// The answer to a repeated idempotency key: the first task, if the request is the same.

@@ -1,0 +1,229 @@
+//! `/api/v1/apps`: create, list, show, delete, and queue start/stop/restart.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use task_dispatch::{Action, App, AppId, AppState, NewApp, Task};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+
+/// The executor used when a new app names none.
+const DEFAULT_EXECUTOR: &str = "process";
+/// The largest page `GET /api/v1/apps` returns.
+const MAX_PAGE_SIZE: u32 = 500;
+
+/// The body of `POST /api/v1/apps`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub name: String,
+    #[serde(default)]
+    pub executor: Option<String>,
+    pub spec: Value,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct AppView {
+    pub id: AppId,
+    pub name: String,
+    pub executor: String,
+    pub spec: Value,
+    pub state: AppState,
+    /// The node that owns the app now, in the answering node's view of the cluster.
+    pub owner: Option<String>,
+    pub last_error: Option<String>,
+    /// The executor's record of the running app (pid and start time for `process`).
+    pub handle: Option<Value>,
+    pub version: i64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl AppView {
+    fn new(state: &ApiState, app: App) -> Self {
+        Self {
+            owner: state.dispatcher.owner_of(app.id),
+            id: app.id,
+            name: app.name,
+            executor: app.executor,
+            spec: app.spec,
+            state: app.state,
+            last_error: app.last_error,
+            handle: app.handle,
+            version: app.version,
+            created_at: app.created_at,
+            updated_at: app.updated_at,
+        }
+    }
+}
+
+/// `POST /api/v1/apps`: 201 with the app.
+pub async fn apps_create(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<CreateApp>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must have 1 to 255 characters",
+        ));
+    }
+    let executor = body.executor.as_deref().unwrap_or(DEFAULT_EXECUTOR);
+    state
+        .executors
+        .validate(executor, &body.spec)
+        .map_err(|message| ApiError::bad_request("invalid_spec", message))?;
+    let app = state
+        .dispatcher
+        .store()
+        .create_app(NewApp {
+            name: name.to_owned(),
+            executor: executor.to_owned(),
+            spec: body.spec,
+        })
+        .await?;
+    let location = format!("/api/v1/apps/{}", app.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(AppView::new(&state, app)),
+    ))
+}
+
+/// Query of `GET /api/v1/apps`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    #[serde(default = "first_page")]
+    pub page: u32,
+    #[serde(default = "default_size")]
+    pub size: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn default_size() -> u32 {
+    50
+}
+
+/// `GET /api/v1/apps?page=1&size=50`: `{"items": [...], "total": n}`.
+pub async fn apps_index(
+    State(state): State<ApiState>,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> Result<Json<Value>, ApiError> {
+    if paging.page == 0 || paging.size == 0 || paging.size > MAX_PAGE_SIZE {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("page starts at 1 and size is 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let page = state
+        .dispatcher
+        .store()
+        .list_apps(paging.page, paging.size)
+        .await?;
+    let items: Vec<AppView> = page
+        .items
+        .into_iter()
+        .map(|app| AppView::new(&state, app))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "items": items, "total": page.total }),
+    ))
+}
+
+/// `GET /api/v1/apps/{id}`.
+pub async fn apps_show(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<AppId>,
+) -> Result<Json<AppView>, ApiError> {
+    let app = state.dispatcher.store().get_app(id).await?;
+    Ok(Json(AppView::new(&state, app)))
+}
+
+/// `DELETE /api/v1/apps/{id}`: 204; 409 while the app is active or has unfinished tasks.
+pub async fn apps_delete(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<AppId>,
+) -> Result<StatusCode, ApiError> {
+    state.dispatcher.store().delete_app(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The answer to an action: the queued task.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub task_id: i64,
+    pub app_id: AppId,
+    pub action: Action,
+    pub status: task_dispatch::TaskStatus,
+}
+
+impl From<&Task> for Accepted {
+    fn from(task: &Task) -> Self {
+        Self {
+            task_id: task.id,
+            app_id: task.app_id,
+            action: task.action,
+            status: task.status,
+        }
+    }
+}
+
+/// `POST /api/v1/apps/{id}/start`.
+pub async fn apps_start(
+    state: State<ApiState>,
+    id: ApiPath<AppId>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    submit(state, id, headers, Action::Start).await
+}
+
+/// `POST /api/v1/apps/{id}/stop`.
+pub async fn apps_stop(
+    state: State<ApiState>,
+    id: ApiPath<AppId>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    submit(state, id, headers, Action::Stop).await
+}
+
+/// `POST /api/v1/apps/{id}/restart`.
+pub async fn apps_restart(
+    state: State<ApiState>,
+    id: ApiPath<AppId>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    submit(state, id, headers, Action::Restart).await
+}
+
+/// Queues `action`: 202 with the task at once; the owner runs it. A repeated
+/// `Idempotency-Key` answers with the first task.
+async fn submit(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<AppId>,
+    headers: HeaderMap,
+    action: Action,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be visible ASCII",
+            )
+        })?),
+    };
+    let submitted = state.dispatcher.submit(id, action, key).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted::from(&submitted.task))))
+}

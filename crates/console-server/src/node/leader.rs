@@ -1,0 +1,120 @@
+//! The cluster leader's chores. One node is elected through the registry
+//! ([`registry_api::LeaderElection`] under [`LEADER_PATH`]); while it leads it purges finished
+//! tasks past their retention.
+//!
+//! Re-claiming the tasks of dead nodes is not a leader chore here: the new owner of each app
+//! fences the dead node's epoch and re-claims its tasks itself (task-dispatch), which needs no
+//! single coordinator and is done as soon as membership changes.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use registry_api::{LeaderContender, LeaderSessionId};
+use task_dispatch::Store;
+use tokio::task::JoinHandle;
+
+/// Where the election runs.
+pub const LEADER_PATH: &str = "/leader/console";
+
+/// How long finished tasks are kept.
+pub const TASK_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the leader purges.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// Rows per delete statement, so a large backlog never holds long locks.
+const PURGE_BATCH: u32 = 1000;
+
+/// The contender of this node: runs the chores while it leads.
+#[derive(Debug)]
+pub struct LeaderDuties {
+    store: Store,
+    leading: AtomicBool,
+    chores: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LeaderDuties {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            leading: AtomicBool::new(false),
+            chores: Mutex::new(None),
+        }
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    fn chores(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.chores
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+#[async_trait]
+impl LeaderContender for LeaderDuties {
+    async fn grant_leadership(&self, session_id: LeaderSessionId) {
+        tracing::info!(%session_id, "this node is the cluster leader");
+        self.leading.store(true, Ordering::SeqCst);
+        let store = self.store.clone();
+        let chores = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                every.tick().await;
+                purge_old_tasks(&store).await;
+            }
+        });
+        if let Some(previous) = self.chores().replace(chores) {
+            previous.abort();
+        }
+    }
+
+    async fn revoke_leadership(&self) {
+        tracing::info!("this node is no longer the cluster leader");
+        self.leading.store(false, Ordering::SeqCst);
+        if let Some(chores) = self.chores().take() {
+            chores.abort();
+        }
+    }
+}
+
+impl Drop for LeaderDuties {
+    fn drop(&mut self) {
+        if let Some(chores) = self.chores().take() {
+            chores.abort();
+        }
+    }
+}
+
+async fn purge_old_tasks(store: &Store) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let cutoff =
+        now_ms.saturating_sub(i64::try_from(TASK_RETENTION.as_millis()).unwrap_or(i64::MAX));
+    let mut purged = 0;
+    loop {
+        match store.purge_finished_tasks(cutoff, PURGE_BATCH).await {
+            Ok(n) => {
+                purged += n;
+                if n < u64::from(PURGE_BATCH) {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "purging old tasks failed; trying again at the next interval");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(
+            purged,
+            retention_days = TASK_RETENTION.as_secs() / 86_400,
+            "purged finished tasks"
+        );
+    }
+}

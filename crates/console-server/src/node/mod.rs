@@ -1,0 +1,303 @@
+//! This node's place in the cluster: its registry entry, its view of the other nodes, and what
+//! it does when its registry session wavers.
+//!
+//! ```text
+//!  registry ──/nodes/console events──▶ Peers ──live ids──▶ Dispatcher::nodes_changed
+//!           ──connection states──────▶ Suspended past 2/3 of the session timeout, or
+//!                                       SessionLost ──▶ Dispatcher::session_lost (stop acting)
+//!                                       Reconnected / Connected ──▶ Dispatcher::session_restored
+//! ```
+
+pub mod host;
+pub mod leader;
+pub mod peers;
+pub mod wake;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use registry_api::{ConnectionState, Mode, Registry, RegistryError};
+use task_dispatch::Dispatcher;
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use peers::{NODES_PATH, NodeInfo, NodeLoad, Peers};
+
+/// How often the node's published load is compared with the dispatcher's and republished.
+const LOAD_REFRESH: Duration = Duration::from_secs(1);
+
+/// Why the node could not join the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(
+        "node id {id:?} is already registered by another live node; give each node its own node.id"
+    )]
+    DuplicateId { id: String },
+    #[error("registering node {id:?} failed: {source}")]
+    Registry { id: String, source: RegistryError },
+}
+
+/// This node as a cluster member. Created by [`ClusterNode::join`]; [`ClusterNode::leave`]
+/// deregisters it.
+#[derive(Debug)]
+pub struct ClusterNode {
+    registry: Arc<dyn Registry>,
+    peers: Peers,
+    id: String,
+    /// False from the moment the session is lost (or suspended too long) until it is back:
+    /// the node then neither executes nor monitors, and is not ready.
+    acting: Arc<AtomicBool>,
+    supervisor: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl ClusterNode {
+    /// Registers this node (`/nodes/console/<id>`, ephemeral), fills `peers` with the live
+    /// nodes, hands them to the dispatcher, and keeps both current in the background.
+    ///
+    /// # Notable errors
+    /// [`JoinError::DuplicateId`] when another live node holds the same id.
+    pub async fn join(
+        registry: Arc<dyn Registry>,
+        dispatcher: Dispatcher,
+        info: NodeInfo,
+        metrics: Arc<Metrics>,
+        peers: Peers,
+    ) -> Result<Arc<Self>, JoinError> {
+        let id = info.id.clone();
+        let registry_error = |source| JoinError::Registry {
+            id: id.clone(),
+            source,
+        };
+        // Subscribe before reading, so no change between the read and the subscription is lost.
+        let events = registry
+            .subscribe(NODES_PATH)
+            .await
+            .map_err(registry_error)?;
+        let states = registry.connection_listener();
+        publish(&*registry, &info)
+            .await
+            .map_err(|error| match error {
+                RegistryError::Conflict { .. } => JoinError::DuplicateId { id: id.clone() },
+                other => registry_error(other),
+            })?;
+        peers.reload(&*registry).await.map_err(registry_error)?;
+        dispatcher.nodes_changed(peers.ids());
+        tracing::info!(node = %id, live = ?peers.ids(), "joined the cluster");
+        let acting = Arc::new(AtomicBool::new(true));
+        let (stop, stop_rx) = oneshot::channel();
+        let supervisor = Supervisor {
+            registry: registry.clone(),
+            dispatcher,
+            peers: peers.clone(),
+            info,
+            acting: acting.clone(),
+            metrics,
+        };
+        let task = tokio::spawn(supervisor.run(events, states, stop_rx));
+        Ok(Arc::new(Self {
+            registry,
+            peers,
+            id,
+            acting,
+            supervisor: Mutex::new(Some((stop, task))),
+        }))
+    }
+
+    /// The live nodes as this node sees them.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the node's registry session is good enough to act on.
+    pub fn is_acting(&self) -> bool {
+        self.acting.load(Ordering::SeqCst)
+    }
+
+    /// Stops following the registry and removes this node's entry, so peers take over its
+    /// apps at once instead of after the session timeout. Call after the dispatcher has
+    /// released its apps.
+    pub async fn leave(&self) {
+        if let Some((stop, task)) = self.supervisor.lock().await.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        self.acting.store(false, Ordering::SeqCst);
+        if let Err(error) = self.registry.delete(&peers::node_key(&self.id)).await {
+            tracing::warn!(%error, "could not remove this node's registry entry; it ends with the session");
+        }
+    }
+}
+
+async fn publish(registry: &dyn Registry, info: &NodeInfo) -> Result<(), RegistryError> {
+    let value = serde_json::to_vec(info).map_err(|error| RegistryError::Backend {
+        backend: "console",
+        message: format!("cannot encode node info: {error}"),
+    })?;
+    registry.put(&info.key(), &value, Mode::Ephemeral).await
+}
+
+/// Follows the registry for a [`ClusterNode`].
+struct Supervisor {
+    registry: Arc<dyn Registry>,
+    dispatcher: Dispatcher,
+    peers: Peers,
+    info: NodeInfo,
+    acting: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Supervisor {
+    async fn run(
+        mut self,
+        mut events: registry_api::Subscription,
+        mut states: registry_api::ConnectionListener,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        // The deadline of a suspension: past it, act as if the session were lost, because a
+        // client cut off from the server only learns of the expiry when it reconnects.
+        let bound = self.registry.session_timeout() * 2 / 3;
+        let mut suspended_until: Option<tokio::time::Instant> = None;
+        let mut load_refresh = tokio::time::interval(LOAD_REFRESH);
+        loop {
+            let deadline = suspended_until;
+            tokio::select! {
+                _ = &mut stop => return,
+                event = events.next() => match event {
+                    Some(event) => self.on_event(&event).await,
+                    None => return, // The registry was closed.
+                },
+                state = states.next() => match state {
+                    Some(state) => {
+                        self.metrics.set_registry_state(state);
+                        suspended_until = self.on_state(state, bound).await;
+                    }
+                    None => return,
+                },
+                _ = sleep_until(deadline) => {
+                    tracing::warn!(bound = ?bound, "registry suspended for two thirds of the session timeout; acting as if the session were lost");
+                    self.stop_acting();
+                    suspended_until = None;
+                }
+                _ = load_refresh.tick() => self.refresh_load().await,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: &registry_api::Event) {
+        let own_key = self.info.key();
+        if event.path == own_key
+            && event.kind == registry_api::EventKind::Removed
+            && self.acting.load(Ordering::SeqCst)
+        {
+            // Someone deleted our entry while our session lives: put it back.
+            tracing::warn!(
+                "this node's registry entry was removed by someone else; registering again"
+            );
+            if let Err(error) = publish(&*self.registry, &self.info).await {
+                tracing::warn!(%error, "re-registering failed; retrying with the next load refresh");
+            }
+        }
+        if self.peers.apply(event) && self.acting.load(Ordering::SeqCst) {
+            tracing::info!(live = ?self.peers.ids(), "cluster membership changed");
+            self.dispatcher.nodes_changed(self.peers.ids());
+        }
+    }
+
+    /// Reacts to a connection state; returns the new suspension deadline, if any.
+    async fn on_state(
+        &mut self,
+        state: ConnectionState,
+        bound: Duration,
+    ) -> Option<tokio::time::Instant> {
+        match state {
+            ConnectionState::Suspended => {
+                tracing::warn!(?bound, "registry connection suspended");
+                Some(tokio::time::Instant::now() + bound)
+            }
+            ConnectionState::SessionLost => {
+                tracing::error!(
+                    "registry session lost; stopping all actions until a new session is up"
+                );
+                self.stop_acting();
+                None
+            }
+            ConnectionState::Connected | ConnectionState::Reconnected => {
+                if !self.acting.load(Ordering::SeqCst) {
+                    self.resume().await;
+                }
+                None
+            }
+        }
+    }
+
+    fn stop_acting(&self) {
+        if self.acting.swap(false, Ordering::SeqCst) {
+            self.dispatcher.session_lost();
+        }
+    }
+
+    /// The session is usable again (a new one, or the old one back after we gave up on it):
+    /// make sure our entry exists, re-read the live set, and let the dispatcher take over.
+    async fn resume(&mut self) {
+        if let Err(error) = publish(&*self.registry, &self.info).await {
+            tracing::warn!(%error, "re-registering after the session came back failed; will retry");
+            return;
+        }
+        match self.peers.reload(&*self.registry).await {
+            Ok(()) => {
+                tracing::info!(live = ?self.peers.ids(), "registry session usable again; resuming");
+                self.acting.store(true, Ordering::SeqCst);
+                self.dispatcher.session_restored(self.peers.ids());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the live nodes after the session came back failed; will retry")
+            }
+        }
+    }
+
+    async fn refresh_load(&mut self) {
+        if !self.acting.load(Ordering::SeqCst) {
+            // A session that came back while a resume failed: try again now.
+            if self
+                .registry
+                .connection_state()
+                .is_some_and(ConnectionState::is_connected)
+            {
+                self.resume().await;
+            }
+            return;
+        }
+        let load = NodeLoad {
+            owned_apps: self.dispatcher.owned_apps(),
+            running_tasks: self
+                .dispatcher
+                .stats()
+                .actions_in_flight
+                .load(Ordering::Relaxed)
+                .try_into()
+                .unwrap_or(usize::MAX),
+        };
+        if load == self.info.load {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.info.load, load);
+        if let Err(error) = publish(&*self.registry, &self.info).await {
+            tracing::debug!(%error, "publishing the node's load failed; retrying");
+            self.info.load = previous;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
