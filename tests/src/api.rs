@@ -151,6 +151,18 @@ impl fmt::Display for Answer {
     }
 }
 
+/// `error` and its sources, e.g. `error sending request: connection refused`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What to send as a request body.
 #[derive(Debug, Clone)]
 pub enum Body {
@@ -209,7 +221,7 @@ impl Api {
         let response = request
             .send()
             .await
-            .map_err(|error| format!("{method} {url}: {error}"))?;
+            .map_err(|error| format!("{method} {url}: {}", chain(&error)))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -219,7 +231,7 @@ impl Api {
         let bytes = response
             .bytes()
             .await
-            .map_err(|error| format!("{method} {url}: reading the body: {error}"))?;
+            .map_err(|error| format!("{method} {url}: reading the body: {}", chain(&error)))?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {

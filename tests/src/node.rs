@@ -42,6 +42,8 @@ pub struct Node {
     run_tag: String,
     child: Option<Child>,
     starts: u32,
+    /// A client of the current port (one connection pool per node, reused by every probe).
+    api: Api,
 }
 
 impl Node {
@@ -55,6 +57,7 @@ impl Node {
             run_tag: run_tag.to_owned(),
             child: None,
             starts: 0,
+            api: Api::new("http://127.0.0.1:0".to_owned(), None),
         }
     }
 
@@ -96,12 +99,15 @@ impl Node {
             .and_then(|pid| i32::try_from(pid).ok())
     }
 
-    /// Whether the process was started and has not been seen to exit.
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+    /// Whether the harness started the process and has not killed it or seen it exit (a crash
+    /// shows up as failing calls; [`Node::exit_status`] tells).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The exit status if the process has exited by itself.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Starts the process with the configuration `yaml(port)` and waits until it answers
@@ -120,6 +126,7 @@ impl Node {
         };
         for attempt in 1..=PORT_ATTEMPTS {
             self.port = port;
+            self.api = Api::new(format!("http://127.0.0.1:{port}"), self.token.clone());
             fs::write(self.config_path(), yaml(port)).expect("write the node's configuration");
             self.spawn(binary);
             match self.wait_listening().await {
@@ -172,6 +179,7 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("CLUSTER_TESTS_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
+            .env("NO_COLOR", "1")
             .env(RUN_TAG_VAR, &self.run_tag)
             .kill_on_drop(true);
         for (name, _) in std::env::vars_os() {
