@@ -503,15 +503,17 @@ async fn sigterm_hands_apps_over(kind: RegistryKind) {
 
 both_registries!(sigterm_hands_apps_over => zk_sigterm_hands_apps_over_within_a_second, mysql_sigterm_hands_apps_over_within_a_second);
 
-/// 5. 50 concurrent `start` calls for one app, spread over all nodes: exactly one process.
-async fn concurrent_starts_start_once(kind: RegistryKind) {
-    let cluster = Cluster::start(Options::new(kind, 3)).await;
-    let app = cluster.create_marker_apps(1).await.remove(0);
+/// Fires 50 concurrent `start` calls for app `id` through the nodes in turn; answers the
+/// accepted ones (202) and how many were refused. Every other answer must be a JSON 409.
+async fn fifty_concurrent_starts(
+    cluster: &Cluster,
+    id: &cluster_tests::Id,
+) -> (Vec<cluster_tests::api::Submitted>, usize) {
     let apis = cluster.live_apis();
     let mut calls = tokio::task::JoinSet::new();
     for call in 0..50 {
         let (node, api) = apis[call % apis.len()].clone();
-        let id = app.id.clone();
+        let id = id.clone();
         calls.spawn(async move { (node, api.act(&id, "start").await) });
     }
     let mut accepted = Vec::new();
@@ -520,7 +522,7 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
         let (node, answer) = joined.unwrap();
         let answer = answer.unwrap_or_else(|error| panic!("start via {node}: {error}"));
         match answer.status {
-            202 => accepted.push(answer.parse::<cluster_tests::api::Submitted>(202).unwrap()),
+            202 => accepted.push(answer.parse(202).unwrap()),
             409 => {
                 answer.error_code().unwrap();
                 refused += 1;
@@ -528,6 +530,15 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
             _ => panic!("start via {node}: {answer}"),
         }
     }
+    (accepted, refused)
+}
+
+/// 5. 50 concurrent `start` calls for one app, spread over all nodes: exactly one process.
+async fn concurrent_starts_start_once(kind: RegistryKind) {
+    let cluster = Cluster::start(Options::new(kind, 3)).await;
+    let app = cluster.create_marker_apps(1).await.remove(0);
+    let apis = cluster.live_apis();
+    let (accepted, refused) = fifty_concurrent_starts(&cluster, &app.id).await;
     assert!(!accepted.is_empty(), "no start was accepted");
     let api = apis[0].1.clone();
     let mut outcomes = BTreeMap::<String, usize>::new();
@@ -541,6 +552,13 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
             }
         })
         .await;
+        if task.status == "FAILED" {
+            eprintln!(
+                "{} test 5: an accepted start failed: {:?}",
+                label(kind),
+                task.error
+            );
+        }
         *outcomes.entry(task.status).or_default() += 1;
     }
     eprintln!(
@@ -555,6 +573,10 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
     );
     let app = api.app(&app.id).await.unwrap();
     assert_eq!(app.state, "RUNNING", "{app:?}");
+    assert_eq!(
+        app.last_error, None,
+        "a refused duplicate start leaves the app alone"
+    );
     assert_eq!(cluster.marker_lines(&app.name), 1, "started exactly once");
     let processes = cluster.app_processes(&app.id.0);
     assert_eq!(processes.len(), 1, "exactly one process: {processes:?}");
@@ -562,6 +584,42 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
 }
 
 both_registries!(concurrent_starts_start_once => zk_concurrent_starts_start_one_process, mysql_concurrent_starts_start_one_process);
+
+/// DESIGN.md: an action that is not allowed once the queued ones have run is refused with 409.
+/// Of concurrent starts, only the first can be allowed. The store checks the projected state and
+/// inserts the task in two steps without a lock (`Store::submit_task` in task-dispatch), so
+/// concurrent submissions through different nodes are all accepted; the extra tasks then fail
+/// with "cannot start an app that is RUNNING". Ignored until that is fixed: run with
+/// `--ignored`.
+async fn concurrent_starts_accept_only_one(kind: RegistryKind) {
+    let cluster = Cluster::start(Options::new(kind, 3)).await;
+    let mut accepted = Vec::new();
+    for round in 1..=5 {
+        let name = format!("race-{round}");
+        let app = cluster
+            .api(0)
+            .create_app(&name, "process", cluster.marker_spec(&name))
+            .await
+            .unwrap();
+        accepted.push(fifty_concurrent_starts(&cluster, &app.id).await.0.len());
+    }
+    assert!(
+        accepted.iter().all(|count| *count == 1),
+        "starts accepted per app out of 50 concurrent ones (expected 1 each): {accepted:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "console bug: concurrent submissions race past the 409 check (task-dispatch Store::submit_task)"]
+async fn zk_concurrent_starts_accept_only_one() {
+    concurrent_starts_accept_only_one(RegistryKind::Zookeeper).await;
+}
+
+#[tokio::test]
+#[ignore = "console bug: concurrent submissions race past the 409 check (task-dispatch Store::submit_task)"]
+async fn mysql_concurrent_starts_accept_only_one() {
+    concurrent_starts_accept_only_one(RegistryKind::Mysql).await;
+}
 
 /// Polls every node's `/readyz` in the background until stopped; answers, per node, how many
 /// answers were not 200 (503, or no answer).
