@@ -32,8 +32,10 @@ pub fn unique_token() -> String {
 }
 
 async fn zk_connect(servers: &str) -> Result<zk::Client, String> {
+    // Fail at once on a refused connection instead of retrying until the timeout.
     let connecting = zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
+        .with_fail_eagerly()
         .connect(servers);
     match tokio::time::timeout(ANSWER_TIMEOUT, connecting).await {
         Ok(Ok(client)) => Ok(client),

@@ -94,3 +94,55 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_until_answers_the_first_ok() {
+        let mut calls = 0;
+        let (value, _) = poll_until(Duration::from_secs(5), || {
+            calls += 1;
+            let answer = if calls == 3 {
+                Ok(calls)
+            } else {
+                Err(format!("call {calls}"))
+            };
+            async move { answer }
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 3);
+    }
+
+    #[tokio::test]
+    async fn poll_until_reports_the_last_observation_on_timeout() {
+        let mut calls = 0;
+        let timed_out = poll_until(Duration::from_millis(100), || {
+            calls += 1;
+            let seen = format!("call {calls}");
+            async move { Err::<(), _>(seen) }
+        })
+        .await
+        .unwrap_err();
+        assert!(timed_out.waited >= Duration::from_millis(100));
+        assert_eq!(timed_out.last, format!("call {calls}"));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "the flag stopped holding")]
+    async fn holds_for_panics_at_the_first_err() {
+        let mut calls = 0;
+        holds_for("the flag", Duration::from_secs(5), || {
+            calls += 1;
+            let answer = if calls < 3 {
+                Ok(())
+            } else {
+                Err("off".to_owned())
+            };
+            async move { answer }
+        })
+        .await;
+    }
+}
