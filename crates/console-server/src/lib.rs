@@ -16,12 +16,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError};
-use task_dispatch::{Dispatcher, DispatcherConfig, Store};
+use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError, Secret};
+use task_dispatch::{Dispatcher, DispatcherConfig, OwnerNotifier, PollOnly, PollStrategy, Store};
 
 use crate::actions::{ConsoleActions, Executors};
 use crate::config::{ConsoleConfig, redact_url};
-use crate::executor::ProcessExecutor;
+use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};
 use crate::node::peers::{NodeInfo, NodeLoad, Peers};
@@ -59,20 +59,7 @@ pub enum StartupError {
 
 /// Runs one node until SIGTERM or SIGINT, then stops gracefully: finishes the actions in
 /// flight, hands its apps back, deregisters and returns. Apps keep running.
-pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
-    let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
-        .await
-        .map_err(|source| StartupError::Registry {
-            kind: config.registry.kind.clone(),
-            source,
-        })?
-        .into();
-    let store = Store::connect(&config.database.url)
-        .await
-        .map_err(|source| StartupError::Database {
-            url: redact_url(&config.database.url),
-            source,
-        })?;
+pub async fn run(config: ConsoleConfig, hooks: BenchmarkHooks) -> Result<(), StartupError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -83,84 +70,201 @@ pub async fn run(config: ConsoleConfig) -> Result<(), StartupError> {
     let bound: SocketAddr = listener
         .local_addr()
         .map_err(|source| StartupError::Listen { addr, source })?;
-    let node_id = config.node_id(bound.port());
-
-    let executors = Executors::default().with(Arc::new(ProcessExecutor::new(
-        config.node.data_dir.join("apps"),
-    )?));
-    let peers = Peers::default();
-    let nudge = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
-    let mut dispatch_config = DispatcherConfig::new(node_id.clone());
-    dispatch_config.monitor_interval = config.monitor.interval();
-    let metrics = Metrics::new();
-    let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
-    let dispatcher = Dispatcher::start(
-        dispatch_config,
-        store.clone(),
-        Arc::new(actions),
-        Arc::new(nudge),
-    )
-    .await
-    .map_err(StartupError::Dispatcher)?;
-    let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
-    let info = NodeInfo {
-        id: node_id.clone(),
-        host: config.server.host.clone(),
-        port: bound.port(),
-        pid: std::process::id(),
-        mac: host::main_mac_address(),
-        started_at: unix_millis(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        load: NodeLoad::default(),
-    };
-    let node = ClusterNode::join(
-        registry.clone(),
-        dispatcher.clone(),
-        info,
-        metrics.clone(),
-        peers,
-    )
-    .await?;
-    let duties = Arc::new(LeaderDuties::new(store.clone()));
-    let election = LeaderElection::start(registry.clone(), LEADER_PATH, node_id.clone(), duties)
-        .map_err(StartupError::Election)?;
-    let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
-        .await
-        .map_err(StartupError::Election)?;
-
-    let state = http::ApiState {
-        dispatcher: dispatcher.clone(),
-        node: node.clone(),
-        executors,
-        metrics,
-        leader: leader.watch(),
-    };
-    let app = http::router(state, config.server.auth_token.clone());
-    tracing::info!(node = %node_id, %bound, registry = registry.backend(), database = %redact_url(&config.database.url), "console-server serving");
-    let served = axum::serve(listener, app)
+    let console = Console::start_with(&config, bound.port(), hooks).await?;
+    tracing::info!(node = %console.node_id(), %bound, registry = config.registry.kind, database = %redact_url(&config.database.url), "console-server serving");
+    let served = axum::serve(listener, console.router())
         .with_graceful_shutdown(shutdown_signal())
         .await;
-
-    // Hand over: no new claims, finish what runs, release every app, then leave the cluster
-    // so that peers adopt at once rather than after the session timeout.
-    tracing::info!(node = %node_id, "shutting down: handing apps over");
-    let started = std::time::Instant::now();
-    tokio::time::timeout(SHUTDOWN_GRACE, dispatcher.shutdown()).await.unwrap_or_else(|_| {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "actions still running after the grace period; leaving anyway, their tasks will be re-claimed");
-    });
-    node.leave().await;
-    election.stop().await;
-    drop(leader);
-    if let Err(error) = registry.close().await {
-        tracing::warn!(%error, "closing the registry failed");
-    }
-    store.close().await;
-    tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
+    console.shutdown().await;
     served.map_err(StartupError::Serve)
 }
 
+/// One running node without its listener: registry session, store, dispatcher, cluster
+/// membership, leader election and the HTTP router. [`run`] serves it on a socket; tests drive
+/// [`Console::router`] directly.
+#[derive(Debug)]
+pub struct Console {
+    registry: Arc<dyn Registry>,
+    store: Store,
+    dispatcher: Dispatcher,
+    node: Arc<ClusterNode>,
+    election: LeaderElection,
+    state: http::ApiState,
+    auth_token: Secret,
+}
+
+impl Console {
+    /// Connects everything and joins the cluster as the node reachable on `port`.
+    ///
+    /// # Notable errors
+    /// A [`StartupError`] naming the part that failed (registry, database, duplicate node id).
+    pub async fn start(config: &ConsoleConfig, port: u16) -> Result<Self, StartupError> {
+        Self::start_with(config, port, BenchmarkHooks::default()).await
+    }
+
+    /// Like [`Console::start`], with the benchmark's hooks.
+    pub async fn start_with(
+        config: &ConsoleConfig,
+        port: u16,
+        hooks: BenchmarkHooks,
+    ) -> Result<Self, StartupError> {
+        let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
+            .await
+            .map_err(|source| StartupError::Registry {
+                kind: config.registry.kind.clone(),
+                source,
+            })?
+            .into();
+        let store = Store::connect(&config.database.url)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: redact_url(&config.database.url),
+                source,
+            })?;
+        let node_id = config.node_id(port);
+        let mut executors = Executors::default().with(Arc::new(ProcessExecutor::new(
+            config.node.data_dir.join("apps"),
+        )?));
+        if hooks.noop_executor {
+            tracing::warn!("benchmark hook: the noop executor is enabled");
+            executors = executors.with(Arc::new(NoopExecutor));
+        }
+        let peers = Peers::default();
+        let mut dispatch_config = DispatcherConfig::new(node_id.clone());
+        dispatch_config.monitor_interval = config.monitor.interval();
+        let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
+            tracing::warn!(
+                "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups)"
+            );
+            dispatch_config.poll_strategy = PollStrategy::FullTableScan;
+            dispatch_config.poll_interval = STREAMPARK_SCAN_INTERVAL;
+            Arc::new(PollOnly)
+        } else {
+            Arc::new(HttpNudge::new(
+                peers.clone(),
+                config.server.auth_token.clone(),
+            )?)
+        };
+        let metrics = Metrics::new();
+        let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
+        let dispatcher =
+            Dispatcher::start(dispatch_config, store.clone(), Arc::new(actions), notifier)
+                .await
+                .map_err(StartupError::Dispatcher)?;
+        let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
+        let info = NodeInfo {
+            id: node_id.clone(),
+            host: config.server.host.clone(),
+            port,
+            pid: std::process::id(),
+            mac: host::main_mac_address(),
+            started_at: unix_millis(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            load: NodeLoad::default(),
+        };
+        let node = ClusterNode::join(
+            registry.clone(),
+            dispatcher.clone(),
+            info,
+            metrics.clone(),
+            peers,
+        )
+        .await?;
+        let duties = Arc::new(LeaderDuties::new(store.clone()));
+        let election = LeaderElection::start(registry.clone(), LEADER_PATH, node_id, duties)
+            .map_err(StartupError::Election)?;
+        let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
+            .await
+            .map_err(StartupError::Election)?;
+        let state = http::ApiState {
+            dispatcher: dispatcher.clone(),
+            node: node.clone(),
+            executors,
+            metrics,
+            leader: Arc::new(leader),
+        };
+        Ok(Self {
+            registry,
+            store,
+            dispatcher,
+            node,
+            election,
+            state,
+            auth_token: config.server.auth_token.clone(),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        self.node.id()
+    }
+
+    /// The HTTP API of this node.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone(), self.auth_token.clone())
+    }
+
+    /// Hands over and leaves: no new claims, the actions in flight finish (up to
+    /// [`SHUTDOWN_GRACE`]), every app is released, the registry entry is removed so that peers
+    /// adopt at once rather than after the session timeout, and the registry is closed.
+    pub async fn shutdown(self) {
+        let node_id = self.node.id().to_owned();
+        tracing::info!(node = %node_id, "shutting down: handing apps over");
+        let started = std::time::Instant::now();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.dispatcher.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "actions still running after the grace period; leaving anyway, their tasks will be re-claimed");
+        }
+        self.node.leave().await;
+        self.election.stop().await;
+        drop(self.state);
+        if let Err(error) = self.registry.close().await {
+            tracing::warn!(%error, "closing the registry failed");
+        }
+        self.store.close().await;
+        tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
+    }
+}
+
+/// Switches that only the cluster benchmark uses (`docs/BENCHMARKS.md`), read from the
+/// environment by `main`, never from the configuration file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BenchmarkHooks {
+    /// `CONSOLE_BENCHMARK_EXECUTOR=noop`: register the [`NoopExecutor`], so that figures measure
+    /// coordination rather than process start-up.
+    pub noop_executor: bool,
+    /// `CONSOLE_BENCHMARK_DISPATCH=streampark`: dispatch the way the StreamPark design did
+    /// (every node reads the whole task table every 50 ms; no wake-up signals), as the baseline.
+    pub streampark_baseline: bool,
+}
+
+impl BenchmarkHooks {
+    /// Reads the hooks from the process environment.
+    ///
+    /// # Notable errors
+    /// A message naming the variable whose value is not understood.
+    pub fn from_env() -> Result<Self, String> {
+        let read = |name: &str, wanted: &str| match std::env::var(name) {
+            Err(_) => Ok(false),
+            Ok(value) if value == wanted => Ok(true),
+            Ok(value) => Err(format!(
+                "{name}={value:?} is not understood; the only value is {wanted:?}"
+            )),
+        };
+        Ok(Self {
+            noop_executor: read("CONSOLE_BENCHMARK_EXECUTOR", "noop")?,
+            streampark_baseline: read("CONSOLE_BENCHMARK_DISPATCH", "streampark")?,
+        })
+    }
+}
+
+/// The StreamPark design's scan period.
+const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
 /// How long a graceful shutdown waits for actions in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn unix_millis() -> i64 {
     SystemTime::now()

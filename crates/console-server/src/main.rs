@@ -33,6 +33,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let hooks = match console_server::BenchmarkHooks::from_env() {
+        Ok(hooks) => hooks,
+        Err(error) => {
+            eprintln!("console-server: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -40,7 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(console_server::run(config)) {
+    match runtime.block_on(console_server::run(config, hooks)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

@@ -64,7 +64,7 @@ pub mod state;
 mod store;
 
 pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
-pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig};
+pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig, PollStrategy};
 pub use error::{Entity, Error, Result};
 pub use membership::{Membership, OwnershipChange};
 pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_with_seed};

@@ -670,6 +670,33 @@ async fn purge_deletes_only_old_finished_tasks(db: &common::TestDb) {
 on_both_backends!(purge_deletes_only_old_finished_tasks =>
     mysql_purge_deletes_only_old_finished_tasks, sqlite_purge_deletes_only_old_finished_tasks);
 
+async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
+    let store = db.store().await;
+    let busy = store.create_app(new_app("busy")).await.unwrap();
+    let done = store.create_app(new_app("done")).await.unwrap();
+    let lease = own(&store, "n1", done.id).await;
+    store
+        .submit_task(done.id, Action::Start, None)
+        .await
+        .unwrap();
+    run_next_ok(&store, &lease, done.id).await;
+    store
+        .submit_task(busy.id, Action::Start, None)
+        .await
+        .unwrap();
+    let indexed = store.apps_with_unfinished_tasks().await.unwrap();
+    assert_eq!(indexed, [busy.id]);
+    assert_eq!(
+        store
+            .apps_with_unfinished_tasks_by_full_scan()
+            .await
+            .unwrap(),
+        indexed
+    );
+}
+on_both_backends!(full_scan_baseline_finds_the_same_apps =>
+    mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);
+
 // --- one backend only -----------------------------------------------------------------------
 
 #[tokio::test]
@@ -701,6 +728,18 @@ const DIGITS: &str = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION AL
      UNION ALL SELECT 8 UNION ALL SELECT 9)";
 
 /// The dispatcher's queries read through their indexes, not the whole task table.
+/// Nodes of a new cluster start together on an empty database: exactly one migrates, the
+/// others wait for it (sqlx's own migration lock does not wait on MariaDB).
+#[tokio::test]
+async fn mysql_nodes_starting_together_migrate_once() {
+    let db = common::TestDb::mysql().await;
+    let connects = (0..6).map(|_| Store::connect(&db.url));
+    for outcome in futures::future::join_all(connects).await {
+        outcome.expect("every node connects while another migrates");
+    }
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn mysql_dispatcher_queries_use_indexes() {
     let db = common::TestDb::mysql().await;

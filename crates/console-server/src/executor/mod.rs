@@ -12,6 +12,7 @@
 //! They act on the host they run on and report; the dispatcher records.
 
 mod error;
+mod noop;
 mod proc_stat;
 pub mod process;
 mod spec;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use error::ExecutorError;
+pub use noop::{NoopExecutor, NoopHandle};
 pub use process::{ProcessExecutor, ProcessHandle};
 pub use spec::{ProcessSpec, validate_spec};
 
@@ -51,6 +53,8 @@ pub struct AppRef<'a> {
 pub enum Handle {
     /// An OS process started by [`ProcessExecutor`].
     Process(ProcessHandle),
+    /// An app of the [`NoopExecutor`] (benchmarks only).
+    Noop(NoopHandle),
 }
 
 /// Whether a started app is running, as far as its executor can tell.

@@ -353,6 +353,9 @@ impl Executor for ProcessExecutor {
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let spec = ProcessSpec::parse(app.spec)?;
+        if let Some(other @ Handle::Noop(_)) = previous {
+            return Err(not_a_process(other));
+        }
         if let Some(Handle::Process(previous)) = previous {
             match self.observe(previous) {
                 Observed::Alive => {
@@ -380,7 +383,9 @@ impl Executor for ProcessExecutor {
     /// [`ExecutorError::ForeignHost`]; [`ExecutorError::Signal`];
     /// [`ExecutorError::StillRunning`].
     async fn stop(&self, app: &AppRef<'_>, handle: &Handle) -> Result<(), ExecutorError> {
-        let Handle::Process(handle) = handle;
+        let Handle::Process(handle) = handle else {
+            return Err(not_a_process(handle));
+        };
         let pid = handle.checked_pid()?;
         match self.whereabouts(handle) {
             Whereabouts::Here => {}
@@ -415,7 +420,11 @@ impl Executor for ProcessExecutor {
     }
 
     async fn probe(&self, _app: &AppRef<'_>, handle: &Handle) -> Liveness {
-        let Handle::Process(handle) = handle;
+        let Handle::Process(handle) = handle else {
+            return Liveness::Unknown {
+                error: not_a_process(handle).to_string(),
+            };
+        };
         match self.observe(handle) {
             Observed::Alive => Liveness::Alive,
             Observed::Dead(reason) => Liveness::Dead { reason },
@@ -557,3 +566,10 @@ impl ExitStatuses {
 
 #[cfg(test)]
 mod tests;
+
+/// The error for a handle that another executor made.
+fn not_a_process(handle: &Handle) -> ExecutorError {
+    ExecutorError::InvalidHandle {
+        reason: format!("not a process handle: {handle:?}"),
+    }
+}

@@ -37,6 +37,9 @@ pub struct AppView {
     pub state: AppState,
     /// The node that owns the app now, in the answering node's view of the cluster.
     pub owner: Option<String>,
+    /// The node that has taken the app over (holds its lease): the owner once it has adopted
+    /// the app, the previous owner while it hands over.
+    pub adopted_by: Option<String>,
     pub last_error: Option<String>,
     /// The executor's record of the running app (pid and start time for `process`).
     pub handle: Option<Value>,
@@ -50,6 +53,7 @@ impl AppView {
     fn new(state: &ApiState, app: App) -> Self {
         Self {
             owner: state.dispatcher.owner_of(app.id),
+            adopted_by: app.lease.map(|lease| lease.node_id),
             id: app.id,
             name: app.name,
             executor: app.executor,

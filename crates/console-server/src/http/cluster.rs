@@ -28,11 +28,7 @@ pub struct NodeView {
 
 /// `GET /api/v1/cluster/nodes`: the live nodes, sorted by id.
 pub async fn nodes_index(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
-    let leader = state
-        .leader
-        .borrow()
-        .as_ref()
-        .map(|info| info.address.clone());
+    let leader = state.leader.current().map(|info| info.address);
     let nodes = state
         .node
         .peers()

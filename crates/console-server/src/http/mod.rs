@@ -32,9 +32,8 @@ use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{get, post};
-use registry_api::{LeaderInfo, Secret};
+use registry_api::{LeaderRetrieval, Secret};
 use task_dispatch::Dispatcher;
-use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -59,8 +58,8 @@ pub struct ApiState {
     pub node: Arc<ClusterNode>,
     pub executors: Executors,
     pub metrics: Arc<Metrics>,
-    /// The current cluster leader, from the registry.
-    pub leader: watch::Receiver<Option<LeaderInfo>>,
+    /// Who leads the cluster, from the registry.
+    pub leader: Arc<LeaderRetrieval>,
 }
 
 /// The whole API as a router; tests drive it with `tower::ServiceExt::oneshot`.

@@ -55,6 +55,8 @@ pub struct DispatcherConfig {
     pub ring: RingKind,
     /// The fallback poll for tasks whose wake-up signal was lost. Default 1 s.
     pub poll_interval: Duration,
+    /// What the poll reads. Default [`PollStrategy::Indexed`].
+    pub poll_strategy: PollStrategy,
     /// How often each owned RUNNING app is probed (`monitor.interval_ms`). Default 1 s.
     pub monitor_interval: Duration,
     /// Executor calls (start/stop) running at once on this node. Default 16.
@@ -73,6 +75,7 @@ impl DispatcherConfig {
             node_id: node_id.into(),
             ring: RingKind::default(),
             poll_interval: Duration::from_secs(1),
+            poll_strategy: PollStrategy::Indexed,
             monitor_interval: Duration::from_secs(1),
             max_parallel_actions: 16,
             max_attempts: 3,
@@ -96,6 +99,18 @@ impl DispatcherConfig {
         }
         Ok(())
     }
+}
+
+/// What the dispatcher's poll reads to find apps with work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollStrategy {
+    /// Only the PENDING and RUNNING rows, through the status index.
+    #[default]
+    Indexed,
+    /// The whole task table, every column, filtered in memory: what the StreamPark design did
+    /// every 50 ms on every node. Kept only as the baseline of the cluster benchmark; never use
+    /// it in production.
+    FullTableScan,
 }
 
 /// Counters for `/metrics` (monotonic since start, except the in-flight gauge).
@@ -614,8 +629,14 @@ impl Control {
         self.polling = true;
         self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
         let (store, internal) = (self.shared.store.clone(), self.internal.clone());
+        let strategy = self.shared.config.poll_strategy;
         tokio::spawn(async move {
-            let ids = store.apps_with_unfinished_tasks().await;
+            let ids = match strategy {
+                PollStrategy::Indexed => store.apps_with_unfinished_tasks().await,
+                PollStrategy::FullTableScan => {
+                    store.apps_with_unfinished_tasks_by_full_scan().await
+                }
+            };
             let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
         });
     }

@@ -186,7 +186,27 @@ impl Store {
             Pool::MySql(pool) => {
                 let mut migrator = sqlx::migrate!("migrations/mysql");
                 migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-                migrator.run(pool).await?;
+                // sqlx serializes migrators with `GET_LOCK(name, -1)`, which MariaDB answers
+                // with NULL at once instead of waiting: nodes starting together on a fresh
+                // database would all apply migration 1. Hold a lock of our own, with a real
+                // timeout, on a connection kept aside while the migrator runs on the pool.
+                let mut conn = pool.acquire().await?;
+                let locked: Option<i64> = sqlx::query_scalar(
+                    "SELECT GET_LOCK(CONCAT('task_dispatch_migrate.', DATABASE()), ?)",
+                )
+                .bind(MIGRATION_LOCK_TIMEOUT.as_secs())
+                .fetch_one(&mut *conn)
+                .await?;
+                if locked != Some(1) {
+                    return Err(Error::Conflict(format!(
+                        "another node kept the migration lock for more than {MIGRATION_LOCK_TIMEOUT:?}"
+                    )));
+                }
+                let migrated = migrator.run(pool).await;
+                sqlx::query("DO RELEASE_LOCK(CONCAT('task_dispatch_migrate.', DATABASE()))")
+                    .execute(&mut *conn)
+                    .await?;
+                migrated?;
             }
             Pool::Sqlite(pool) => {
                 let mut migrator = sqlx::migrate!("migrations/sqlite");
@@ -211,6 +231,9 @@ impl Store {
         on_pool!(self, db => db.close().await);
     }
 }
+
+/// How long a node waits for another one that is migrating the same database.
+const MIGRATION_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// This crate's migration history table (not sqlx's default, which another crate may own).
 const MIGRATIONS_TABLE: &str = "task_dispatch_migrations";

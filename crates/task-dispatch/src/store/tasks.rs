@@ -183,6 +183,24 @@ impl Store {
         Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
     }
 
+    /// The same answer as [`Store::apps_with_unfinished_tasks`], found the way the StreamPark
+    /// design did: read every row and column of the task table and filter in memory. For the
+    /// benchmark baseline ([`crate::PollStrategy::FullTableScan`]) only.
+    pub async fn apps_with_unfinished_tasks_by_full_scan(&self) -> Result<Vec<AppId>> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks");
+        let rows: Vec<TaskRow> = on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        let mut ids = Vec::new();
+        for row in rows {
+            let task = Task::try_from(row)?;
+            if !task.status.is_finished() {
+                ids.push(task.app_id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// How many tasks are PENDING and RUNNING, cluster-wide (both statuses always listed).
     /// Reads only those rows (index `tasks_status_app`); for metrics.
     pub async fn count_unfinished_tasks(&self) -> Result<Vec<(TaskStatus, i64)>> {

@@ -48,8 +48,10 @@ fn app(id: i64, spec: &Value) -> AppRef<'_> {
 }
 
 fn process(handle: &Handle) -> &ProcessHandle {
-    let Handle::Process(handle) = handle;
-    handle
+    match handle {
+        Handle::Process(handle) => handle,
+        other => panic!("expected a process handle, got {other:?}"),
+    }
 }
 
 fn lines(path: &Path) -> Vec<String> {

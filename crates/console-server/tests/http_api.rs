@@ -1,0 +1,434 @@
+//! The HTTP API of one real node (standalone registry, SQLite, the process executor), driven
+//! through its router without a socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use console_server::Console;
+use console_server::config::ConsoleConfig;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A node in a temporary directory; its app processes are killed when it is dropped.
+struct TestNode {
+    console: Option<Console>,
+    dir: tempfile::TempDir,
+    token: Option<&'static str>,
+}
+
+impl TestNode {
+    async fn start(token: Option<&'static str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            ("CONSOLE__NODE__ID".to_owned(), "test-node".to_owned()),
+            (
+                "CONSOLE__NODE__DATA_DIR".to_owned(),
+                dir.path().join("data").display().to_string(),
+            ),
+            (
+                "CONSOLE__DATABASE__URL".to_owned(),
+                format!("sqlite://{}", dir.path().join("console.db").display()),
+            ),
+            ("CONSOLE__MONITOR__INTERVAL_MS".to_owned(), "200".to_owned()),
+        ];
+        if let Some(token) = token {
+            env.push(("CONSOLE__SERVER__AUTH_TOKEN".to_owned(), token.to_owned()));
+        }
+        let config = ConsoleConfig::load_with_env(None, env).unwrap();
+        let console = Console::start(&config, 10_000).await.unwrap();
+        let node = Self {
+            console: Some(console),
+            dir,
+            token,
+        };
+        node.wait_for("the node to be ready", |node| async move {
+            node.call(Method::GET, "/readyz", None).await.0 == StatusCode::OK
+        })
+        .await;
+        node
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let router = self.console.as_ref().unwrap().router();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    async fn create_app(&self, command: &str) -> Value {
+        let (status, app) = self
+            .call(
+                Method::POST,
+                "/api/v1/apps",
+                Some(json!({"name": "app", "executor": "process", "spec": {"command": ["sh", "-c", command]}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{app}");
+        app
+    }
+
+    async fn app(&self, id: i64) -> Value {
+        let (status, app) = self
+            .call(Method::GET, &format!("/api/v1/apps/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{app}");
+        app
+    }
+
+    /// Polls `condition` every 20 ms until it holds, failing after 15 s.
+    async fn wait_for<'a, F, Fut>(&'a self, what: &str, condition: F)
+    where
+        F: Fn(&'a Self) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !condition(self).await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_for_state(&self, id: i64, state: &str) -> Value {
+        self.wait_for(&format!("app {id} to be {state}"), |node| async move {
+            node.app(id).await["state"] == state
+        })
+        .await;
+        self.app(id).await
+    }
+
+    fn marker(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Apps run detached; kill every process whose command line names this node's directory.
+        let needle = self.dir.path().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle)
+                && pid != std::process::id() as i32
+            {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        drop(self.console.take());
+    }
+}
+
+#[tokio::test]
+async fn walkthrough_create_start_see_running_stop() {
+    let node = TestNode::start(None).await;
+    let marker = node.marker("marker");
+    let app = node
+        .create_app(&format!(
+            "echo started >> {}; exec sleep 300",
+            marker.display()
+        ))
+        .await;
+    let id = app["id"].as_i64().unwrap();
+    assert_eq!(app["state"], "CREATED");
+    assert_eq!(app["owner"], "test-node");
+
+    let (status, accepted) = node
+        .call(Method::POST, &format!("/api/v1/apps/{id}/start"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["action"], "start");
+    assert_eq!(accepted["status"], "PENDING");
+    let running = node.wait_for_state(id, "RUNNING").await;
+    assert!(running["handle"]["pid"].as_i64().unwrap() > 1, "{running}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "started\n");
+
+    let task = accepted["task_id"].as_i64().unwrap();
+    let (status, task) = node
+        .call(Method::GET, &format!("/api/v1/tasks/{task}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["status"], "SUCCEEDED", "{task}");
+    assert_eq!(task["owner"], "test-node");
+    assert_eq!(task["attempts"], 1);
+
+    let (status, _) = node
+        .call(Method::POST, &format!("/api/v1/apps/{id}/stop"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let stopped = node.wait_for_state(id, "STOPPED").await;
+    assert!(stopped["handle"].is_null(), "{stopped}");
+
+    let (status, list) = node
+        .call(Method::GET, "/api/v1/apps?page=1&size=10", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 1);
+    let (status, nodes) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(nodes[0]["id"], "test-node");
+    node.wait_for("the node to be shown as leader", |node| async move {
+        node.call(Method::GET, "/api/v1/cluster/nodes", None)
+            .await
+            .1[0]["leader"]
+            == true
+    })
+    .await;
+
+    let (status, _) = node
+        .call(Method::DELETE, &format!("/api/v1/apps/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = node
+        .call(Method::GET, &format!("/api/v1/apps/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_dead_app_is_marked_failed_by_the_monitor() {
+    let node = TestNode::start(None).await;
+    let app = node
+        .create_app(&format!("exec sleep 300 # {}", node.dir.path().display()))
+        .await;
+    let id = app["id"].as_i64().unwrap();
+    node.call(Method::POST, &format!("/api/v1/apps/{id}/start"), None)
+        .await;
+    let running = node.wait_for_state(id, "RUNNING").await;
+    let pid = running["handle"]["pid"].as_i64().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let failed = node.wait_for_state(id, "FAILED").await;
+    let reason = failed["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains(&pid.to_string()),
+        "the reason should name the process: {reason}"
+    );
+}
+
+/// Every refused request: its status, its JSON error code, and no change to stored apps.
+#[tokio::test]
+async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
+    let node = TestNode::start(Some("s3cret")).await;
+    let app = node.create_app("exec sleep 300").await;
+    let id = app["id"].as_i64().unwrap();
+    let (_, before) = node.call(Method::GET, "/api/v1/apps", None).await;
+
+    let raw = |method: Method, uri: &str, body: &str, token: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let too_large = format!(
+        "{{\"name\": \"{}\", \"spec\": {{}}}}",
+        "x".repeat(100 * 1024)
+    );
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            raw(Method::POST, "/api/v1/apps", "{\"name\":", Some("s3cret")),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "unknown field",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a","spec":{"command":["true"]},"owner":"me"}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "bad spec",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a","spec":{"command":[]}}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+        ),
+        (
+            "unknown executor",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a","executor":"yarn","spec":{}}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+        ),
+        (
+            "empty name",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":" ","spec":{"command":["true"]}}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "missing app",
+            raw(Method::GET, "/api/v1/apps/424242", "", Some("s3cret")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "missing task",
+            raw(Method::GET, "/api/v1/tasks/424242", "", Some("s3cret")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "non-numeric id",
+            raw(Method::GET, "/api/v1/apps/abc", "", Some("s3cret")),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "illegal transition",
+            raw(
+                Method::POST,
+                &format!("/api/v1/apps/{id}/stop"),
+                "",
+                Some("s3cret"),
+            ),
+            StatusCode::CONFLICT,
+            "illegal_transition",
+        ),
+        (
+            "body too large",
+            raw(Method::POST, "/api/v1/apps", &too_large, Some("s3cret")),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "no token",
+            raw(Method::GET, "/api/v1/apps", "", None),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "wrong token",
+            raw(Method::GET, "/api/v1/apps", "", Some("guess")),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "bad page",
+            raw(Method::GET, "/api/v1/apps?page=0", "", Some("s3cret")),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "unknown route",
+            raw(Method::GET, "/api/v2/apps", "", Some("s3cret")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            raw(Method::PUT, "/api/v1/apps", "", Some("s3cret")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let (got, body) = node.send(request).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+    // Health needs no token.
+    let (status, _) = node.send(raw(Method::GET, "/healthz", "", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = node.call(Method::GET, "/api/v1/apps", None).await;
+    assert_eq!(
+        before, after,
+        "refused requests must not change stored apps"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_task() {
+    let node = TestNode::start(None).await;
+    let app = node.create_app("exec sleep 300").await;
+    let id = app["id"].as_i64().unwrap();
+    let start = || {
+        Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/apps/{id}/start"))
+            .header("Idempotency-Key", "deploy-42")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (first_status, first) = node.send(start()).await;
+    let (second_status, second) = node.send(start()).await;
+    assert_eq!(first_status, StatusCode::ACCEPTED);
+    assert_eq!(second_status, StatusCode::ACCEPTED, "{second}");
+    assert_eq!(first["task_id"], second["task_id"]);
+    node.wait_for_state(id, "RUNNING").await;
+    node.call(Method::POST, &format!("/api/v1/apps/{id}/stop"), None)
+        .await;
+    node.wait_for_state(id, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let node = TestNode::start(None).await;
+    node.call(Method::GET, "/api/v1/apps", None).await;
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = node.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    for metric in [
+        "console_http_requests_total{method=\"GET\",route=\"/api/v1/apps\",status=\"200\"} 1",
+        "console_tasks{status=\"PENDING\"} 0",
+        "console_owned_apps",
+        "console_registry_state{state=\"connected\"} 1",
+        "console_dispatch_latency_seconds_count",
+    ] {
+        assert!(text.contains(metric), "missing {metric} in:\n{text}");
+    }
+}
