@@ -145,6 +145,8 @@ pub struct Cluster {
     zookeeper: Option<PrivateZookeeper>,
     proxy: Option<TcpProxy>,
     nodes: Vec<Node>,
+    /// Marks the run as in progress for the sweep of other test processes.
+    _run_lock: processes::RunLock,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -162,13 +164,14 @@ impl Cluster {
             .expect("the semaphore is never closed");
         let binary = binary::console_server();
         static SWEEP: OnceLock<()> = OnceLock::new();
-        SWEEP.get_or_init(|| processes::kill_orphans_of_finished_runs(&std::env::temp_dir()));
+        SWEEP.get_or_init(|| processes::kill_orphans_of_ended_runs(&std::env::temp_dir()));
 
         let run_dir = tempfile::Builder::new()
             .prefix("cluster-test-")
             .tempdir()
             .expect("create the run directory")
             .keep();
+        let run_lock = processes::RunLock::acquire(&run_dir);
         let token = services::unique_token();
         let mariadb = MariaDb::from_env();
         let store_db = mariadb
@@ -185,6 +188,7 @@ impl Cluster {
             zookeeper: None,
             proxy: None,
             nodes: Vec::new(),
+            _run_lock: run_lock,
             _slot: slot,
         };
         match options.registry {

@@ -4,7 +4,9 @@
 //! console, so the harness has to find them itself. Every app a test creates carries the
 //! environment variable [`RUN_TAG_VAR`]`=<the test's temp dir>` (set through the app's
 //! `spec.env`, inherited by everything the app starts); teardown kills every process whose
-//! environment or command line holds that tag.
+//! environment or command line holds that tag. A run also holds a [`RunLock`]; when a test
+//! process dies before its teardown, the first cluster of the next test process kills what the
+//! ended run left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -141,20 +143,64 @@ pub fn kill_tagged(tag: &str) -> usize {
     killed
 }
 
-/// Kills processes left behind by an earlier run that was interrupted before its teardown: those
-/// tagged with a run directory under `parent` that no longer exists. Runs still in progress keep
-/// their directories, so they are never touched.
-pub fn kill_orphans_of_finished_runs(parent: &Path) {
+/// The mark of a run in progress: an exclusive `flock` on `<run dir>/.running`, held while the
+/// value lives and released by the kernel when the test process dies, however it dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: fs::File,
+}
+
+const RUN_LOCK_FILE: &str = ".running";
+
+impl RunLock {
+    /// Takes the lock of `run_dir`.
+    ///
+    /// # Panics
+    /// When the file cannot be created or is locked already.
+    pub fn acquire(run_dir: &Path) -> Self {
+        let path = run_dir.join(RUN_LOCK_FILE);
+        let file = fs::File::create(&path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+        assert!(
+            try_lock(&file),
+            "{} is locked by another run",
+            path.display()
+        );
+        Self { _file: file }
+    }
+}
+
+/// Takes an exclusive `flock` on `file` without waiting; answers whether it got it.
+fn try_lock(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a file descriptor we own; no memory is passed.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Whether the run of `run_dir` has ended: its directory is gone, or nobody holds its
+/// [`RunLock`] any more.
+fn run_has_ended(run_dir: &Path) -> bool {
+    match fs::File::open(run_dir.join(RUN_LOCK_FILE)) {
+        // Locked by us just now means unlocked by everyone else; closing the file releases it.
+        Ok(file) => try_lock(&file),
+        Err(_) => !run_dir.exists(),
+    }
+}
+
+/// Kills processes left behind by earlier runs under `parent` that ended without their teardown
+/// (the test process was killed): those tagged with a run whose [`RunLock`] nobody holds. Runs
+/// in progress hold their lock, in this process or another, so they are never touched.
+pub fn kill_orphans_of_ended_runs(parent: &Path) {
     for process in all_processes() {
         let Some(tag) = process.env(RUN_TAG_VAR) else {
             continue;
         };
-        let tag = Path::new(tag);
-        if tag.starts_with(parent) && !tag.exists() && process.pid > 1 {
+        let run_dir = Path::new(tag);
+        if run_dir.starts_with(parent) && process.pid > 1 && run_has_ended(run_dir) {
             eprintln!(
-                "killing pid {} left behind by an interrupted test run ({})",
+                "killing pid {} left behind by a test run that ended without its teardown ({})",
                 process.pid,
-                tag.display()
+                run_dir.display()
             );
             signal(-process.pid, libc::SIGKILL);
             signal(process.pid, libc::SIGKILL);

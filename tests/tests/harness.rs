@@ -112,6 +112,25 @@ fn the_sweep_kills_tagged_processes_only() {
     let _ = tagged.wait();
 }
 
+#[test]
+fn the_sweep_spares_runs_in_progress_and_kills_what_ended_runs_left() {
+    let run = tempfile::tempdir().unwrap();
+    let tag = run.path().display().to_string();
+    let lock = processes::RunLock::acquire(run.path());
+    let mut app = detached_sleep(Some(&tag));
+    let pid = i32::try_from(app.id()).unwrap();
+
+    processes::kill_orphans_of_ended_runs(&std::env::temp_dir());
+    assert!(processes::is_alive(pid), "the run holds its lock: spared");
+    drop(lock);
+    processes::kill_orphans_of_ended_runs(&std::env::temp_dir());
+    assert!(
+        processes::wait_gone(pid, Duration::from_secs(5)),
+        "the run ended: killed"
+    );
+    let _ = app.wait();
+}
+
 #[tokio::test]
 #[should_panic(expected = "deploy/mariadb.sh start")]
 async fn mysql_a_missing_server_names_the_script_that_starts_it() {
