@@ -1,0 +1,693 @@
+//! A test cluster: N `console-server` nodes on loopback sharing one registry and one task store,
+//! each piece private to the test, all of it removed at the end.
+//!
+//! # Notable behaviors
+//! - Isolation: a run directory `$TMPDIR/cluster-test-XXXXXX` (node files, app markers), a
+//!   MariaDB database `cluster_test_<token>_store` for `database.url`, and either a ZooKeeper
+//!   namespace `/cluster-test-<token>` or a MariaDB database `cluster_test_<token>_registry`.
+//! - Teardown (on drop, also when the test panics): SIGKILL every node, SIGKILL every process
+//!   tagged with the run (the apps, which outlive their console by design), stop the proxy, drop
+//!   the databases and the namespace (or clean the private ZooKeeper), remove the run directory. When
+//!   the test failed, the tail of every node's log is printed and the run directory is kept.
+//! - At most `CLUSTER_TESTS_PARALLEL` clusters (default 2) exist at once in a test process:
+//!   [`Cluster::start`] waits for a slot. Two cores do not keep the timing assertions honest
+//!   under more load than that.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::api::{Api, App, NodeInfo};
+use crate::binary;
+use crate::node::Node;
+use crate::processes::{self, RUN_TAG_VAR};
+use crate::proxy::TcpProxy;
+use crate::services::{self, MariaDb, TestDatabase, ZkNamespace};
+use crate::wait::eventually;
+use crate::zookeeper_server::PrivateZookeeper;
+
+/// How long a cluster may take to start and agree on its members.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which registry backend the nodes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryKind {
+    Zookeeper,
+    Mysql,
+}
+
+impl RegistryKind {
+    /// `registry.type`.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Self::Zookeeper => "zookeeper",
+            Self::Mysql => "mysql",
+        }
+    }
+}
+
+/// How to build a cluster. [`Options::new`] gives the short test timings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub registry: RegistryKind,
+    pub nodes: usize,
+    /// `server.auth_token`; `None` leaves auth off.
+    pub auth_token: Option<String>,
+    /// `registry.*.session_timeout_ms`.
+    pub session_timeout: Duration,
+    /// `registry.mysql.heartbeat_interval_ms` (MySQL only).
+    pub heartbeat_interval: Duration,
+    /// `monitor.interval_ms`.
+    pub monitor_interval: Duration,
+    /// Run a ZooKeeper of the test's own instead of the shared one (ZooKeeper only).
+    pub private_zookeeper: bool,
+    /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
+    /// cut.
+    pub database_proxy: bool,
+}
+
+impl Options {
+    /// `nodes` nodes on `registry`, with ZooKeeper sessions of 2 s, MySQL heartbeats of 200 ms
+    /// and sessions of 1 s, and a monitor interval of 500 ms.
+    pub fn new(registry: RegistryKind, nodes: usize) -> Self {
+        let session_timeout = match registry {
+            RegistryKind::Zookeeper => Duration::from_millis(2000),
+            RegistryKind::Mysql => Duration::from_millis(1000),
+        };
+        Self {
+            registry,
+            nodes,
+            auth_token: None,
+            session_timeout,
+            heartbeat_interval: Duration::from_millis(200),
+            monitor_interval: Duration::from_millis(500),
+            private_zookeeper: false,
+            database_proxy: false,
+        }
+    }
+
+    #[must_use]
+    pub fn auth_token(mut self, token: &str) -> Self {
+        self.auth_token = Some(token.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    #[must_use]
+    pub fn private_zookeeper(mut self) -> Self {
+        self.private_zookeeper = true;
+        self
+    }
+
+    #[must_use]
+    pub fn database_proxy(mut self) -> Self {
+        self.database_proxy = true;
+        self
+    }
+}
+
+/// The process-wide limit on clusters that exist at once.
+fn slots() -> Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let permits = std::env::var("CLUSTER_TESTS_PARALLEL")
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .filter(|permits| *permits > 0)
+                .unwrap_or(2);
+            Arc::new(Semaphore::new(permits))
+        })
+        .clone()
+}
+
+/// See the [module documentation](self).
+#[derive(Debug)]
+pub struct Cluster {
+    options: Options,
+    run_dir: PathBuf,
+    binary: &'static Path,
+    mariadb: MariaDb,
+    store_db: TestDatabase,
+    registry_db: Option<TestDatabase>,
+    namespace: Option<ZkNamespace>,
+    zookeeper: Option<PrivateZookeeper>,
+    proxy: Option<TcpProxy>,
+    nodes: Vec<Node>,
+    /// Marks the run as in progress for the sweep of other test processes.
+    _run_lock: processes::RunLock,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Cluster {
+    /// Creates the test's databases and namespace, starts `options.nodes` nodes and waits until
+    /// every node is ready and sees all the others.
+    ///
+    /// # Panics
+    /// When a service does not answer (naming the script that starts it), or a node does not
+    /// start (with its log).
+    pub async fn start(options: Options) -> Self {
+        let slot = slots()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let binary = binary::console_server();
+        static SWEEP: OnceLock<()> = OnceLock::new();
+        SWEEP.get_or_init(|| processes::kill_orphans_of_ended_runs(&std::env::temp_dir()));
+
+        let run_dir = tempfile::Builder::new()
+            .prefix("cluster-test-")
+            .tempdir()
+            .expect("create the run directory")
+            .keep();
+        let run_lock = processes::RunLock::acquire(&run_dir);
+        let token = services::unique_token();
+        let mariadb = MariaDb::from_env();
+        let store_db = mariadb
+            .create_database(&format!("cluster_test_{token}_store"))
+            .await;
+        let mut cluster = Self {
+            options: options.clone(),
+            run_dir,
+            binary,
+            mariadb: mariadb.clone(),
+            store_db,
+            registry_db: None,
+            namespace: None,
+            zookeeper: None,
+            proxy: None,
+            nodes: Vec::new(),
+            _run_lock: run_lock,
+            _slot: slot,
+        };
+        match options.registry {
+            RegistryKind::Zookeeper => {
+                let servers = if options.private_zookeeper {
+                    let server = PrivateZookeeper::start(&cluster.run_dir.join("zookeeper")).await;
+                    let servers = server.servers();
+                    cluster.zookeeper = Some(server);
+                    servers
+                } else {
+                    services::zookeeper_servers()
+                };
+                cluster.namespace = Some(ZkNamespace::new(&servers).await);
+            }
+            RegistryKind::Mysql => {
+                cluster.registry_db = Some(
+                    mariadb
+                        .create_database(&format!("cluster_test_{token}_registry"))
+                        .await,
+                );
+            }
+        }
+        if options.database_proxy {
+            cluster.proxy = Some(TcpProxy::start(&mariadb.host_port).await);
+        }
+        for _ in 0..options.nodes {
+            cluster.add_node_unready().await;
+        }
+        cluster.wait_converged(START_TIMEOUT).await;
+        cluster
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        self.options.session_timeout
+    }
+
+    pub fn monitor_interval(&self) -> Duration {
+        self.options.monitor_interval
+    }
+
+    /// The run directory; also the tag every process of the run carries.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn run_tag(&self) -> String {
+        self.run_dir.display().to_string()
+    }
+
+    /// The proxy in front of MariaDB ([`Options::database_proxy`]).
+    ///
+    /// # Panics
+    /// When the cluster has none.
+    pub fn proxy(&self) -> &TcpProxy {
+        self.proxy
+            .as_ref()
+            .expect("the cluster runs without a proxy")
+    }
+
+    /// The test's own ZooKeeper ([`Options::private_zookeeper`]).
+    ///
+    /// # Panics
+    /// When the cluster uses the shared one.
+    pub fn zookeeper(&self) -> &PrivateZookeeper {
+        self.zookeeper
+            .as_ref()
+            .expect("the cluster uses the shared ZooKeeper")
+    }
+
+    /// Every node ever started, by index (`n1` is index 0).
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The API of node `index`.
+    pub fn api(&self, index: usize) -> Api {
+        self.nodes[index].api()
+    }
+
+    /// Indices of the nodes whose process runs.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].is_running())
+            .collect()
+    }
+
+    /// Ids of the nodes whose process runs.
+    pub fn live_ids(&self) -> BTreeSet<String> {
+        self.live()
+            .into_iter()
+            .map(|index| self.nodes[index].id.clone())
+            .collect()
+    }
+
+    /// APIs of the nodes whose process runs, with their ids.
+    pub fn live_apis(&self) -> Vec<(String, Api)> {
+        self.live()
+            .into_iter()
+            .map(|index| (self.nodes[index].id.clone(), self.nodes[index].api()))
+            .collect()
+    }
+
+    /// What the nodes' configurations share.
+    fn config_template(&self) -> ConfigTemplate {
+        let database_host = match &self.proxy {
+            Some(proxy) => proxy.addr().to_string(),
+            None => self.mariadb.host_port.clone(),
+        };
+        let registry = match self.options.registry {
+            RegistryKind::Zookeeper => {
+                let namespace = self.namespace.as_ref().expect("a ZooKeeper namespace");
+                RegistrySection::Zookeeper {
+                    servers: namespace.servers.clone(),
+                    namespace: namespace.path.clone(),
+                }
+            }
+            RegistryKind::Mysql => {
+                let database = self.registry_db.as_ref().expect("a registry database");
+                RegistrySection::Mysql {
+                    url: format!("mysql://{database_host}/{}", database.name),
+                    username: self.mariadb.username.clone(),
+                    password: self.mariadb.password.clone(),
+                }
+            }
+        };
+        ConfigTemplate {
+            store_url: self
+                .mariadb
+                .url_with_credentials(&database_host, &self.store_db.name),
+            registry,
+            options: self.options.clone(),
+        }
+    }
+
+    /// Starts node `n<len+1>` and waits until it answers `/healthz` (not `/readyz`).
+    async fn add_node_unready(&mut self) -> usize {
+        let id = format!("n{}", self.nodes.len() + 1);
+        let mut node = Node::new(
+            &self.run_dir,
+            &id,
+            self.options.auth_token.clone(),
+            &self.run_tag(),
+        );
+        let template = self.config_template();
+        let data_dir = node.data_dir();
+        node.start(self.binary, &|port| template.yaml(&id, &data_dir, port))
+            .await;
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Starts one more node and waits until the whole cluster has converged on it.
+    pub async fn add_node(&mut self) -> usize {
+        let index = self.add_node_unready().await;
+        self.wait_converged(START_TIMEOUT).await;
+        index
+    }
+
+    /// Starts node `index` again (after a kill or exit) on its old port if it is free, and waits
+    /// until the cluster has converged.
+    pub async fn restart(&mut self, index: usize) {
+        assert!(
+            !self.nodes[index].is_running(),
+            "node {} still runs",
+            self.nodes[index].id
+        );
+        let template = self.config_template();
+        let binary = self.binary;
+        let node = &mut self.nodes[index];
+        let id = node.id.clone();
+        let data_dir = node.data_dir();
+        node.start(binary, &|port| template.yaml(&id, &data_dir, port))
+            .await;
+        self.wait_converged(START_TIMEOUT).await;
+    }
+
+    /// SIGKILLs node `index`; answers when its process was seen gone.
+    pub async fn kill(&mut self, index: usize) -> Instant {
+        self.nodes[index].kill().await
+    }
+
+    /// Sends SIGTERM to node `index`, waits for it to exit (at most `timeout`) and answers its
+    /// exit status and when it was seen.
+    pub async fn terminate(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, Instant) {
+        self.nodes[index].terminate();
+        self.nodes[index].wait_exit(timeout).await
+    }
+
+    /// Node `index` itself, for signals and waits the cluster does not wrap.
+    pub fn node_mut(&mut self, index: usize) -> &mut Node {
+        &mut self.nodes[index]
+    }
+
+    /// Waits until every running node answers `/readyz` 200 and lists exactly the running nodes.
+    ///
+    /// # Panics
+    /// When that does not happen within `timeout`, with every node's log.
+    pub async fn wait_converged(&mut self, timeout: Duration) {
+        let started = Instant::now();
+        for index in self.live() {
+            let left = timeout.saturating_sub(started.elapsed());
+            self.nodes[index].wait_ready(left).await;
+        }
+        let expected = self.live_ids();
+        let apis = self.live_apis();
+        let report = self.log_reports(40);
+        let left = timeout.saturating_sub(started.elapsed());
+        let outcome = crate::wait::poll_until(left, || {
+            let apis = apis.clone();
+            let expected = expected.clone();
+            async move {
+                for (id, api) in &apis {
+                    if !api.ready().await? {
+                        return Err(format!("node {id} is not ready"));
+                    }
+                    let seen: BTreeSet<String> =
+                        api.nodes().await?.into_iter().map(|node| node.id).collect();
+                    if seen != expected {
+                        return Err(format!("node {id} lists {seen:?}, expected {expected:?}"));
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await;
+        if let Err(timed_out) = outcome {
+            panic!(
+                "the cluster did not converge on {expected:?} within {timeout:?}; last seen: {}\n{report}",
+                timed_out.last
+            );
+        }
+    }
+
+    /// The spec of a "marker" app: it appends a line to `<run>/markers/<name>` when it starts,
+    /// then sleeps. The number of lines is the number of times it was started.
+    pub fn marker_spec(&self, name: &str) -> Value {
+        let markers = self.run_dir.join("markers");
+        std::fs::create_dir_all(&markers).expect("create the markers directory");
+        let marker = markers.join(name);
+        json!({
+            "command": [
+                "sh",
+                "-c",
+                format!(
+                    "echo \"started pid $$ app $CONSOLE_APP_ID\" >> '{}'; exec sleep 100000",
+                    marker.display()
+                ),
+            ],
+            "env": { RUN_TAG_VAR: self.run_tag() },
+        })
+    }
+
+    /// How many times the marker app `name` has started.
+    pub fn marker_lines(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.run_dir.join("markers").join(name))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Live processes of this run that belong to app `app_id` (by `CONSOLE_APP_ID`).
+    pub fn app_processes(&self, app_id: &str) -> Vec<processes::ProcessInfo> {
+        processes::tagged(&self.run_tag())
+            .into_iter()
+            .filter(|process| process.env("CONSOLE_APP_ID") == Some(app_id))
+            .collect()
+    }
+
+    /// Creates `count` marker apps `app-01`, `app-02`, ... through the nodes in turn.
+    pub async fn create_marker_apps(&self, count: usize) -> Vec<App> {
+        let apis = self.live_apis();
+        let mut apps = Vec::with_capacity(count);
+        for index in 0..count {
+            let name = format!("app-{:02}", index + 1);
+            let (id, api) = &apis[index % apis.len()];
+            let app = api
+                .create_app(&name, "process", self.marker_spec(&name))
+                .await
+                .unwrap_or_else(|error| panic!("creating {name} on node {id}: {error}"));
+            assert_eq!(app.state, "CREATED", "a new app: {app:?}");
+            apps.push(app);
+        }
+        apps
+    }
+
+    /// Starts every app in `apps` through the nodes in turn and waits until all are RUNNING
+    /// with a process.
+    pub async fn start_and_wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
+        let apis = self.live_apis();
+        for (index, app) in apps.iter().enumerate() {
+            let (id, api) = &apis[index % apis.len()];
+            api.submit(&app.id, "start")
+                .await
+                .unwrap_or_else(|error| panic!("starting app {} via {id}: {error}", app.id));
+        }
+        let api = apis[0].1.clone();
+        let ids: BTreeSet<String> = apps.iter().map(|app| app.id.0.clone()).collect();
+        let ids = &ids;
+        eventually(
+            &format!("the {} apps are RUNNING with a live process", ids.len()),
+            timeout,
+            || {
+                let api = api.clone();
+                async move {
+                    let apps: Vec<App> = api
+                        .apps()
+                        .await?
+                        .into_iter()
+                        .filter(|app| ids.contains(&app.id.0))
+                        .collect();
+                    let not_running: Vec<String> = apps
+                        .iter()
+                        .filter(|app| {
+                            app.state != "RUNNING" || !app.pid().is_some_and(processes::is_alive)
+                        })
+                        .map(|app| format!("{}={}", app.name, app.state))
+                        .collect();
+                    if apps.len() == ids.len() && not_running.is_empty() {
+                        Ok(apps)
+                    } else {
+                        Err(format!(
+                            "{} of {} apps listed, not running: {not_running:?}",
+                            apps.len(),
+                            ids.len()
+                        ))
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Every running node's list of all apps.
+    pub async fn views(&self) -> Result<Vec<(String, Vec<App>)>, String> {
+        let mut views = Vec::new();
+        for (id, api) in self.live_apis() {
+            let apps = api.apps().await.map_err(|error| format!("{id}: {error}"))?;
+            views.push((id, apps));
+        }
+        Ok(views)
+    }
+
+    /// Every running node's `GET /api/v1/cluster/nodes`.
+    pub async fn node_lists(&self) -> Result<Vec<(String, Vec<NodeInfo>)>, String> {
+        let mut lists = Vec::new();
+        for (id, api) in self.live_apis() {
+            let nodes = api
+                .nodes()
+                .await
+                .map_err(|error| format!("{id}: {error}"))?;
+            lists.push((id, nodes));
+        }
+        Ok(lists)
+    }
+
+    /// The tail of every node's log, for failure messages.
+    pub fn log_reports(&self, lines: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|node| node.log_report(lines))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The parts of a node's YAML that all nodes share.
+#[derive(Debug, Clone)]
+struct ConfigTemplate {
+    store_url: String,
+    registry: RegistrySection,
+    options: Options,
+}
+
+#[derive(Debug, Clone)]
+enum RegistrySection {
+    Zookeeper {
+        servers: String,
+        namespace: String,
+    },
+    Mysql {
+        url: String,
+        username: String,
+        password: String,
+    },
+}
+
+impl ConfigTemplate {
+    /// The YAML of node `id` listening on `port` (DESIGN.md "Configuration", plus `node.data_dir`,
+    /// `registry.zookeeper.connect_timeout_ms`). Strings are written as JSON strings, which YAML
+    /// reads as double-quoted scalars.
+    fn yaml(&self, id: &str, data_dir: &Path, port: u16) -> String {
+        let quote = |text: &str| Value::String(text.to_owned()).to_string();
+        let options = &self.options;
+        let session_ms = options.session_timeout.as_millis();
+        let registry = match &self.registry {
+            RegistrySection::Zookeeper { servers, namespace } => format!(
+                "  zookeeper:\n    servers: {}\n    namespace: {}\n    session_timeout_ms: {session_ms}\n    connect_timeout_ms: 10000\n",
+                quote(servers),
+                quote(namespace)
+            ),
+            RegistrySection::Mysql {
+                url,
+                username,
+                password,
+            } => format!(
+                "  mysql:\n    url: {}\n    username: {}\n    password: {}\n    heartbeat_interval_ms: {}\n    session_timeout_ms: {session_ms}\n",
+                quote(url),
+                quote(username),
+                quote(password),
+                options.heartbeat_interval.as_millis()
+            ),
+        };
+        format!(
+            "# Written by the cluster test harness.\n\
+             server:\n  host: \"127.0.0.1\"\n  port: {port}\n  auth_token: {token}\n\
+             node:\n  id: {id}\n  data_dir: {data_dir}\n\
+             database:\n  url: {store_url}\n\
+             registry:\n  type: {kind}\n{registry}\
+             monitor:\n  interval_ms: {monitor}\n",
+            token = quote(options.auth_token.as_deref().unwrap_or_default()),
+            id = quote(id),
+            data_dir = quote(&data_dir.display().to_string()),
+            store_url = quote(&self.store_url),
+            kind = options.registry.config_name(),
+            monitor = options.monitor_interval.as_millis(),
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            eprintln!("{}", self.log_reports(60));
+        }
+        for node in &mut self.nodes {
+            node.kill_now();
+        }
+        // `deploy/zookeeper.sh clean` of a private server (its command line names the run
+        // directory, so it would be killed as a tagged process otherwise). Its namespace goes
+        // with it.
+        if self.zookeeper.take().is_some() {
+            self.namespace = None;
+        }
+        let killed = processes::kill_tagged(&self.run_tag());
+        if killed > 0 && !failed {
+            eprintln!(
+                "teardown killed {killed} app processes of {}",
+                self.run_dir.display()
+            );
+        }
+        // The proxy's tasks live on the test's runtime; stop them before blocking below.
+        self.proxy = None;
+        let store_db = self.store_db.clone();
+        let registry_db = self.registry_db.clone();
+        let namespace = self.namespace.clone();
+        // Drop runs inside the test's runtime (or while unwinding): clean up on a thread of
+        // its own with its own runtime.
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the teardown");
+            runtime.block_on(async {
+                store_db.drop_database().await;
+                if let Some(database) = registry_db {
+                    database.drop_database().await;
+                }
+                if let Some(namespace) = namespace {
+                    namespace.delete().await;
+                }
+            });
+        })
+        .join();
+        if cleaned.is_err() {
+            eprintln!("the teardown of {} panicked", self.run_dir.display());
+        }
+        if failed || std::env::var_os("CLUSTER_TESTS_KEEP").is_some() {
+            eprintln!(
+                "kept the run directory {} (node logs, configs, markers)",
+                self.run_dir.display()
+            );
+        } else if let Err(error) = std::fs::remove_dir_all(&self.run_dir) {
+            eprintln!("cannot remove {}: {error}", self.run_dir.display());
+        }
+    }
+}
