@@ -628,11 +628,9 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
 both_registries!(concurrent_starts_start_once => zk_concurrent_starts_start_one_process, mysql_concurrent_starts_start_one_process);
 
 /// DESIGN.md: an action that is not allowed once the queued ones have run is refused with 409.
-/// Of concurrent starts, only the first can be allowed. The store checks the projected state and
-/// inserts the task in two steps without a lock (`Store::submit_task` in task-dispatch), so
-/// concurrent submissions through different nodes are all accepted; the extra tasks then fail
-/// with "cannot start an app that is RUNNING". Ignored until that is fixed: run with
-/// `--ignored`.
+/// Of concurrent starts, only the first can be allowed: `Store::submit_task` checks and inserts
+/// in one transaction holding the app's row, so submissions through different nodes are checked
+/// against each other.
 async fn concurrent_starts_accept_only_one(kind: RegistryKind) {
     let cluster = Cluster::start(Options::new(kind, 3)).await;
     let mut accepted = Vec::new();
@@ -652,13 +650,11 @@ async fn concurrent_starts_accept_only_one(kind: RegistryKind) {
 }
 
 #[tokio::test]
-#[ignore = "console bug: concurrent submissions race past the 409 check (task-dispatch Store::submit_task)"]
 async fn zk_concurrent_starts_accept_only_one() {
     concurrent_starts_accept_only_one(RegistryKind::Zookeeper).await;
 }
 
 #[tokio::test]
-#[ignore = "console bug: concurrent submissions race past the 409 check (task-dispatch Store::submit_task)"]
 async fn mysql_concurrent_starts_accept_only_one() {
     concurrent_starts_accept_only_one(RegistryKind::Mysql).await;
 }

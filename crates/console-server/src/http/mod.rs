@@ -39,7 +39,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::actions::Executors;
 use crate::metrics::{Metrics, RequestLabels};
@@ -90,7 +90,12 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                // 5xx answers are logged where they arise (ApiError::internal, the panic
+                // handler); a 503 from /readyz during an outage is not an error of the server.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(from_fn(middleware::json_errors))
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
