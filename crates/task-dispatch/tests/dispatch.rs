@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use common::fake::{FakeActions, InProcessNotifier, World};
@@ -433,6 +434,21 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
     assert_eq!(
         running.lease.as_ref().map(|l| l.node_id.as_str()),
         Some("solo:10000")
+    );
+
+    // At rest the worker probes its running app (every 50 ms here) without reading the task
+    // queue: idle load is one poll per interval per node, whatever the number of apps.
+    let reads_before = dispatcher.stats().task_queue_reads.load(Relaxed);
+    let probes_before = world.probes_by("solo:10000");
+    wait_until("ten more probes", Duration::from_secs(10), || {
+        let probes = world.probes_by("solo:10000");
+        async move { probes >= probes_before + 10 }
+    })
+    .await;
+    assert_eq!(
+        dispatcher.stats().task_queue_reads.load(Relaxed),
+        reads_before,
+        "monitor ticks read the task queue"
     );
 
     // The process dies: the monitor marks the app FAILED with the reason.

@@ -124,6 +124,9 @@ pub struct DispatchStats {
     pub tasks_failed: AtomicU64,
     /// Fallback polls run.
     pub polls: AtomicU64,
+    /// Reads of one app's task queue by its worker: one per task run plus one to find the
+    /// queue empty after a wake. Monitoring a running app reads none.
+    pub task_queue_reads: AtomicU64,
     /// App leases taken.
     pub adoptions: AtomicU64,
     /// Apps found dead by a probe and marked FAILED.

@@ -114,15 +114,26 @@ impl AppWorker {
         let mut monitor = interval_at(Instant::now() + period, period);
         monitor.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut backoff = Backoff::new();
+        // Whether the task table may hold work for this app. A monitor tick leaves it false:
+        // new tasks arrive with a wake (from the submitter, or from the dispatcher's fallback
+        // poll), so probing a thousand apps costs no query at all.
+        let mut tasks_may_wait = true;
         loop {
             // Run every unfinished task, oldest first, checking for a release between tasks.
-            loop {
+            while tasks_may_wait {
                 if self.release_requested() {
                     return Ok(());
                 }
+                self.shared
+                    .stats
+                    .task_queue_reads
+                    .fetch_add(1, Ordering::Relaxed);
                 let step = match self.shared.store.next_task(self.app_id).await {
                     Ok(Some(task)) => self.execute(&mut app, task).await,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        tasks_may_wait = false;
+                        Ok(())
+                    }
                     Err(e) => Err(Interrupt::from(e)),
                 };
                 match step {
@@ -130,16 +141,21 @@ impl AppWorker {
                     Err(interrupt) => self.recover(&mut app, interrupt, &mut backoff).await?,
                 }
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
+            tasks_may_wait = tokio::select! {
+                _ = self.wake.notified() => true,
                 // Only RUNNING apps are probed; an idle worker of a stopped app sleeps.
                 _ = monitor.tick(), if app.state == AppState::Running => {
-                    if let Err(interrupt) = self.probe(&mut app).await {
-                        self.recover(&mut app, interrupt, &mut backoff).await?;
+                    match self.probe(&mut app).await {
+                        Ok(()) => false,
+                        Err(interrupt) => {
+                            // Re-read or retried: the app may have moved on; look again.
+                            self.recover(&mut app, interrupt, &mut backoff).await?;
+                            true
+                        }
                     }
                 }
-                _ = self.release.changed() => {}
-            }
+                _ = self.release.changed() => true,
+            };
         }
     }
 

@@ -127,6 +127,8 @@ pub(crate) use {app_columns, task_columns};
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per MySQL pool: the dispatcher's parallel actions plus the HTTP handlers.
 const MYSQL_MAX_CONNECTIONS: u32 = 16;
+/// A pooled MySQL connection idle this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 /// How long a caller waits for a pooled connection before the call fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -147,6 +149,18 @@ impl Store {
             let pool = MySqlPoolOptions::new()
                 .max_connections(MYSQL_MAX_CONNECTIONS)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // sqlx pings every connection it hands out; under load that is one extra round
+                // trip per statement. A connection that was in use a moment ago is alive, so
+                // only one that sat idle is checked (a dead one is replaced before use).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Self {
@@ -169,6 +183,18 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // sqlx pings every connection it hands out; under load that is one extra round
+                // trip per statement. A connection that was in use a moment ago is alive, so
+                // only one that sat idle is checked (a dead one is replaced before use).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Self {
