@@ -860,3 +860,107 @@ async fn sqlite_dispatcher_queries_use_indexes() {
     store.close().await;
     db.cleanup().await;
 }
+
+/// The worker's claim with the app it holds gives what the reading claim gives; with a stale
+/// app it reads again (never acts on the stale view) and still refuses what it must.
+async fn claim_of_a_known_app_matches_the_reading_claim(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("known")).await.unwrap();
+    let lease = own(&store, "n1:1", app.id).await;
+    let held = store.get_app(app.id).await.unwrap();
+    let start = store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap()
+        .task;
+    let Claim::Run {
+        task,
+        app: claimed,
+        phases,
+    } = store.claim_task_of(&lease, &start, &held, 3).await.unwrap()
+    else {
+        panic!("a start of a CREATED app runs");
+    };
+    assert_eq!(phases, [Phase::Start]);
+    assert_eq!((task.status, task.attempts), (TaskStatus::Running, 1));
+    assert_eq!(claimed.state, AppState::Starting);
+    assert_eq!(
+        *claimed,
+        store.get_app(app.id).await.unwrap(),
+        "the returned app is the stored one"
+    );
+    assert_eq!(
+        task,
+        store.get_task(start.id).await.unwrap(),
+        "the returned task is the stored one"
+    );
+    let (done, running) = store
+        .finish_task(
+            &lease,
+            &task,
+            &claimed,
+            Phase::Start,
+            Outcome::Succeeded {
+                handle: Some(json!({"pid": 7})),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, store.get_task(start.id).await.unwrap());
+    assert_eq!(running, store.get_app(app.id).await.unwrap());
+    assert_eq!(running.state, AppState::Running);
+
+    // A stale view (the CREATED app of before): the claim reads the rows again and plans the
+    // stop from RUNNING, not from the stale state.
+    let stop = store
+        .submit_task(app.id, Action::Stop, None)
+        .await
+        .unwrap()
+        .task;
+    let Claim::Run {
+        app: stopping,
+        phases,
+        ..
+    } = store.claim_task_of(&lease, &stop, &held, 3).await.unwrap()
+    else {
+        panic!("a stop of a RUNNING app runs");
+    };
+    assert_eq!(phases, [Phase::Stop]);
+    assert_eq!(stopping.state, AppState::Stopping);
+    assert_eq!(*stopping, store.get_app(app.id).await.unwrap());
+
+    // A finish against a stale app version writes nothing.
+    let claimed_stop = store.get_task(stop.id).await.unwrap();
+    assert!(matches!(
+        store
+            .finish_task(
+                &lease,
+                &claimed_stop,
+                &running,
+                Phase::Stop,
+                Outcome::Succeeded { handle: None }
+            )
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_task(stop.id).await.unwrap(),
+        claimed_stop,
+        "nothing written"
+    );
+
+    // Another session's lease: refused, nothing written.
+    let stranger = store.register_node("n2:1").await.unwrap();
+    let start_again = store.get_task(stop.id).await.unwrap();
+    assert!(
+        store
+            .claim_task_of(&stranger, &start_again, &stopping, 3)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.get_task(stop.id).await.unwrap(), start_again);
+    store.close().await;
+}
+on_both_backends!(claim_of_a_known_app_matches_the_reading_claim =>
+    mysql_claim_of_a_known_app_matches_the_reading_claim,
+    sqlite_claim_of_a_known_app_matches_the_reading_claim);

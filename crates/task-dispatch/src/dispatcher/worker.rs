@@ -262,7 +262,7 @@ impl AppWorker {
         let (task, phases) = match self
             .shared
             .store
-            .claim_task(&self.lease, &task, max_attempts)
+            .claim_task_of(&self.lease, &task, app, max_attempts)
             .await?
         {
             Claim::Finished(task) => {
