@@ -183,18 +183,6 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                // sqlx pings every connection it hands out; under load that is one extra round
-                // trip per statement. A connection that was in use a moment ago is alive, so
-                // only one that sat idle is checked (a dead one is replaced before use).
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PING_IF_IDLE_FOR {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
                 .connect_with(options)
                 .await?;
             Self {
