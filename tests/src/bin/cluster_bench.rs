@@ -171,6 +171,10 @@ const SUMMARY: &[(&str, &str)] = &[
         "idle, apps STOPPED: DB selects (Com_select/s per node)",
     ),
     (
+        "idle_stopped_db_rows_read_per_node_s",
+        "idle, apps STOPPED: DB rows read (Rows_read/s per node)",
+    ),
+    (
         "idle_stopped_zk_packets_per_node_s",
         "idle, apps STOPPED: ZooKeeper packets (/s per node)",
     ),
@@ -181,6 +185,10 @@ const SUMMARY: &[(&str, &str)] = &[
     (
         "idle_db_selects_per_node_s",
         "idle, apps RUNNING: DB selects (Com_select/s per node)",
+    ),
+    (
+        "idle_db_rows_read_per_node_s",
+        "idle, apps RUNNING: DB rows read (Rows_read/s per node)",
     ),
     (
         "idle_zk_packets_per_node_s",
@@ -721,6 +729,7 @@ impl Bench {
         );
         fields.insert("background_questions".into(), json!(background.questions));
         fields.insert("background_selects".into(), json!(background.selects));
+        fields.insert("background_rows_read".into(), json!(background.rows_read));
         if let Some(packets) = background.zk_packets {
             fields.insert("background_zk_packets".into(), json!(packets));
         }
@@ -745,6 +754,9 @@ impl Bench {
             add("db_selects_per_node_s", json!(selects));
             add("raw_questions", json!(window.questions));
             add("raw_selects", json!(window.selects));
+            let rows_read = net(window.rows_read_per_s(), background.rows_read_per_s());
+            add("db_rows_read_per_node_s", json!(rows_read));
+            add("raw_rows_read", json!(window.rows_read));
             let zk = match (window.zk_packets, background.zk_packets) {
                 (Some(packets), Some(bg)) => {
                     let zk = net(
@@ -762,16 +774,19 @@ impl Bench {
                     "idle_db_questions_per_node_s",
                     "idle_db_selects_per_node_s",
                     "idle_zk_packets_per_node_s",
+                    "idle_db_rows_read_per_node_s",
                 ]
             } else {
                 [
                     "idle_stopped_db_questions_per_node_s",
                     "idle_stopped_db_selects_per_node_s",
                     "idle_stopped_zk_packets_per_node_s",
+                    "idle_stopped_db_rows_read_per_node_s",
                 ]
             };
             figures.insert(names[0], questions);
             figures.insert(names[1], selects);
+            figures.insert(names[3], rows_read);
             if let Some(zk) = zk {
                 figures.insert(names[2], zk);
             }
@@ -786,7 +801,8 @@ impl Bench {
         fields.insert(
             "measured".into(),
             json!(
-                "SHOW GLOBAL STATUS Questions/Com_select (and ZooKeeper mntr zk_packets_received) \
+                "SHOW GLOBAL STATUS Questions/Com_select/Rows_read (and ZooKeeper mntr \
+                 zk_packets_received) \
                  deltas over the window, minus the same deltas over a window of the same length \
                  before the cluster started (which holds the bench's own reads), / nodes / \
                  seconds; once with every app STOPPED, once with every app RUNNING"
@@ -1165,6 +1181,8 @@ struct Window {
     seconds: f64,
     questions: u64,
     selects: u64,
+    /// `Rows_read` (MariaDB): what the statements cost, not only how many there were.
+    rows_read: u64,
     zk_packets: Option<u64>,
     /// `cluster_test_*` databases on the server that are not this cluster's.
     other_test_databases: u64,
@@ -1178,12 +1196,17 @@ impl Window {
     fn selects_per_s(&self) -> f64 {
         self.selects as f64 / self.seconds
     }
+
+    fn rows_read_per_s(&self) -> f64 {
+        self.rows_read as f64 / self.seconds
+    }
 }
 
 /// One reading of the counters.
 struct Reading {
     questions: u64,
     selects: u64,
+    rows_read: u64,
     zk_packets: Option<u64>,
     at: Instant,
 }
@@ -1215,6 +1238,7 @@ async fn measure_window(
         seconds: after.at.duration_since(before.at).as_secs_f64(),
         questions: after.questions.saturating_sub(before.questions),
         selects: after.selects.saturating_sub(before.selects),
+        rows_read: after.rows_read.saturating_sub(before.rows_read),
         zk_packets: match (before.zk_packets, after.zk_packets) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
             _ => None,
@@ -1228,11 +1252,12 @@ async fn read_counters(
     zookeeper: Option<&str>,
 ) -> Result<Reading, String> {
     let at = Instant::now();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select')")
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(|error| format!("SHOW GLOBAL STATUS: {error}"))?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Rows_read')",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(|error| format!("SHOW GLOBAL STATUS: {error}"))?;
     let value = |name: &str| -> Result<u64, String> {
         rows.iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -1246,6 +1271,7 @@ async fn read_counters(
     Ok(Reading {
         questions: value("Questions")?,
         selects: value("Com_select")?,
+        rows_read: value("Rows_read")?,
         zk_packets,
         at,
     })
