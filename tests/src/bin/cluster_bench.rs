@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+use cluster_tests::processes;
 use cluster_tests::services::{self, MariaDb};
 use cluster_tests::{Api, App, Cluster, Id, Options, RegistryKind, binary, eventually, wait};
 use futures::FutureExt;
@@ -151,8 +152,35 @@ impl Args {
     }
 }
 
-/// The summary figures of one registry and mode, by figure name.
-type Figures = BTreeMap<&'static str, f64>;
+/// The summary figures of one registry and mode, by figure name, and what may have disturbed
+/// them.
+#[derive(Debug, Default)]
+struct Figures {
+    values: BTreeMap<&'static str, f64>,
+    warnings: Vec<String>,
+}
+
+impl Figures {
+    fn insert(&mut self, name: &'static str, value: f64) {
+        self.values.insert(name, value);
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+
+    /// Notes a disturbance (printed now, and listed under the summary table).
+    fn warn(&mut self, warning: String) {
+        eprintln!("WARNING: {warning}");
+        self.warnings.push(warning);
+    }
+}
+
+/// A background window counts as quiet below this many statements per second (the bench's own
+/// second `SHOW GLOBAL STATUS` is one per window).
+const QUIET_QUESTIONS_PER_S: f64 = 0.5;
+/// Background windows tried before the quietest one is taken anyway.
+const BACKGROUND_ATTEMPTS: usize = 3;
 
 /// The rows of the summary table: figure name and label.
 const SUMMARY: &[(&str, &str)] = &[
@@ -280,7 +308,8 @@ async fn run(args: Args) -> ExitCode {
 
 /// Every scenario of one registry and mode; answers the summary figures.
 async fn run_one(registry: RegistryKind, mode: Mode, args: Args) -> Figures {
-    let mut figures = Figures::new();
+    let mut figures = Figures::default();
+    let label = format!("{} {}", registry.config_name(), mode.name());
     let main_cluster = [
         Scenario::Latency,
         Scenario::Throughput,
@@ -291,15 +320,7 @@ async fn run_one(registry: RegistryKind, mode: Mode, args: Args) -> Figures {
     .any(|scenario| args.runs(*scenario));
     if main_cluster {
         let background = if args.runs(Scenario::Idle) {
-            let window = Duration::from_secs(args.idle_seconds);
-            eprintln!(
-                "background window: {window:?} of MariaDB/ZooKeeper counters before the cluster starts"
-            );
-            Some(
-                measure_window(registry, window, &[])
-                    .await
-                    .unwrap_or_else(|error| panic!("background window: {error}")),
-            )
+            Some(quiet_background(registry, &args, &label, &mut figures).await)
         } else {
             None
         };
@@ -396,15 +417,19 @@ impl Bench {
 
     /// memory (idle), latency, throughput, idle, memory (loaded).
     async fn run_main(&mut self, background: Option<Window>, figures: &mut Figures) {
+        self.check_neighbours("before the scenarios", figures);
         let idle_rss = self.args.runs(Scenario::Memory).then(|| self.rss_all());
         if self.args.runs(Scenario::Latency) {
             self.latency(figures).await;
+            self.check_neighbours("after latency", figures);
         }
         if self.args.runs(Scenario::Throughput) {
             self.throughput(figures).await;
+            self.check_neighbours("after throughput", figures);
         }
         if let Some(background) = background {
             self.idle(&background, figures).await;
+            self.check_neighbours("after idle", figures);
         }
         if let Some(idle_rss) = idle_rss {
             self.memory(&idle_rss, figures).await;
@@ -418,14 +443,47 @@ impl Bench {
         let ids = self.apps[..count].to_vec();
         self.ensure_state(&ids, "start").await;
         self.wait_settled(&ids, None).await;
+        self.check_neighbours("before failover", figures);
         if self.args.runs(Scenario::Failover) {
             let victim = self.failover(&ids, figures).await;
+            self.check_neighbours("after failover", figures);
             eprintln!("restarting {}", self.cluster.node(victim).id);
             self.cluster.restart(victim).await;
             self.wait_settled(&ids, None).await;
         }
         if self.args.runs(Scenario::Handoff) {
             self.handoff(&ids, figures).await;
+            self.check_neighbours("after handoff", figures);
+        }
+    }
+
+    /// Warns when processes of other test runs (their consoles and apps) or compilers run on
+    /// the host: they take CPU from the cluster measured (a point sample from `/proc`).
+    fn check_neighbours(&self, when: &str, figures: &mut Figures) {
+        let tag = self.cluster.run_dir().display().to_string();
+        let mut others = 0;
+        let mut compilers = 0;
+        for process in processes::all_processes() {
+            if process
+                .env(processes::RUN_TAG_VAR)
+                .is_some_and(|other| other != tag)
+            {
+                others += 1;
+            } else if process
+                .cmdline
+                .first()
+                .is_some_and(|program| program.ends_with("rustc"))
+            {
+                compilers += 1;
+            }
+        }
+        if others + compilers > 0 {
+            figures.warn(format!(
+                "{} {} {when}: {others} processes of other test runs and {compilers} rustc \
+                 processes were running on this host; CPU-bound figures may be disturbed",
+                self.registry.config_name(),
+                self.mode.name()
+            ));
         }
     }
 
@@ -690,10 +748,19 @@ impl Bench {
             fields.insert(format!("{action}_failed"), json!(failed));
             fields.insert(format!("{action}_rejected"), json!(batch.errors.len()));
             if let Some(error) = batch.errors.first() {
-                eprintln!(
-                    "throughput: {} {action} submissions failed, e.g. {error}",
+                figures.warn(format!(
+                    "{} {} throughput: {} {action} submissions failed, e.g. {error}",
+                    self.registry.config_name(),
+                    self.mode.name(),
                     batch.errors.len()
-                );
+                ));
+            }
+            if failed > 0.0 {
+                figures.warn(format!(
+                    "{} {} throughput: {failed} {action} tasks FAILED",
+                    self.registry.config_name(),
+                    self.mode.name()
+                ));
             }
             // A check: every app got where the action leads.
             self.ensure_state(&ids, action).await;
@@ -792,11 +859,14 @@ impl Bench {
             }
         }
         fields.insert("other_test_databases".into(), json!(other_test_databases));
+        fields.insert("background_quiet".into(), json!(background.is_quiet()));
         if other_test_databases > 0 {
-            eprintln!(
-                "idle: WARNING: other cluster_test_* databases exist on the server; another test \
-                 run may have loaded it during the windows"
-            );
+            figures.warn(format!(
+                "{} {} idle: {other_test_databases} other cluster_test_* databases existed at the \
+                 start or end of a window: another test run may have loaded MariaDB meanwhile",
+                self.registry.config_name(),
+                self.mode.name()
+            ));
         }
         fields.insert(
             "measured".into(),
@@ -1189,6 +1259,11 @@ struct Window {
 }
 
 impl Window {
+    /// Nothing but the bench's own statements, and no other test database around.
+    fn is_quiet(&self) -> bool {
+        self.questions_per_s() < QUIET_QUESTIONS_PER_S && self.other_test_databases == 0
+    }
+
     fn questions_per_s(&self) -> f64 {
         self.questions as f64 / self.seconds
     }
@@ -1211,6 +1286,55 @@ struct Reading {
     at: Instant,
 }
 
+/// The background window before a cluster starts: retried while it is not quiet (another
+/// client loads MariaDB or ZooKeeper), up to [`BACKGROUND_ATTEMPTS`] times; the quietest is
+/// taken, with a warning if none was quiet.
+async fn quiet_background(
+    registry: RegistryKind,
+    args: &Args,
+    label: &str,
+    figures: &mut Figures,
+) -> Window {
+    let length = Duration::from_secs(args.idle_seconds);
+    let mut quietest: Option<Window> = None;
+    for attempt in 1..=BACKGROUND_ATTEMPTS {
+        eprintln!(
+            "background window {attempt}: {length:?} of MariaDB/ZooKeeper counters before the cluster starts"
+        );
+        let window = measure_window(registry, length, &[])
+            .await
+            .unwrap_or_else(|error| panic!("background window: {error}"));
+        let quiet = window.is_quiet();
+        if !quiet {
+            eprintln!(
+                "background window {attempt} is not quiet: {} statements, {} other test databases",
+                window.questions, window.other_test_databases
+            );
+        }
+        if quietest
+            .as_ref()
+            .is_none_or(|best| window.questions < best.questions)
+        {
+            quietest = Some(window);
+        }
+        if quiet {
+            break;
+        }
+    }
+    let Some(window) = quietest else {
+        panic!("no background window was measured");
+    };
+    if !window.is_quiet() {
+        figures.warn(format!(
+            "{label} idle: no quiet background window in {BACKGROUND_ATTEMPTS} attempts; the \
+             quietest had {} statements in {:.1} s and {} other test databases, so the idle \
+             figures are off by about that much",
+            window.questions, window.seconds, window.other_test_databases
+        ));
+    }
+    window
+}
+
 /// Reads the counters, waits `window`, reads them again. The bench's own statements in between
 /// are the second `SHOW GLOBAL STATUS` (and the `mntr` connection for ZooKeeper): the same in
 /// every window, so subtracting the background window removes them.
@@ -1221,7 +1345,7 @@ async fn measure_window(
 ) -> Result<Window, String> {
     let mariadb = MariaDb::from_env();
     let mut connection = mariadb.connect().await?;
-    let other_test_databases = other_test_databases(&mut connection, ours).await?;
+    let others_before = other_test_databases(&mut connection, ours).await?;
     let zookeeper = (registry == RegistryKind::Zookeeper).then(|| {
         services::zookeeper_servers()
             .split(',')
@@ -1233,6 +1357,7 @@ async fn measure_window(
     // The measurement window itself: nothing happens on purpose.
     tokio::time::sleep(window).await;
     let after = read_counters(&mut connection, zookeeper.as_deref()).await?;
+    let others_after = other_test_databases(&mut connection, ours).await?;
     let _ = connection.close().await;
     Ok(Window {
         seconds: after.at.duration_since(before.at).as_secs_f64(),
@@ -1243,7 +1368,7 @@ async fn measure_window(
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
             _ => None,
         },
-        other_test_databases,
+        other_test_databases: others_before.max(others_after),
     })
 }
 
@@ -1393,7 +1518,7 @@ fn summary(results: &[(RegistryKind, Mode, Figures)]) -> String {
         results
             .iter()
             .find(|(kind, m, _)| kind.config_name() == registry && *m == mode)
-            .and_then(|(_, _, figures)| figures.get(figure).copied())
+            .and_then(|(_, _, figures)| figures.get(figure))
     };
     let show =
         |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value}"));
@@ -1415,6 +1540,20 @@ fn summary(results: &[(RegistryKind, Mode, Figures)]) -> String {
                 show(ours),
                 show(baseline)
             ));
+        }
+    }
+    let warnings: Vec<&String> = results
+        .iter()
+        .flat_map(|(_, _, figures)| &figures.warnings)
+        .collect();
+    if warnings.is_empty() {
+        text.push_str(
+            "\nNo disturbance noticed (background windows quiet, no other test databases).\n",
+        );
+    } else {
+        text.push_str("\nWarnings:\n");
+        for warning in warnings {
+            text.push_str(&format!("- {warning}\n"));
         }
     }
     text
