@@ -46,6 +46,9 @@ pub struct App {
     pub spec: Value,
     pub state: String,
     pub owner: Option<String>,
+    /// The node holding the app's lease (it has adopted the app; DESIGN.md, issue 6).
+    #[serde(default)]
+    pub adopted_by: Option<String>,
     pub last_error: Option<String>,
     /// The executor's record; for `process`: `{"executor":"process","pid":..,"start_time_ticks":..}`.
     #[serde(default)]
@@ -277,8 +280,13 @@ impl Api {
             .parse(201)
     }
 
-    /// Every app, reading `GET /api/v1/apps` page by page.
+    /// Every app, reading `GET /api/v1/apps` page by page (50 a page).
     pub async fn apps(&self) -> Result<Vec<App>, String> {
+        self.apps_paged(50).await
+    }
+
+    /// Every app, reading `GET /api/v1/apps` in pages of `size` (at most 500).
+    pub async fn apps_paged(&self, size: usize) -> Result<Vec<App>, String> {
         #[derive(Deserialize)]
         struct Page {
             items: Vec<App>,
@@ -287,7 +295,7 @@ impl Api {
         let mut apps = Vec::new();
         for page in 1.. {
             let answer = self
-                .get(&format!("/api/v1/apps?page={page}&size=50"))
+                .get(&format!("/api/v1/apps?page={page}&size={size}"))
                 .await?;
             let Page { items, total } = answer.parse(200)?;
             let empty = items.is_empty();
@@ -317,6 +325,15 @@ impl Api {
     /// `POST /api/v1/apps/{id}/{action}`, expecting 202.
     pub async fn submit(&self, id: &Id, action: &str) -> Result<Submitted, String> {
         self.act(id, action).await?.parse(202)
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> Result<String, String> {
+        let answer = self.get("/metrics").await?;
+        match (answer.status, answer.body) {
+            (200, Value::String(text)) => Ok(text),
+            (status, body) => Err(format!("GET /metrics: {status} {body}")),
+        }
     }
 
     /// `GET /api/v1/tasks/{id}`.

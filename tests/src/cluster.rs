@@ -70,6 +70,10 @@ pub struct Options {
     /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
     /// cut.
     pub database_proxy: bool,
+    /// Extra environment variables of every node process, set after the harness's own (so
+    /// `RUST_LOG` here wins over `CLUSTER_TESTS_LOG`), e.g. the benchmark hooks
+    /// `CONSOLE_BENCHMARK_EXECUTOR=noop`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -89,7 +93,16 @@ impl Options {
             monitor_interval: Duration::from_millis(500),
             private_zookeeper: false,
             database_proxy: false,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `name=value` in every node's environment (see [`Options::env`](Options#structfield.env)).
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(existing, _)| existing != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     #[must_use]
@@ -225,6 +238,23 @@ impl Cluster {
         &self.options
     }
 
+    /// The MariaDB server the cluster runs against.
+    pub fn mariadb(&self) -> &MariaDb {
+        &self.mariadb
+    }
+
+    /// The name of the task-store database (`database.url`) the nodes share.
+    pub fn store_database(&self) -> &str {
+        &self.store_db.name
+    }
+
+    /// The name of the registry database (MySQL registry only).
+    pub fn registry_database(&self) -> Option<&str> {
+        self.registry_db
+            .as_ref()
+            .map(|database| database.name.as_str())
+    }
+
     pub fn session_timeout(&self) -> Duration {
         self.options.session_timeout
     }
@@ -344,6 +374,7 @@ impl Cluster {
             self.options.auth_token.clone(),
             &self.run_tag(),
         );
+        node.set_env(self.options.env.clone());
         let template = self.config_template();
         let data_dir = node.data_dir();
         node.start(self.binary, &|port| template.yaml(&id, &data_dir, port))

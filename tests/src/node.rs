@@ -6,7 +6,8 @@
 //!   process's stdout and stderr across restarts, each start after a `=== harness:` line.
 //! - The process gets the test's environment minus every `CONSOLE*` variable (they would
 //!   override the YAML), plus `RUST_LOG` (`CLUSTER_TESTS_LOG`, default `info`) and
-//!   [`RUN_TAG_VAR`](crate::processes::RUN_TAG_VAR), which its apps inherit.
+//!   [`RUN_TAG_VAR`](crate::processes::RUN_TAG_VAR), which its apps inherit, plus the node's own
+//!   variables ([`Node::set_env`]), set last.
 //! - It is started with `PR_SET_PDEATHSIG = SIGKILL`: if the test process dies without its
 //!   teardown, the kernel kills the console too. (Its apps run in sessions of their own and are
 //!   found by their tag instead.)
@@ -42,6 +43,8 @@ pub struct Node {
     run_tag: String,
     child: Option<Child>,
     starts: u32,
+    /// Extra environment variables, set after every other one.
+    env: Vec<(String, String)>,
     /// A client of the current port (one connection pool per node, reused by every probe).
     api: Api,
 }
@@ -57,8 +60,15 @@ impl Node {
             run_tag: run_tag.to_owned(),
             child: None,
             starts: 0,
+            env: Vec::new(),
             api: Api::new("http://127.0.0.1:0".to_owned(), None),
         }
+    }
+
+    /// Sets the extra environment variables of the process from its next start on (they are
+    /// set after the harness's own, so they override them).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
     }
 
     pub fn port(&self) -> u16 {
@@ -186,6 +196,9 @@ impl Node {
             if name.to_string_lossy().starts_with("CONSOLE") {
                 command.env_remove(name);
             }
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
         }
         // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
         unsafe {

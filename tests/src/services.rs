@@ -159,6 +159,15 @@ impl MariaDb {
         }
     }
 
+    /// A connection of the harness's user to the server, no default database (for status
+    /// reads and administration).
+    ///
+    /// # Notable errors
+    /// The server does not answer (the message names `deploy/mariadb.sh start`).
+    pub async fn connect(&self) -> Result<MySqlConnection, String> {
+        self.admin().await
+    }
+
     async fn admin(&self) -> Result<MySqlConnection, String> {
         let mut options = MySqlConnectOptions::from_str(&format!("mysql://{}", self.host_port))
             .map_err(|error| format!("bad CONSOLE_TEST_MYSQL_URL: {error}"))?

@@ -9,10 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness};
 
-/// What a `noop` start records: when it "started" (milliseconds since the Unix epoch).
+/// What a `noop` start records: when `start` was called, in milliseconds and in microseconds
+/// since the Unix epoch (one reading of the clock). The cluster benchmark reads
+/// `started_at_us` back to measure submit-to-start latency on the same host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoopHandle {
     pub started_at: i64,
+    /// 0 in handles recorded before this field existed.
+    #[serde(default)]
+    pub started_at_us: i64,
 }
 
 /// Starts nothing; every app it "started" stays alive until stopped.
@@ -43,10 +48,13 @@ impl Executor for NoopExecutor {
         if let Some(previous @ Handle::Noop(_)) = previous {
             return Ok(previous.clone());
         }
-        let started_at = std::time::SystemTime::now()
+        let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Ok(Handle::Noop(NoopHandle { started_at }))
+            .unwrap_or_default();
+        Ok(Handle::Noop(NoopHandle {
+            started_at: i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
+            started_at_us: i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
+        }))
     }
 
     async fn stop(&self, _app: &AppRef<'_>, _handle: &Handle) -> Result<(), ExecutorError> {
@@ -77,8 +85,23 @@ mod tests {
             name: "bench",
             spec: &spec,
         };
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
         let handle = NoopExecutor.start(&app, None).await.unwrap();
-        assert!(matches!(handle, Handle::Noop(_)));
+        let Handle::Noop(noop) = &handle else {
+            panic!("not a noop handle: {handle:?}");
+        };
+        let before_us = i64::try_from(before.as_micros()).unwrap();
+        assert!(
+            noop.started_at_us >= before_us,
+            "{noop:?} before {before_us}"
+        );
+        assert_eq!(
+            noop.started_at,
+            noop.started_at_us / 1000,
+            "one clock reading"
+        );
         assert_eq!(NoopExecutor.probe(&app, &handle).await, Liveness::Alive);
         assert_eq!(
             NoopExecutor.start(&app, Some(&handle)).await.unwrap(),
@@ -87,5 +110,20 @@ mod tests {
         );
         NoopExecutor.stop(&app, &handle).await.unwrap();
         assert!(NoopExecutor.validate_spec(&json!([])).is_err());
+    }
+
+    #[test]
+    fn handles_recorded_without_microseconds_still_read() {
+        let handle: Handle = serde_json::from_value(
+            json!({"executor": "noop", "started_at": 1_700_000_000_000_i64}),
+        )
+        .unwrap();
+        assert_eq!(
+            handle,
+            Handle::Noop(NoopHandle {
+                started_at: 1_700_000_000_000,
+                started_at_us: 0
+            })
+        );
     }
 }
