@@ -108,8 +108,9 @@ pub enum PollStrategy {
     #[default]
     Indexed,
     /// The whole task table, every column, filtered in memory: what the StreamPark design did
-    /// every 50 ms on every node. Kept only as the baseline of the cluster benchmark; never use
-    /// it in production.
+    /// every 50 ms on every node. No wake-ups either, not even of a local owner: a task is found
+    /// by the scan alone, as there. Kept only as the baseline of the cluster benchmark; never
+    /// use it in production.
     FullTableScan,
 }
 
@@ -336,7 +337,8 @@ impl Dispatcher {
             .store
             .submit_task(app_id, action, idempotency_key)
             .await?;
-        if submitted.created {
+        let signals = self.handle.shared.config.poll_strategy != PollStrategy::FullTableScan;
+        if submitted.created && signals {
             match self.owner_of(app_id) {
                 Some(owner) if owner == self.node_id() => self.wake(app_id),
                 Some(owner) => {
