@@ -240,6 +240,10 @@ const SUMMARY: &[(&str, &str)] = &[
         "memory_loaded_rss_mib",
         "RSS busiest node, all apps RUNNING (MiB)",
     ),
+    (
+        "memory_sole_rss_mib",
+        "RSS of one node owning all apps RUNNING (MiB)",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -961,6 +965,35 @@ impl Bench {
         };
         figures.insert("memory_idle_rss_mib", idle_mean);
         figures.insert("memory_loaded_rss_mib", busiest_rss);
+        // Last scenario of this cluster: the other nodes leave (SIGTERM), so that one node
+        // owns and monitors every app.
+        let sole = self.cluster.live()[0];
+        for index in self.cluster.live() {
+            if index != sole {
+                self.cluster.terminate(index, EXIT_TIMEOUT).await;
+            }
+        }
+        let sole_api = self.cluster.api(sole);
+        self.wait_settled(&ids, Some(sole_api.clone())).await;
+        // `owned_apps` is the load the node publishes (refreshed every second).
+        let sole_owned = eventually(
+            "the one node left lists every app as its own",
+            MOVE_TIMEOUT,
+            || {
+                let api = sole_api.clone();
+                async move {
+                    let nodes = api.nodes().await?;
+                    match nodes.as_slice() {
+                        [node] if node.owned_apps == count as u64 => Ok(node.owned_apps),
+                        other => Err(format!("nodes listed: {other:?}")),
+                    }
+                }
+            },
+        )
+        .await;
+        let sole_id = self.cluster.node(sole).id.clone();
+        let sole_rss = self.rss_all().get(&sole_id).copied().unwrap_or(0.0);
+        figures.insert("memory_sole_rss_mib", sole_rss);
         self.emit(
             "memory",
             json!({
@@ -970,10 +1003,14 @@ impl Bench {
                 "loaded_node_owned_apps": busiest.owned_apps,
                 "loaded_rss_mib": busiest_rss,
                 "loaded_rss_mib_all": loaded,
+                "sole_node": sole_id,
+                "sole_node_owned_apps": sole_owned,
+                "sole_rss_mib": sole_rss,
                 "apps_running": count,
                 "measured": "VmRSS of /proc/<pid>/status: every node right after start (0 apps); \
                     the node with the most owned_apps once all apps are RUNNING (after the other \
-                    scenarios of this cluster ran)",
+                    scenarios of this cluster ran); then the one node left after the others were \
+                    SIGTERMed, owning and monitoring every app",
             }),
         );
     }
