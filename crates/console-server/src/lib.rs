@@ -91,6 +91,8 @@ pub struct Console {
     election: LeaderElection,
     state: http::ApiState,
     auth_token: Secret,
+    /// Node-to-node calls; used here for the departure notice on shutdown.
+    peer_calls: HttpNudge,
 }
 
 impl Console {
@@ -132,6 +134,7 @@ impl Console {
         let peers = Peers::default();
         let mut dispatch_config = DispatcherConfig::new(node_id.clone());
         dispatch_config.monitor_interval = config.monitor.interval();
+        let peer_calls = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
         let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
             tracing::warn!(
                 "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups)"
@@ -140,10 +143,7 @@ impl Console {
             dispatch_config.poll_interval = STREAMPARK_SCAN_INTERVAL;
             Arc::new(PollOnly)
         } else {
-            Arc::new(HttpNudge::new(
-                peers.clone(),
-                config.server.auth_token.clone(),
-            )?)
+            Arc::new(peer_calls.clone())
         };
         let metrics = Metrics::new();
         let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
@@ -191,6 +191,7 @@ impl Console {
             election,
             state,
             auth_token: config.server.auth_token.clone(),
+            peer_calls,
         })
     }
 
@@ -205,8 +206,9 @@ impl Console {
     }
 
     /// Hands over and leaves: no new claims, the actions in flight finish (up to
-    /// [`SHUTDOWN_GRACE`]), every app is released, the registry entry is removed so that peers
-    /// adopt at once rather than after the session timeout, and the registry is closed.
+    /// [`SHUTDOWN_GRACE`]), every app is released, the registry entry is removed and the peers
+    /// are told (`/internal/v1/left`) so that they adopt at once rather than after the session
+    /// timeout or the registry's next event, and the registry is closed.
     pub async fn shutdown(self) {
         let node_id = self.node.id().to_owned();
         tracing::info!(node = %node_id, "shutting down: handing apps over");
@@ -218,6 +220,11 @@ impl Console {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "actions still running after the grace period; leaving anyway, their tasks will be re-claimed");
         }
         self.node.leave().await;
+        // Peers would learn of the departure from the registry too, but only at its next event
+        // (a heartbeat interval with the MySQL registry); the notice lets them adopt now.
+        self.peer_calls
+            .announce_departure(&self.node.departure())
+            .await;
         self.election.stop().await;
         drop(self.state);
         if let Err(error) = self.registry.close().await {

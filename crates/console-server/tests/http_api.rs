@@ -365,6 +365,28 @@ async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
         ),
+        (
+            "departure notice with an unknown field",
+            raw(
+                Method::POST,
+                "/internal/v1/left",
+                r#"{"node_id":"x","started_at":1,"why":"bored"}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "departure notice without the token",
+            raw(
+                Method::POST,
+                "/internal/v1/left",
+                r#"{"node_id":"x","started_at":1}"#,
+                None,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
     ];
     for (what, request, status, code) in cases {
         let (got, body) = node.send(request).await;
@@ -380,6 +402,27 @@ async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
     // Health needs no token.
     let (status, _) = node.send(raw(Method::GET, "/healthz", "", None)).await;
     assert_eq!(status, StatusCode::OK);
+    // A departure notice of an unknown node, or one naming this node, changes nothing.
+    let (_, nodes_before) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
+    let me = nodes_before[0]["id"].as_str().unwrap().to_owned();
+    let started_at = nodes_before[0]["started_at"].as_i64().unwrap();
+    for notice in [
+        serde_json::json!({"node_id": "elsewhere:1", "started_at": 1}),
+        serde_json::json!({"node_id": me, "started_at": started_at}),
+    ] {
+        let (status, _) = node
+            .send(raw(
+                Method::POST,
+                "/internal/v1/left",
+                &notice.to_string(),
+                Some("s3cret"),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{notice}");
+    }
+    let (_, nodes_after) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
+    assert_eq!(nodes_after[0]["id"], nodes_before[0]["id"]);
+    assert_eq!(nodes_after.as_array().map(Vec::len), Some(1));
     let (_, after) = node.call(Method::GET, "/api/v1/apps", None).await;
     assert_eq!(
         before, after,

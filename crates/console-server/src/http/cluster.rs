@@ -1,4 +1,4 @@
-//! `/api/v1/cluster/nodes` and the node-to-node wake-up.
+//! `/api/v1/cluster/nodes` and the node-to-node calls (wake-up, departure notice).
 
 use axum::Json;
 use axum::extract::State;
@@ -8,6 +8,7 @@ use task_dispatch::{AppId, TaskId};
 
 use super::ApiState;
 use super::extract::ApiJson;
+use crate::node::Departure;
 
 /// A live node as the API shows it.
 #[derive(Debug, Serialize)]
@@ -63,5 +64,13 @@ pub struct Wake {
 pub async fn wake(State(state): State<ApiState>, ApiJson(body): ApiJson<Wake>) -> StatusCode {
     tracing::debug!(app_id = body.app_id, task_id = ?body.task_id, "woken by a peer");
     state.dispatcher.wake(body.app_id);
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /internal/v1/left`: a peer shut down gracefully and released its apps. 204 whether
+/// or not it changed this node's view (a stale or unknown notice is ignored).
+pub async fn left(State(state): State<ApiState>, ApiJson(body): ApiJson<Departure>) -> StatusCode {
+    tracing::debug!(node = %body.node_id, "departure notice");
+    state.node.peer_left(body);
     StatusCode::NO_CONTENT
 }

@@ -11,6 +11,7 @@
 //! | `POST /api/v1/apps/{id}/start`, `/stop`, `/restart` | [`apps::apps_start`], ... |
 //! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
 //! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
+//! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
 //!
 //! With `server.auth_token` set, `/api` and `/internal` calls need `Authorization: Bearer`.
 //! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
@@ -44,7 +45,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::actions::Executors;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::node::ClusterNode;
-use crate::node::wake::WAKE_ROUTE;
+use crate::node::wake::{LEFT_ROUTE, WAKE_ROUTE};
 
 /// The largest request body accepted (an app spec is small).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -79,6 +80,7 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))
         .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
         .route(WAKE_ROUTE, post(cluster::wake))
+        .route(LEFT_ROUTE, post(cluster::left))
         .route_layer(from_fn_with_state(auth_token, middleware::require_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use registry_api::{ConnectionState, Mode, Registry, RegistryError};
 use task_dispatch::Dispatcher;
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -50,6 +50,19 @@ pub struct ClusterNode {
     /// the node then neither executes nor monitors, and is not ready.
     acting: Arc<AtomicBool>,
     supervisor: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    /// Departure notices of peers, handed to the supervisor so that every change of the
+    /// member set reaches the dispatcher from one place, in order.
+    departures: mpsc::UnboundedSender<Departure>,
+    started_at: i64,
+}
+
+/// A peer's notice that it has left: it released its apps and removed its registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Departure {
+    pub node_id: String,
+    /// The leaving node's `started_at`, so that a late notice cannot remove a later run of it.
+    pub started_at: i64,
 }
 
 impl ClusterNode {
@@ -87,6 +100,8 @@ impl ClusterNode {
         tracing::info!(node = %id, live = ?peers.ids(), "joined the cluster");
         let acting = Arc::new(AtomicBool::new(true));
         let (stop, stop_rx) = oneshot::channel();
+        let (departures, departures_rx) = mpsc::unbounded_channel();
+        let started_at = info.started_at;
         let supervisor = Supervisor {
             registry: registry.clone(),
             dispatcher,
@@ -95,14 +110,33 @@ impl ClusterNode {
             acting: acting.clone(),
             metrics,
         };
-        let task = tokio::spawn(supervisor.run(events, states, stop_rx));
+        let task = tokio::spawn(supervisor.run(events, states, departures_rx, stop_rx));
         Ok(Arc::new(Self {
             registry,
             peers,
             id,
             acting,
             supervisor: Mutex::new(Some((stop, task))),
+            departures,
+            started_at,
         }))
+    }
+
+    /// A peer says it has left (`POST /internal/v1/left`). It is dropped from the member set
+    /// at once, without waiting for the registry to report its entry gone (one event poll,
+    /// up to a heartbeat interval, with the MySQL registry). A notice that does not match the
+    /// live entry (unknown node, other `started_at`) changes nothing.
+    pub fn peer_left(&self, departure: Departure) {
+        // Fails only once the supervisor has stopped (this node is leaving itself).
+        let _ = self.departures.send(departure);
+    }
+
+    /// This node's departure notice, sent to the peers once it has left.
+    pub fn departure(&self) -> Departure {
+        Departure {
+            node_id: self.id.clone(),
+            started_at: self.started_at,
+        }
     }
 
     /// The live nodes as this node sees them.
@@ -158,6 +192,7 @@ impl Supervisor {
         mut self,
         mut events: registry_api::Subscription,
         mut states: registry_api::ConnectionListener,
+        mut departures: mpsc::UnboundedReceiver<Departure>,
         mut stop: oneshot::Receiver<()>,
     ) {
         // The deadline of a suspension: past it, act as if the session were lost, because a
@@ -185,8 +220,23 @@ impl Supervisor {
                     self.stop_acting();
                     suspended_until = None;
                 }
+                Some(departure) = departures.recv() => self.on_departure(&departure),
                 _ = load_refresh.tick() => self.refresh_load().await,
             }
+        }
+    }
+
+    fn on_departure(&mut self, departure: &Departure) {
+        if departure.node_id == self.info.id {
+            return;
+        }
+        if self
+            .peers
+            .remove_departed(&departure.node_id, departure.started_at)
+            && self.acting.load(Ordering::SeqCst)
+        {
+            tracing::info!(left = %departure.node_id, live = ?self.peers.ids(), "a peer announced that it left");
+            self.dispatcher.nodes_changed(self.peers.ids());
         }
     }
 

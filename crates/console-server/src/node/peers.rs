@@ -95,6 +95,18 @@ impl Peers {
     }
 
     /// The ids of the live nodes, sorted.
+    /// Forgets `id` on its own notice that it left, if the entry is the same incarnation
+    /// (`started_at`): a late notice never removes a node that has since started again.
+    /// Returns whether the set changed. The registry's own `Removed` that follows is then a
+    /// no-op.
+    pub fn remove_departed(&self, id: &str, started_at: i64) -> bool {
+        let mut nodes = self.write();
+        match nodes.get(id) {
+            Some(info) if info.started_at == started_at => nodes.remove(id).is_some(),
+            _ => false,
+        }
+    }
+
     pub fn ids(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
     }
@@ -174,5 +186,25 @@ mod tests {
         assert_eq!(peers.ids(), ["b"]);
         assert!(!peers.apply(&Event::new(EventKind::Added, "/nodes/consoleX/c", "{}")));
         assert!(!peers.apply(&Event::new(EventKind::Added, node_key("junk"), "not json")));
+    }
+
+    #[test]
+    fn a_departure_notice_removes_only_the_incarnation_that_sent_it() {
+        let peers = Peers::default();
+        assert!(peers.apply(&event(EventKind::Added, "a")));
+        assert!(
+            !peers.remove_departed("a", 7),
+            "a notice from an earlier run of `a` (another started_at) is ignored"
+        );
+        assert!(
+            !peers.remove_departed("zz", 0),
+            "an unknown node changes nothing"
+        );
+        assert!(peers.remove_departed("a", 0));
+        assert!(peers.ids().is_empty());
+        assert!(
+            !peers.apply(&event(EventKind::Removed, "a")),
+            "the registry's Removed that follows is a no-op"
+        );
     }
 }

@@ -1,7 +1,12 @@
-//! Wake-ups between nodes: when a task is submitted on one node for an app owned by another,
-//! the submitting node nudges the owner over HTTP (`POST /internal/v1/wake`), so the task starts
-//! within milliseconds whatever the registry's event latency. A lost nudge only delays the task
-//! until the owner's fallback poll.
+//! Calls between nodes that make the cluster react faster than the registry reports.
+//!
+//! - Wake-ups: when a task is submitted on one node for an app owned by another, the submitting
+//!   node nudges the owner over HTTP (`POST /internal/v1/wake`), so the task starts within
+//!   milliseconds whatever the registry's event latency. A lost nudge only delays the task until
+//!   the owner's fallback poll.
+//! - Departures: a node that shut down gracefully tells its peers (`POST /internal/v1/left`), so
+//!   they adopt its apps at once. A lost notice only delays that until the registry reports the
+//!   node's entry gone.
 
 use std::time::Duration;
 
@@ -9,10 +14,13 @@ use async_trait::async_trait;
 use registry_api::Secret;
 use task_dispatch::{AppId, OwnerNotifier, TaskId};
 
+use super::Departure;
 use super::peers::Peers;
 
 /// The internal route a nudge is sent to.
 pub const WAKE_ROUTE: &str = "/internal/v1/wake";
+/// The internal route a leaving node announces its departure on.
+pub const LEFT_ROUTE: &str = "/internal/v1/left";
 
 /// How long a nudge may take before it is given up (the fallback poll covers it).
 const NUDGE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,6 +45,41 @@ impl HttpNudge {
             client,
             token,
         })
+    }
+}
+
+impl HttpNudge {
+    /// Tells every peer that this node has left (its apps released, its registry entry
+    /// deleted), so that they adopt its apps now rather than when the registry reports the
+    /// entry gone. Best effort: waits at most [`NUDGE_TIMEOUT`]; a peer that misses it learns
+    /// from the registry.
+    pub async fn announce_departure(&self, departure: &Departure) {
+        let mut calls = tokio::task::JoinSet::new();
+        for peer in self.peers.list() {
+            if peer.id == departure.node_id {
+                continue;
+            }
+            let mut request = self
+                .client
+                .post(format!("{}{LEFT_ROUTE}", peer.base_url()))
+                .json(departure);
+            if !self.token.is_empty() {
+                request = request.bearer_auth(self.token.expose());
+            }
+            calls.spawn(async move {
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) => {
+                        tracing::debug!(peer = %peer.id, status = %response.status(), "departure notice refused")
+                    }
+                    Err(error) => {
+                        tracing::debug!(peer = %peer.id, %error, "departure notice failed")
+                    }
+                }
+            });
+        }
+        // Every request carries NUDGE_TIMEOUT, so this ends within it.
+        while calls.join_next().await.is_some() {}
     }
 }
 
