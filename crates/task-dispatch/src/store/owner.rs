@@ -83,6 +83,22 @@ const FINISH_TASK_AND_APP: &str = concat!(
     fence!()
 );
 
+/// Binds the tail that [`CLAIM_TASK_OF_KNOWN_APP`] and [`FINISH_TASK_AND_APP`] share: the app's
+/// id and version, the caller's lease on it, and the fence on the caller's epoch.
+fn bind_owned_app_and_fence<'q>(
+    query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    app: &App,
+    lease: &'q NodeLease,
+) -> sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+    query
+        .bind(app.id)
+        .bind(app.version)
+        .bind(&lease.node_id)
+        .bind(lease.epoch)
+        .bind(&lease.node_id)
+        .bind(lease.epoch)
+}
+
 /// Binds and runs [`UPDATE_OWNED_APP`]; yields the number of rows changed.
 macro_rules! update_owned_app {
     ($conn:expr, $lease:expr, $app:expr, $state:expr, $handle:expr, $last_error:expr, $now:expr) => {
@@ -373,7 +389,7 @@ impl Store {
         };
         let first = phases.first().map_or(app.state, |phase| phase.during());
         let now = now_ms();
-        let changed = sqlx::query(CLAIM_TASK_OF_KNOWN_APP)
+        let query = sqlx::query(CLAIM_TASK_OF_KNOWN_APP)
             .bind(&lease.node_id)
             .bind(lease.epoch)
             .bind(now)
@@ -381,13 +397,8 @@ impl Store {
             .bind(first.as_str())
             .bind(now)
             .bind(task.id)
-            .bind(task.version)
-            .bind(app.id)
-            .bind(app.version)
-            .bind(&lease.node_id)
-            .bind(lease.epoch)
-            .bind(&lease.node_id)
-            .bind(lease.epoch)
+            .bind(task.version);
+        let changed = bind_owned_app_and_fence(query, app, lease)
             .execute(db)
             .await?
             .rows_affected();
@@ -395,16 +406,7 @@ impl Store {
             // Something moved since the caller looked: decide from fresh rows.
             return self.claim_task(lease, task, max_attempts).await;
         }
-        let task = Task {
-            status: TaskStatus::Running,
-            claimed_by: Some(lease.node_id.clone()),
-            claim_epoch: Some(lease.epoch),
-            attempts: task.attempts + 1,
-            version: task.version + 1,
-            updated_at: now,
-            started_at: task.started_at.or(Some(now)),
-            ..task.clone()
-        };
+        let task = claimed(task, lease, now);
         let app = App {
             state: first,
             version: app.version + 1,
@@ -437,16 +439,7 @@ impl Store {
     ) -> Result<Claim> {
         let now = now_ms();
         let reclaim = task.status == TaskStatus::Running;
-        let claimed = Task {
-            status: TaskStatus::Running,
-            claimed_by: Some(lease.node_id.clone()),
-            claim_epoch: Some(lease.epoch),
-            attempts: task.attempts + 1,
-            version: task.version + 1,
-            updated_at: now,
-            started_at: task.started_at.or(Some(now)),
-            ..task.clone()
-        };
+        let claimed = claimed(task, lease, now);
         let result: Result<Claim> = in_write_tx!(self, conn => {
             let won = sqlx::query(CLAIM_TASK)
                 .bind(&lease.node_id)
@@ -580,7 +573,7 @@ impl Store {
         };
         let handle_text = handle.as_ref().map(Value::to_string);
         let result: Result<()> = if let Pool::MySql(db) = &self.pool {
-            let changed = sqlx::query(FINISH_TASK_AND_APP)
+            let query = sqlx::query(FINISH_TASK_AND_APP)
                 .bind(status.as_str())
                 .bind(error.as_deref())
                 .bind(now)
@@ -592,13 +585,8 @@ impl Store {
                 .bind(task.id)
                 .bind(task.version)
                 .bind(&lease.node_id)
-                .bind(lease.epoch)
-                .bind(app.id)
-                .bind(app.version)
-                .bind(&lease.node_id)
-                .bind(lease.epoch)
-                .bind(&lease.node_id)
-                .bind(lease.epoch)
+                .bind(lease.epoch);
+            let changed = bind_owned_app_and_fence(query, app, lease)
                 .execute(db)
                 .await?
                 .rows_affected();
@@ -698,6 +686,20 @@ impl Store {
                 epoch: lease.epoch,
             })
         }
+    }
+}
+
+/// `task` as a successful claim by `lease` at `now` writes it ([`CLAIM_TASK`]).
+fn claimed(task: &Task, lease: &NodeLease, now: i64) -> Task {
+    Task {
+        status: TaskStatus::Running,
+        claimed_by: Some(lease.node_id.clone()),
+        claim_epoch: Some(lease.epoch),
+        attempts: task.attempts + 1,
+        version: task.version + 1,
+        updated_at: now,
+        started_at: task.started_at.or(Some(now)),
+        ..task.clone()
     }
 }
 
