@@ -15,7 +15,7 @@ use registry_api::Secret;
 use task_dispatch::{AppId, OwnerNotifier, TaskId};
 
 use super::Departure;
-use super::peers::Peers;
+use super::peers::{NodeInfo, Peers};
 
 /// The internal route a nudge is sent to.
 pub const WAKE_ROUTE: &str = "/internal/v1/wake";
@@ -46,9 +46,7 @@ impl HttpNudge {
             token,
         })
     }
-}
 
-impl HttpNudge {
     /// Tells every peer that this node has left (its apps released, its registry entry
     /// deleted), so that they adopt its apps now rather than when the registry reports the
     /// entry gone. Best effort: waits at most [`NUDGE_TIMEOUT`]; a peer that misses it learns
@@ -59,27 +57,42 @@ impl HttpNudge {
             if peer.id == departure.node_id {
                 continue;
             }
-            let mut request = self
-                .client
-                .post(format!("{}{LEFT_ROUTE}", peer.base_url()))
-                .json(departure);
-            if !self.token.is_empty() {
-                request = request.bearer_auth(self.token.expose());
-            }
+            let request = self.request(&peer, LEFT_ROUTE, departure);
             calls.spawn(async move {
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {}
-                    Ok(response) => {
-                        tracing::debug!(peer = %peer.id, status = %response.status(), "departure notice refused")
-                    }
-                    Err(error) => {
-                        tracing::debug!(peer = %peer.id, %error, "departure notice failed")
-                    }
+                if let Err(why) = deliver(request).await {
+                    tracing::debug!(peer = %peer.id, %why, "departure notice not delivered");
                 }
             });
         }
         // Every request carries NUDGE_TIMEOUT, so this ends within it.
         while calls.join_next().await.is_some() {}
+    }
+
+    /// A POST of `body` to `route` on `peer`, with the cluster's token when one is set.
+    fn request(
+        &self,
+        peer: &NodeInfo,
+        route: &str,
+        body: &impl serde::Serialize,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .post(format!("{}{route}", peer.base_url()))
+            .json(body);
+        if self.token.is_empty() {
+            request
+        } else {
+            request.bearer_auth(self.token.expose())
+        }
+    }
+}
+
+/// Sends a node-to-node call; an error says why it did not get a 2xx answer.
+async fn deliver(request: reqwest::RequestBuilder) -> Result<(), String> {
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!("refused with {}", response.status())),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -94,19 +107,9 @@ impl OwnerNotifier for HttpNudge {
             );
             return;
         };
-        let mut request = self
-            .client
-            .post(format!("{}{WAKE_ROUTE}", node.base_url()))
-            .json(&serde_json::json!({ "app_id": app_id, "task_id": task_id }));
-        if !self.token.is_empty() {
-            request = request.bearer_auth(self.token.expose());
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::debug!(owner, status = %response.status(), "nudge refused; the owner will poll")
-            }
-            Err(error) => tracing::debug!(owner, %error, "nudge failed; the owner will poll"),
+        let body = serde_json::json!({ "app_id": app_id, "task_id": task_id });
+        if let Err(why) = deliver(self.request(&node, WAKE_ROUTE, &body)).await {
+            tracing::debug!(owner, %why, "nudge not delivered; the owner will poll");
         }
     }
 }
