@@ -377,14 +377,7 @@ impl Store {
         let runnable = task.app_id == app.id
             && app.lease.as_ref() == Some(lease)
             && !(reclaim && task.attempts + 1 > max_attempts);
-        let phases = match reclaim
-            .then(|| state::resume(app.state, task.action))
-            .flatten()
-        {
-            Some(phases) => Some(phases),
-            None => state::plan(app.state, task.action).ok(),
-        };
-        let (true, Some(phases)) = (runnable, phases) else {
+        let (true, Ok(phases)) = (runnable, phases_to_run(app.state, task)) else {
             return self.claim_task(lease, task, max_attempts).await;
         };
         let first = phases.first().map_or(app.state, |phase| phase.during());
@@ -486,16 +479,13 @@ impl Store {
                 }
                 return Ok(Claim::Finished(failed(claimed.clone(), error, now)));
             }
-            let phases = match reclaim.then(|| state::resume(app.state, task.action)).flatten() {
-                Some(phases) => phases,
-                None => match state::plan(app.state, task.action) {
-                    Ok(phases) => phases,
-                    Err(refused) => {
-                        let error = refused.to_string();
-                        finish_task!(&mut *conn, lease, claimed, TaskStatus::Failed, &error, now);
-                        return Ok(Claim::Finished(failed(claimed.clone(), error, now)));
-                    }
-                },
+            let phases = match phases_to_run(app.state, task) {
+                Ok(phases) => phases,
+                Err(refused) => {
+                    let error = refused.to_string();
+                    finish_task!(&mut *conn, lease, claimed, TaskStatus::Failed, &error, now);
+                    return Ok(Claim::Finished(failed(claimed.clone(), error, now)));
+                }
             };
             let first = phases.first().map_or(app.state, |phase| phase.during());
             let mut app = app;
@@ -686,6 +676,20 @@ impl Store {
                 epoch: lease.epoch,
             })
         }
+    }
+}
+
+/// The phases a claim of `task` runs with the app in `state`: a RUNNING task (its previous
+/// claimer is gone) resumes at the phase the state shows; otherwise the action is planned
+/// from the state, and refused if the state does not allow it.
+fn phases_to_run(
+    state: AppState,
+    task: &Task,
+) -> std::result::Result<&'static [Phase], state::IllegalTransition> {
+    let reclaim = task.status == TaskStatus::Running;
+    match reclaim.then(|| state::resume(state, task.action)).flatten() {
+        Some(phases) => Ok(phases),
+        None => state::plan(state, task.action),
     }
 }
 
