@@ -805,14 +805,7 @@ impl Bench {
             "monitor_interval_ms".into(),
             json!(self.cluster.monitor_interval().as_millis()),
         );
-        if self.registry == RegistryKind::Mysql {
-            // The MySQL registry's own statements (heartbeat, event poll, lock waiters) scale
-            // with this; the task store's do not.
-            fields.insert(
-                "heartbeat_interval_ms".into(),
-                json!(self.cluster.options().heartbeat_interval.as_millis()),
-            );
-        }
+        self.add_registry_timings(&mut fields);
         fields.insert(
             "background_window_s".into(),
             json!(round3(background.seconds)),
@@ -1038,14 +1031,7 @@ impl Bench {
             "failover: SIGKILL of {victim_id}, which holds {moved} of {} apps",
             ids.len()
         );
-        let survivor = self
-            .apis()
-            .into_iter()
-            .find(|(id, _)| *id != victim_id)
-            .map(|(_, api)| api);
-        let Some(survivor) = survivor else {
-            panic!("no survivor");
-        };
+        let survivor = self.api_other_than(&victim_id);
         let killed = Instant::now();
         let gone = self.cluster.kill(victim).await;
         let live = self.cluster.live_ids();
@@ -1059,18 +1045,12 @@ impl Bench {
             "failover_ms": failover_ms,
             "owners_live_ms": owners_live.map(|at| ms(at.duration_since(killed))),
             "process_gone_ms": ms(gone.duration_since(killed)),
-            "session_timeout_ms": self.cluster.session_timeout().as_millis(),
             "measured": "SIGKILL sent -> every app shows owner = a live node and adopted_by = \
                 that owner (GET /api/v1/apps of a survivor, polled every 25 ms)",
             "adopted_by": ADOPTED_BY,
         });
-        if self.registry == RegistryKind::Mysql
-            && let Some(object) = fields.as_object_mut()
-        {
-            object.insert(
-                "heartbeat_interval_ms".into(),
-                json!(self.cluster.options().heartbeat_interval.as_millis()),
-            );
+        if let Some(object) = fields.as_object_mut() {
+            self.add_registry_timings(object);
         }
         self.emit("failover", fields);
         victim
@@ -1085,14 +1065,7 @@ impl Bench {
             "handoff: SIGTERM of {leaving_id}, which holds {moved} of {} apps",
             ids.len()
         );
-        let Some(survivor) = self
-            .apis()
-            .into_iter()
-            .find(|(id, _)| *id != leaving_id)
-            .map(|(_, api)| api)
-        else {
-            panic!("no survivor");
-        };
+        let survivor = self.api_other_than(&leaving_id);
         let mut live = self.cluster.live_ids();
         live.remove(&leaving_id);
         let node = self.cluster.node_mut(leaving);
@@ -1106,23 +1079,46 @@ impl Bench {
         let exit_ms = ms(exited.duration_since(signalled));
         figures.insert("handoff_ms", handoff_ms);
         figures.insert("handoff_exit_ms", exit_ms);
-        self.emit(
-            "handoff",
-            json!({
-                "apps": ids.len(),
-                "leaving": leaving_id,
-                "leaving_apps": moved,
-                "handoff_ms": handoff_ms,
-                "owners_live_ms": owners_live.map(|at| ms(at.duration_since(signalled))),
-                "exit_ms": exit_ms,
-                "exit_status": status.code(),
-                "session_timeout_ms": self.cluster.session_timeout().as_millis(),
-                "measured": "SIGTERM sent -> every app shows owner = a remaining node and \
-                    adopted_by = that owner (GET /api/v1/apps of a remaining node, polled every \
-                    25 ms); exit_ms: SIGTERM sent -> process exit seen",
-                "adopted_by": ADOPTED_BY,
-            }),
+        let mut fields = json!({
+            "apps": ids.len(),
+            "leaving": leaving_id,
+            "leaving_apps": moved,
+            "handoff_ms": handoff_ms,
+            "owners_live_ms": owners_live.map(|at| ms(at.duration_since(signalled))),
+            "exit_ms": exit_ms,
+            "exit_status": status.code(),
+            "measured": "SIGTERM sent -> every app shows owner = a remaining node and \
+                adopted_by = that owner (GET /api/v1/apps of a remaining node, polled every \
+                25 ms); exit_ms: SIGTERM sent -> process exit seen",
+            "adopted_by": ADOPTED_BY,
+        });
+        if let Some(object) = fields.as_object_mut() {
+            self.add_registry_timings(object);
+        }
+        self.emit("handoff", fields);
+    }
+
+    /// The API of a running node other than `node_id`.
+    fn api_other_than(&self, node_id: &str) -> Api {
+        match self.apis().into_iter().find(|(id, _)| id != node_id) {
+            Some((_, api)) => api,
+            None => panic!("no running node other than {node_id}"),
+        }
+    }
+
+    /// Adds the registry timings a figure depends on: the session timeout and, with MySQL,
+    /// the heartbeat (the registry's own statements and its event latency scale with it).
+    fn add_registry_timings(&self, fields: &mut serde_json::Map<String, Value>) {
+        fields.insert(
+            "session_timeout_ms".into(),
+            json!(self.cluster.session_timeout().as_millis()),
         );
+        if self.registry == RegistryKind::Mysql {
+            fields.insert(
+                "heartbeat_interval_ms".into(),
+                json!(self.cluster.options().heartbeat_interval.as_millis()),
+            );
+        }
     }
 
     /// The index of the running node that holds the most apps of `ids`, and how many.
