@@ -10,7 +10,7 @@ pub struct PrivateZookeeper {
     port: u16,
 }
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/zookeeper.sh");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zookeeper.sh");
 
 impl PrivateZookeeper {
     /// Starts a new server on a free port and waits until it serves.
