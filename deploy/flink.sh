@@ -125,6 +125,7 @@ install_if_missing() {
     [ -f "$INSTALL_DIR/.complete" ] && return 0
     command -v java >/dev/null || die "java is missing: Flink $FLINK_VERSION needs a JDK 11, 17 or 21 (apt-get install -y openjdk-17-jdk-headless)"
     command -v pip >/dev/null || command -v pip3 >/dev/null || die "pip is missing: it downloads Flink from PyPI"
+    command -v unzip >/dev/null || die "unzip is missing: it unpacks the wheels (apt-get install -y unzip)"
     mkdir -p "$FLINK_CACHE"
     exec 8>"$FLINK_CACHE/.install.lock"
     flock -w 900 8 || die "another deploy/flink.sh holds $FLINK_CACHE/.install.lock"
@@ -405,6 +406,7 @@ case "$1" in
         ;;
 esac
 
+command -v curl >/dev/null || die "curl is missing: it asks the REST API whether Flink is ready (apt-get install -y curl)"
 mkdir -p "$FLINK_RUN_DIR"
 # One start/stop at a time per cluster: two test runs starting at once must not launch two clusters.
 exec 9>"$FLINK_RUN_DIR/.lock"
