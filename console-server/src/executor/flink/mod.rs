@@ -38,3 +38,9 @@ pub use model::{
 };
 pub use rest::FlinkRestClient;
 pub use transport::Timeouts;
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<FlinkRestClient>();
+    assert_send_sync::<FlinkError>();
+};
