@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: starts ZooKeeper and MariaDB if they are not running (both idempotent),
-# then `cargo test --workspace --all-targets` and `cargo test --workspace --doc`.
+# Runs the whole test suite: starts ZooKeeper, MariaDB and a Flink session cluster if they are not
+# running (all idempotent), then `cargo test --workspace --all-targets` and
+# `cargo test --workspace --doc`.
 #
 # Extra arguments go to both cargo commands, e.g.
 #   deploy/test.sh zk_                 only tests whose name contains zk_
@@ -9,8 +10,9 @@
 # Tests find the services through:
 #   CONSOLE_TEST_ZK=127.0.0.1:${ZK_PORT:-2181}
 #   CONSOLE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306
-# The services are left running afterwards; stop them with deploy/zookeeper.sh stop and
-# deploy/mariadb.sh stop.
+#   CONSOLE_TEST_FLINK_URL=http://127.0.0.1:${FLINK_REST_PORT:-8081}
+# The services are left running afterwards; stop them with deploy/zookeeper.sh stop,
+# deploy/mariadb.sh stop and deploy/flink.sh stop.
 set -euo pipefail
 
 if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
@@ -21,13 +23,16 @@ fi
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$deploy_dir/.."
 
-echo "test.sh: making sure ZooKeeper and MariaDB are running"
+echo "test.sh: making sure ZooKeeper, MariaDB and Flink are running"
 "$deploy_dir/zookeeper.sh" start
 "$deploy_dir/mariadb.sh" start
+"$deploy_dir/flink.sh" start
 
 export CONSOLE_TEST_ZK="127.0.0.1:${ZK_PORT:-2181}"
 export CONSOLE_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
-echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL"
+export CONSOLE_TEST_FLINK_URL="http://127.0.0.1:${FLINK_REST_PORT:-8081}"
+echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL" \
+    "CONSOLE_TEST_FLINK_URL=$CONSOLE_TEST_FLINK_URL"
 
 echo "test.sh: cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets "$@"

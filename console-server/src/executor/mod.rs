@@ -12,6 +12,7 @@
 //! They act on the host they run on and report; the dispatcher records.
 
 mod error;
+pub mod flink;
 mod noop;
 mod proc_stat;
 pub mod process;
