@@ -20,12 +20,30 @@ fn config_error(error: RegistryError) -> (String, String) {
     }
 }
 
+/// Every `registry-<name>` dependency of this crate is linked (build.rs) and known by its
+/// factory as `<name>`, beside the built-in `standalone`.
 #[test]
-fn every_linked_backend_is_known_through_its_factory() {
-    assert_eq!(
-        registry_api::known_types(),
-        ["mysql", "standalone", "zookeeper"]
+fn every_backend_dependency_is_known_through_its_factory() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("registry-all's manifest");
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [dependencies] table");
+    let mut expected: Vec<&str> = dependencies
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("registry-"))
+        .filter_map(|rest| rest.split(['.', ' ', '=']).next())
+        .filter(|name| *name != "api")
+        .collect();
+    expected.push("standalone");
+    expected.sort_unstable();
+    assert!(
+        expected.contains(&"zookeeper") && expected.contains(&"mysql"),
+        "{expected:?}"
     );
+    assert_eq!(registry_api::known_types(), expected);
 }
 
 #[test]
