@@ -8,9 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
-use task_dispatch::{Action, ActionContext, ActionError, App, AppActions, Liveness};
+use task_dispatch::{Action, ActionContext, ActionError, App, AppActions, Liveness, unix_millis};
 
-use crate::executor::{self, AppRef, Executor, ExecutorError, Handle};
+use crate::executor::{AppRef, Executor, ExecutorError, Handle};
 
 /// Every executor this node can run, by name.
 #[derive(Clone, Default)]
@@ -105,10 +105,7 @@ impl ConsoleActions {
         if !first_call || cx.attempt > 1 {
             return;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let waited_ms = now.saturating_sub(cx.submitted_at).max(0);
+        let waited_ms = unix_millis().saturating_sub(cx.submitted_at).max(0);
         // Milliseconds to seconds; precision far beyond the histogram's buckets.
         #[allow(clippy::cast_precision_loss)]
         self.dispatch_latency.observe(waited_ms as f64 / 1000.0);
@@ -183,10 +180,6 @@ impl Executors {
             Ok(executor) => executor,
             Err(reason) => return Liveness::Unknown { reason },
         };
-        match executor.probe(&app_ref(app), &handle).await {
-            executor::Liveness::Alive => Liveness::Alive,
-            executor::Liveness::Dead { reason } => Liveness::Dead { reason },
-            executor::Liveness::Unknown { error } => Liveness::Unknown { reason: error },
-        }
+        executor.probe(&app_ref(app), &handle).await
     }
 }

@@ -1,26 +1,30 @@
-//! The clustered console as a library: `main.rs` parses the command line and calls [`run`];
-//! tests build the same pieces directly.
+//! The clustered console as a library: `main.rs` loads a [`ConsoleConfig`] and calls [`run`];
+//! tests start a [`Console`] and drive its router.
 //!
 //! Composition only: the registry comes from `registry-all`, ownership and tasks from
-//! `task-dispatch`, apps run through [`executor`]s. This crate holds no SQL and no ZooKeeper
-//! calls.
+//! `task-dispatch`, apps run through executors (`executor/`). This crate holds no SQL and no
+//! ZooKeeper calls. Its modules are private; the items below are what the binary and the tests
+//! use.
 
-pub mod actions;
-pub mod config;
-pub mod executor;
-pub mod http;
-pub mod metrics;
-pub mod node;
+mod actions;
+mod config;
+mod executor;
+mod http;
+mod metrics;
+mod node;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use registry_api::{LeaderElection, LeaderRetrieval, Registry, RegistryError, Secret};
-use task_dispatch::{Dispatcher, DispatcherConfig, OwnerNotifier, PollOnly, PollStrategy, Store};
+use task_dispatch::{
+    Dispatcher, DispatcherConfig, OwnerNotifier, PollOnly, PollStrategy, Store, redact_url,
+    unix_millis,
+};
 
 use crate::actions::{ConsoleActions, Executors};
-use crate::config::{ConsoleConfig, redact_url};
+pub use crate::config::{ConfigError, ConsoleConfig};
 use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};
@@ -239,7 +243,7 @@ impl Console {
 /// environment by `main`, never from the configuration file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BenchmarkHooks {
-    /// `CONSOLE_BENCHMARK_EXECUTOR=noop`: register the [`NoopExecutor`], so that figures measure
+    /// `CONSOLE_BENCHMARK_EXECUTOR=noop`: register the `noop` executor, so that figures measure
     /// coordination rather than process start-up.
     pub noop_executor: bool,
     /// `CONSOLE_BENCHMARK_DISPATCH=streampark`: dispatch the way the StreamPark design did
@@ -272,12 +276,6 @@ const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How long a graceful shutdown waits for actions in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use console_server::config::ConsoleConfig;
+use console_server::ConsoleConfig;
 
 /// Command line of `console-server`.
 #[derive(Debug, Parser)]

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use console_server::Console;
-use console_server::config::ConsoleConfig;
+use console_server::{Console, ConsoleConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

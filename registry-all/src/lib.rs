@@ -1,113 +1,46 @@
-//! Every registry backend, linked in one place, and the configuration that picks one.
+//! Every registry backend, linked in one place, and the configuration section that picks one.
 //!
-//! `registry.type` in the YAML names the backend (`standalone`, `zookeeper`, `mysql`); its
-//! section (`registry.zookeeper`, `registry.mysql`) configures it. [`connect`] builds and connects
-//! the named backend through the plugin factories of [`registry_api`], so this crate is also
-//! where a new backend is added: a dependency, a field in [`RegistryConfig`], one line in
-//! [`RegistryConfig::section`].
+//! `registry.type` in the YAML names the backend (`standalone`, `zookeeper`, `mysql`, ...); its
+//! section (`registry.<name>`) configures it ([`RegistryConfig`]). [`connect`] builds and
+//! connects the named backend.
 //!
-//! [`settings`] loads any `serde` configuration type from YAML plus `CONSOLE__…` environment
-//! overrides with errors that name the key and its source.
+//! Backends are found only through the factories they submit
+//! ([`registry_api::RegistryFactory`]): this crate names none of them in its code. Adding a
+//! backend is one line, its dependency in this crate's `Cargo.toml`; `build.rs` links every
+//! `registry-*` dependency, so that its factory is submitted.
 
-pub mod settings;
-
-use std::time::Duration;
+mod config;
 
 use registry_api::{Registry, RegistryError};
-pub use registry_mysql::MysqlConfig;
-pub use registry_zookeeper::ZookeeperConfig;
-use serde::{Deserialize, Serialize};
 
-/// The `registry` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// The backend to use: one of [`registry_api::known_types`].
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub zookeeper: ZookeeperConfig,
-    pub mysql: MysqlConfig,
-}
+pub use config::RegistryConfig;
 
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            kind: "standalone".to_owned(),
-            zookeeper: ZookeeperConfig::default(),
-            mysql: MysqlConfig::default(),
-        }
-    }
-}
-
-/// How long [`connect`] waits for a backend without a `connect_timeout_ms` of its own.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
-impl RegistryConfig {
-    /// The selected backend's section as the factory receives it.
-    ///
-    /// # Notable errors
-    /// [`RegistryError::UnknownType`] listing the linked backends.
-    pub fn section(&self) -> Result<serde_json::Value, RegistryError> {
-        let section = match self.kind.as_str() {
-            "standalone" => Ok(serde_json::Value::Null),
-            "zookeeper" => serde_json::to_value(&self.zookeeper),
-            "mysql" => serde_json::to_value(&self.mysql),
-            _ => return Err(unknown_type(&self.kind)),
-        };
-        section.map_err(|error| RegistryError::Config {
-            key: format!("registry.{}", self.kind),
-            message: error.to_string(),
-        })
-    }
-
-    /// Checks `registry.type` and the selected section, naming the offending key.
-    pub fn validate(&self) -> Result<(), RegistryError> {
-        if !registry_api::known_types().contains(&self.kind.as_str()) {
-            return Err(unknown_type(&self.kind));
-        }
-        match self.kind.as_str() {
-            "zookeeper" => self.zookeeper.validate(),
-            "mysql" => self.mysql.validate(),
-            _ => Ok(()),
-        }
-    }
-
-    /// How long [`connect`] waits for the first session.
-    pub fn connect_timeout(&self) -> Duration {
-        match self.kind.as_str() {
-            "zookeeper" => Duration::from_millis(self.zookeeper.connect_timeout_ms),
-            _ => DEFAULT_CONNECT_TIMEOUT,
-        }
-    }
-}
-
-fn unknown_type(name: &str) -> RegistryError {
-    RegistryError::UnknownType {
-        name: name.to_owned(),
-        known: registry_api::known_types()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-    }
-}
+// `use registry_<backend> as _;` for every backend dependency (see build.rs).
+include!(concat!(env!("OUT_DIR"), "/backends.rs"));
 
 /// Builds the configured backend without connecting it.
 ///
 /// # Notable errors
 /// [`RegistryError::UnknownType`] and [`RegistryError::Config`] naming the offending key.
 pub fn build(config: &RegistryConfig) -> Result<Box<dyn Registry>, RegistryError> {
-    config.validate()?;
-    registry_api::create(&config.kind, &config.section()?)
+    config.backend()?.build()
 }
 
-/// Builds the configured backend and connects it, waiting at most
-/// [`RegistryConfig::connect_timeout`].
+/// Builds the configured backend and connects it, waiting at most the backend's connect timeout
+/// (`registry.zookeeper.connect_timeout_ms`, for instance), or 15 s for a backend without one.
 ///
 /// # Notable errors
 /// Those of [`build`], and [`RegistryError::ConnectTimeout`] naming why the backend could not be
 /// reached.
 pub async fn connect(config: &RegistryConfig) -> Result<Box<dyn Registry>, RegistryError> {
-    let registry = build(config)?;
-    registry.connect(config.connect_timeout()).await?;
+    let backend = config.backend()?;
+    let registry = backend.build()?;
+    registry
+        .connect(
+            backend
+                .connect_timeout()
+                .unwrap_or(config::DEFAULT_CONNECT_TIMEOUT),
+        )
+        .await?;
     Ok(registry)
 }

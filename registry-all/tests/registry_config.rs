@@ -1,154 +1,145 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-//! Loading `registry` sections from YAML and building the named backend.
-
-use std::io::Write;
+//! The `registry` section: backends found through their factories, sections checked by them,
+//! and building the named backend. (Loading it from YAML and the environment is the console's:
+//! `console-server/src/config/`.)
 
 use registry_all::RegistryConfig;
-use registry_all::settings::{self, ConfigError};
 use registry_api::RegistryError;
-use serde::Deserialize;
+use serde_json::json;
 
-/// A configuration with only a `registry` section, as an application would embed it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct AppConfig {
-    registry: RegistryConfig,
+fn config(section: serde_json::Value) -> RegistryConfig {
+    serde_json::from_value(section).expect("the section names known backends")
 }
 
-fn yaml(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".yaml")
-        .tempfile()
-        .expect("temp file");
-    file.write_all(text.as_bytes()).expect("write yaml");
-    file
+/// The key and message of a [`RegistryError::Config`].
+fn config_error(error: RegistryError) -> (String, String) {
+    match error {
+        RegistryError::Config { key, message } => (key, message),
+        other => panic!("expected a config error, got {other:?}"),
+    }
 }
 
-fn load(text: &str, env: &[(&str, &str)]) -> Result<AppConfig, ConfigError> {
-    let file = yaml(text);
-    let env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+/// Every `registry-<name>` dependency of this crate is linked (build.rs) and known by its
+/// factory as `<name>`, beside the built-in `standalone`.
+#[test]
+fn every_backend_dependency_is_known_through_its_factory() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("registry-all's manifest");
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [dependencies] table");
+    let mut expected: Vec<&str> = dependencies
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("registry-"))
+        .filter_map(|rest| rest.split(['.', ' ', '=']).next())
+        .filter(|name| *name != "api")
         .collect();
-    settings::load_with_env::<AppConfig>(Some(file.path()), Some(env)).map(|loaded| loaded.value)
+    expected.push("standalone");
+    expected.sort_unstable();
+    assert!(
+        expected.contains(&"zookeeper") && expected.contains(&"mysql"),
+        "{expected:?}"
+    );
+    assert_eq!(registry_api::known_types(), expected);
 }
 
 #[test]
 fn defaults_pick_the_standalone_registry() {
-    let loaded = settings::load_with_env::<AppConfig>(None, Some(vec![])).expect("defaults load");
-    assert_eq!(loaded.value.registry.kind, "standalone");
-    assert_eq!(loaded.value.registry.validate(), Ok(()));
-    assert_eq!(loaded.source_of("registry.type"), "the built-in defaults");
+    let config = RegistryConfig::default();
+    assert_eq!(config.kind, "standalone");
+    assert_eq!(config.validate(), Ok(()));
+    assert_eq!(config, self::config(json!({})));
 }
 
 #[test]
 fn unknown_type_names_the_known_types() {
-    let config = load("registry:\n  type: nope\n", &[]).expect("nope parses as a string");
-    let error = config
-        .registry
-        .validate()
-        .expect_err("nope is not a backend");
+    let config = config(json!({ "type": "nope" }));
+    let error = config.validate().expect_err("nope is not a backend");
     assert!(matches!(&error, RegistryError::UnknownType { name, .. } if name == "nope"));
     let text = error.to_string();
     for known in ["standalone", "zookeeper", "mysql"] {
         assert!(text.contains(known), "{text:?} should list {known}");
     }
-    let built = registry_all::build(&config.registry).expect_err("nope cannot be built");
+    let built = registry_all::build(&config).expect_err("nope cannot be built");
     assert_eq!(built, error);
 }
 
 #[test]
-fn unknown_key_is_named_with_its_file() {
-    let file = yaml("registry:\n  zookeeper:\n    servers: a:1\n    sesion_timeout_ms: 5\n");
-    let error = settings::load_with_env::<AppConfig>(Some(file.path()), Some(vec![]))
-        .expect_err("misspelt key must fail");
-    let ConfigError::Key {
-        key,
-        message,
-        origin: source,
-    } = &error
-    else {
-        panic!("expected a key error, got {error:?}");
-    };
+fn an_unknown_section_is_refused_with_the_known_ones() {
+    let error = serde_json::from_value::<RegistryConfig>(json!({ "zookeper": {} }))
+        .expect_err("no backend is called zookeper")
+        .to_string();
+    assert!(error.contains("unknown field `zookeper`"), "{error}");
+    for known in ["type", "standalone", "zookeeper", "mysql"] {
+        assert!(
+            error.contains(&format!("`{known}`")),
+            "{error} should list {known}"
+        );
+    }
+}
+
+#[test]
+fn sections_start_from_their_backends_defaults() {
+    let config = config(json!({ "type": "zookeeper", "zookeeper": { "servers": "a:1" } }));
+    let zookeeper = config.section("zookeeper").unwrap();
+    assert_eq!(zookeeper["servers"], "a:1");
+    assert_eq!(zookeeper["session_timeout_ms"], 10_000);
+    assert_eq!(
+        config.section("mysql").unwrap()["table_prefix"],
+        "registry_"
+    );
+    assert_eq!(config.section("nope"), None);
+    assert_eq!(config.validate(), Ok(()));
+}
+
+#[test]
+fn an_unknown_key_is_named_with_the_valid_ones() {
+    let config = config(json!({ "zookeeper": { "servers": "a:1", "sesion_timeout_ms": 5 } }));
+    let (key, message) = config_error(config.validate().expect_err("misspelt key must fail"));
     assert_eq!(key, "registry.zookeeper.sesion_timeout_ms");
-    assert!(message.starts_with("unknown key"), "{message}");
+    assert!(
+        message.contains("unknown field `sesion_timeout_ms`"),
+        "{message}"
+    );
     assert!(
         message.contains("session_timeout_ms"),
         "the message should list the valid keys: {message}"
     );
-    assert_eq!(source, &file.path().display().to_string());
-    assert!(!error.to_string().contains('\n'), "one line: {error}");
 }
 
 #[test]
-fn bad_number_is_named_with_its_file() {
-    let error = load(
-        "registry:\n  mysql:\n    heartbeat_interval_ms: soon\n",
-        &[],
-    )
-    .expect_err("a word is not a number");
-    let ConfigError::Key { key, message, .. } = &error else {
-        panic!("expected a key error, got {error:?}");
-    };
+fn a_bad_value_in_any_section_is_named() {
+    // Not the selected backend: its section is still read, as a typo there is a typo.
+    let config = config(json!({ "mysql": { "heartbeat_interval_ms": "soon" } }));
+    let (key, message) = config_error(config.validate().expect_err("a word is not a number"));
     assert_eq!(key, "registry.mysql.heartbeat_interval_ms");
     assert!(message.contains("soon"), "{message}");
 }
 
 #[test]
-fn environment_overrides_the_file_and_is_named_when_bad() {
-    let config = load(
-        "registry:\n  type: zookeeper\n",
-        &[("CONSOLE__REGISTRY__ZOOKEEPER__SESSION_TIMEOUT_MS", "4000")],
-    )
-    .expect("valid override");
-    assert_eq!(config.registry.zookeeper.session_timeout_ms, 4000);
-
-    let error = load(
-        "{}",
-        &[("CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS", "x")],
-    )
-    .expect_err("bad override");
-    let ConfigError::Key {
-        key,
-        origin: source,
-        ..
-    } = &error
-    else {
-        panic!("expected a key error, got {error:?}");
-    };
-    assert_eq!(key, "registry.mysql.session_timeout_ms");
-    assert_eq!(
-        source,
-        "environment variable CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS"
-    );
-}
-
-#[test]
 fn session_timeout_shorter_than_three_heartbeats_is_refused() {
-    let config = load(
-        "registry:\n  type: mysql\n  mysql:\n    heartbeat_interval_ms: 1000\n    session_timeout_ms: 2500\n",
-        &[],
-    )
-    .expect("parses");
-    let error = config.registry.validate().expect_err("2500 < 3 x 1000");
-    let RegistryError::Config { key, message } = &error else {
-        panic!("expected a config error, got {error:?}");
-    };
+    let config = config(json!({
+        "type": "mysql",
+        "mysql": { "heartbeat_interval_ms": 1000, "session_timeout_ms": 2500 },
+    }));
+    let (key, message) = config_error(config.validate().expect_err("2500 < 3 x 1000"));
     assert_eq!(key, "registry.mysql.session_timeout_ms");
     assert!(message.contains("3 heartbeats"), "{message}");
 }
 
 #[test]
 fn secrets_stay_out_of_debug_output() {
-    let config = load(
-        "registry:\n  mysql:\n    password: hunter2\n  zookeeper:\n    digest: user:hunter2\n",
-        &[],
-    )
-    .expect("parses");
+    let config = config(json!({
+        "mysql": { "password": "hunter2" },
+        "zookeeper": { "digest": "user:hunter2" },
+    }));
     let printed = format!("{config:?}");
     assert!(!printed.contains("hunter2"), "{printed}");
-    assert_eq!(config.registry.mysql.password.expose(), "hunter2");
+    assert!(printed.contains("session_timeout_ms"), "{printed}");
+    assert_eq!(config.section("mysql").unwrap()["password"], "hunter2");
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@
 //! # Writing a backend
 //! 1. Implement [`Registry`] for your client. Use [`Subscribers`] to fan events out and
 //!    [`ConnectionStates`] to track and broadcast the connection state.
-//! 2. Submit a [`RegistryFactory`] with `inventory::submit!`.
+//! 2. Give your section of the configuration (`registry.<name>`) a serde type that implements
+//!    [`BackendConfig`], and submit a [`RegistryFactory`] with `inventory::submit!`.
 //! 3. In `tests/conformance.rs`, implement [`testkit::Environment`] and call
 //!    [`registry_conformance_tests!`].
 //! 4. Add the crate to `registry-all`.
@@ -36,7 +37,9 @@ pub use connection::{ConnectionListener, ConnectionState, ConnectionStates};
 pub use election::{LeaderContender, LeaderElection, LeaderInfo, LeaderRetrieval, LeaderSessionId};
 pub use error::{RegistryError, Result};
 pub use event::{Event, EventKind, Mode};
-pub use factory::{RegistryFactory, create, known_types, parse_config};
+pub use factory::{
+    BackendConfig, RegistryFactory, create, factory, known_types, parse_config, section_defaults,
+};
 pub use lock::{LockGuard, LockRelease};
 pub use registry::{Registry, RegistryExt};
 pub use secret::Secret;

@@ -17,33 +17,12 @@ use tokio::sync::{Notify, watch};
 use crate::connection::{ConnectionListener, ConnectionState, ConnectionStates};
 use crate::error::{RegistryError, Result};
 use crate::event::{Event, EventKind, Mode};
-use crate::factory::RegistryFactory;
 use crate::lock::{LockGuard, LockRelease};
 use crate::path;
 use crate::registry::Registry;
 use crate::subscription::{Subscribers, Subscription};
 
 const BACKEND: &str = "standalone";
-
-inventory::submit! {
-    RegistryFactory {
-        name: BACKEND,
-        create: |config| {
-            // The standalone registry has no settings; an empty or missing section is fine.
-            match config {
-                serde_json::Value::Null => {}
-                serde_json::Value::Object(map) if map.is_empty() => {}
-                _ => {
-                    return Err(RegistryError::Config {
-                        key: "registry.standalone".to_owned(),
-                        message: "the standalone registry takes no settings".to_owned(),
-                    })
-                }
-            }
-            Ok(Box::new(StandaloneRegistry::new()))
-        },
-    }
-}
 
 /// The shared in-process state behind one or more [`StandaloneRegistry`] clients.
 #[derive(Clone, Default)]

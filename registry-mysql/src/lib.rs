@@ -6,7 +6,7 @@
 //! guarantees and `schema.rs` for the tables.
 //!
 //! # Bird's-eye view
-//! - `config`: the `registry.mysql` section.
+//! - `config`: the `registry.mysql` section; `factory`: the `"mysql"` plugin factory.
 //! - `schema`: table names and the embedded, prefix-aware migrations.
 //! - `link`: the client's one connection and how failures discard it.
 //! - `session`: heartbeats, connection states, the background poll, session rebuilds.
@@ -33,6 +33,7 @@
 mod config;
 mod error;
 mod events;
+mod factory;
 mod link;
 mod lock;
 mod registry;
@@ -42,17 +43,3 @@ mod store;
 
 pub use config::MysqlConfig;
 pub use registry::MysqlRegistry;
-
-inventory::submit! {
-    registry_api::RegistryFactory {
-        name: "mysql",
-        create: |config| {
-            let config: MysqlConfig = if config.is_null() {
-                MysqlConfig::default()
-            } else {
-                registry_api::parse_config("mysql", config)?
-            };
-            Ok(Box::new(MysqlRegistry::new(config)?))
-        },
-    }
-}

@@ -493,6 +493,6 @@ fn mysql_factory_builds_an_unconnected_client_and_names_bad_keys() {
     );
     assert_eq!(
         key_of(error(serde_json::json!({"nope": 1}))),
-        "registry.mysql"
+        "registry.mysql.nope"
     );
 }

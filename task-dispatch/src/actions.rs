@@ -19,7 +19,8 @@ impl ActionError {
     }
 }
 
-/// What a probe found.
+/// What a probe found: the answer of [`AppActions::probe`], and of each executor's probe in the
+/// console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Liveness {
     /// The app runs.
@@ -35,6 +36,14 @@ pub enum Liveness {
         /// Why, for the logs.
         reason: String,
     },
+}
+
+impl Liveness {
+    /// Whether this is [`Liveness::Alive`].
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        matches!(self, Self::Alive)
+    }
 }
 
 /// Which task a call runs for, for the executor's logs.
@@ -106,4 +115,26 @@ pub struct PollOnly;
 #[async_trait]
 impl OwnerNotifier for PollOnly {
     async fn notify(&self, _owner: &str, _app_id: AppId, _task_id: TaskId) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_is_alive_only_for_alive() {
+        assert!(Liveness::Alive.is_alive());
+        assert!(
+            !Liveness::Dead {
+                reason: "gone".into()
+            }
+            .is_alive()
+        );
+        assert!(
+            !Liveness::Unknown {
+                reason: "eacces".into()
+            }
+            .is_alive()
+        );
+    }
 }

@@ -7,6 +7,8 @@
 //! - [`Dispatcher`]: one per node; runs its apps' tasks in order, monitors them, adopts and
 //!   releases them as membership changes.
 //! - [`AppActions`], [`OwnerNotifier`]: what the console plugs in (executors, wake-up signals).
+//! - [`unix_millis`], [`redact_url`]: the timestamps the store records and the database URL as
+//!   it may be printed, shared with the console so that both say the same.
 //!
 //! Architecture invariant: task-dispatch knows nothing about HTTP or ZooKeeper. The console
 //! feeds it registry events and signals and maps its [`Error`] to HTTP statuses.
@@ -56,17 +58,21 @@
 //! ```
 
 mod actions;
+mod clock;
 mod dispatcher;
 mod error;
 mod membership;
+mod redact;
 mod ring;
 pub mod state;
 mod store;
 
 pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
+pub use clock::{unix_millis, unix_millis_at};
 pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig, PollStrategy};
 pub use error::{Entity, Error, Result};
 pub use membership::{Membership, OwnershipChange};
+pub use redact::redact_url;
 pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_with_seed};
 pub use state::{Action, AppState, IllegalTransition, Phase};
 pub use store::{

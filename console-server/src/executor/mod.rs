@@ -6,7 +6,8 @@
 //!   own session, so it outlives the console; see [`process`].
 //! - A [`Handle`] is what an executor hands back from `start`: JSON that the dispatcher stores in the
 //!   app row and passes back to `stop` and `probe`, possibly on another console node (adoption).
-//! - [`Liveness`] is the answer of `probe`, with a reason a person can read when the app is dead.
+//! - [`Liveness`] is the answer of `probe`, with a reason a person can read when the app is dead:
+//!   task-dispatch's, which the dispatcher acts on as it is.
 //!
 //! **Architecture invariant:** executors know nothing about the database, the registry or HTTP.
 //! They act on the host they run on and report; the dispatcher records.
@@ -27,6 +28,7 @@ pub use error::ExecutorError;
 pub use noop::{NoopExecutor, NoopHandle};
 pub use process::{ProcessExecutor, ProcessHandle};
 pub use spec::{ProcessSpec, validate_spec};
+pub use task_dispatch::Liveness;
 
 /// What an executor needs to know about an app: borrowed from the dispatcher's app row.
 #[derive(Debug, Clone, Copy)]
@@ -56,27 +58,6 @@ pub enum Handle {
     Process(ProcessHandle),
     /// An app of the [`NoopExecutor`] (benchmarks only).
     Noop(NoopHandle),
-}
-
-/// Whether a started app is running, as far as its executor can tell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "liveness", rename_all = "snake_case")]
-pub enum Liveness {
-    /// The app is running.
-    Alive,
-    /// The app is certainly not running (here); `reason` says why, for a person
-    /// ("process 1234 exited with status 3").
-    Dead { reason: String },
-    /// The executor could not tell (for instance `/proc` could not be read); try again later.
-    /// Never a reason to start a second copy of the app.
-    Unknown { error: String },
-}
-
-impl Liveness {
-    /// Whether this is [`Liveness::Alive`].
-    pub fn is_alive(&self) -> bool {
-        matches!(self, Self::Alive)
-    }
 }
 
 /// Runs apps of one kind. Object-safe: the dispatcher holds `Arc<dyn Executor>` per executor name.
@@ -167,22 +148,5 @@ mod tests {
             executor.validate_spec(&json!({"command": "sh"})),
             Err(ExecutorError::InvalidSpec { .. })
         ));
-    }
-
-    #[test]
-    fn liveness_is_alive_only_for_alive() {
-        assert!(Liveness::Alive.is_alive());
-        assert!(
-            !Liveness::Dead {
-                reason: "gone".into()
-            }
-            .is_alive()
-        );
-        assert!(
-            !Liveness::Unknown {
-                error: "eacces".into()
-            }
-            .is_alive()
-        );
     }
 }

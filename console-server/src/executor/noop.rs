@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use task_dispatch::unix_millis_at;
 
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness};
 
@@ -48,11 +49,13 @@ impl Executor for NoopExecutor {
         if let Some(previous @ Handle::Noop(_)) = previous {
             return Ok(previous.clone());
         }
-        let since_epoch = std::time::SystemTime::now()
+        // One reading of the clock for both fields.
+        let now = std::time::SystemTime::now();
+        let since_epoch = now
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         Ok(Handle::Noop(NoopHandle {
-            started_at: i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
+            started_at: unix_millis_at(now),
             started_at_us: i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
         }))
     }
@@ -65,7 +68,7 @@ impl Executor for NoopExecutor {
         match handle {
             Handle::Noop(_) => Liveness::Alive,
             other => Liveness::Unknown {
-                error: format!("not a noop handle: {other:?}"),
+                reason: format!("not a noop handle: {other:?}"),
             },
         }
     }

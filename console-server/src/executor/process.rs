@@ -104,7 +104,8 @@ impl ProcessExecutor {
         })
     }
 
-    /// Sets how long `stop` waits after SIGTERM before it sends SIGKILL.
+    /// Sets how long `stop` waits after SIGTERM before it sends SIGKILL (tests shorten it).
+    #[cfg(test)]
     pub fn with_stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
         self
@@ -422,7 +423,7 @@ impl Executor for ProcessExecutor {
     async fn probe(&self, _app: &AppRef<'_>, handle: &Handle) -> Liveness {
         let Handle::Process(handle) = handle else {
             return Liveness::Unknown {
-                error: not_a_process(handle).to_string(),
+                reason: not_a_process(handle).to_string(),
             };
         };
         match self.observe(handle) {
@@ -434,7 +435,7 @@ impl Executor for ProcessExecutor {
                     handle.pid, handle.host, self.host.host_name
                 ),
             },
-            Observed::Unknown(error) => Liveness::Unknown { error },
+            Observed::Unknown(reason) => Liveness::Unknown { reason },
         }
     }
 }

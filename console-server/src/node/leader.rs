@@ -7,12 +7,11 @@
 //! single coordinator and is done as soon as membership changes.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::{LeaderContender, LeaderSessionId};
-use task_dispatch::Store;
+use task_dispatch::{Store, unix_millis};
 use tokio::task::JoinHandle;
 
 /// Where the election runs.
@@ -29,7 +28,6 @@ const PURGE_BATCH: u32 = 1000;
 #[derive(Debug)]
 pub struct LeaderDuties {
     store: Store,
-    leading: AtomicBool,
     chores: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -37,14 +35,8 @@ impl LeaderDuties {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            leading: AtomicBool::new(false),
             chores: Mutex::new(None),
         }
-    }
-
-    /// Whether this node leads now.
-    pub fn is_leading(&self) -> bool {
-        self.leading.load(Ordering::SeqCst)
     }
 
     fn chores(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
@@ -58,7 +50,6 @@ impl LeaderDuties {
 impl LeaderContender for LeaderDuties {
     async fn grant_leadership(&self, session_id: LeaderSessionId) {
         tracing::info!(%session_id, "this node is the cluster leader");
-        self.leading.store(true, Ordering::SeqCst);
         let store = self.store.clone();
         let chores = tokio::spawn(async move {
             let mut every = tokio::time::interval(PURGE_INTERVAL);
@@ -74,7 +65,6 @@ impl LeaderContender for LeaderDuties {
 
     async fn revoke_leadership(&self) {
         tracing::info!("this node is no longer the cluster leader");
-        self.leading.store(false, Ordering::SeqCst);
         if let Some(chores) = self.chores().take() {
             chores.abort();
         }
@@ -90,11 +80,8 @@ impl Drop for LeaderDuties {
 }
 
 async fn purge_old_tasks(store: &Store) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let cutoff =
-        now_ms.saturating_sub(i64::try_from(TASK_RETENTION.as_millis()).unwrap_or(i64::MAX));
+        unix_millis().saturating_sub(i64::try_from(TASK_RETENTION.as_millis()).unwrap_or(i64::MAX));
     let mut purged = 0;
     loop {
         match store.purge_finished_tasks(cutoff, PURGE_BATCH).await {

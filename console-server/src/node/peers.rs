@@ -94,7 +94,6 @@ impl Peers {
         }
     }
 
-    /// The ids of the live nodes, sorted.
     /// Forgets `id` on its own notice that it left, if the entry is the same incarnation
     /// (`started_at`): a late notice never removes a node that has since started again.
     /// Returns whether the set changed. The registry's own `Removed` that follows is then a
@@ -107,6 +106,7 @@ impl Peers {
         }
     }
 
+    /// The ids of the live nodes, sorted.
     pub fn ids(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
     }

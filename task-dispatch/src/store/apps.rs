@@ -1,7 +1,8 @@
 //! Apps: create, get, list, delete. Any node may call these.
 
 use super::model::{App, AppId, AppRow, NewApp, Page};
-use super::{InsertedId, Store, app_columns, now_ms, on_pool};
+use super::{InsertedId, Store, app_columns, on_pool};
+use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
 use crate::state::AppState;
 
@@ -18,7 +19,7 @@ impl Store {
         validate_text("name", &new.name, 255)?;
         validate_text("executor", &new.executor, 64)?;
         let spec = new.spec.to_string();
-        let now = now_ms();
+        let now = unix_millis();
         const SQL: &str = "INSERT INTO apps (name, executor, spec, state, handle, version, \
              owner_node, owner_epoch, last_error, created_at, updated_at) \
              VALUES (?, ?, ?, ?, NULL, 1, NULL, NULL, NULL, ?, ?)";

@@ -5,25 +5,36 @@
 //! `task_dispatch_migrations`, so that other crates may share the database). SQL is written
 //! once, in the subset both dialects share, and run on whichever pool is in use.
 //!
-//! Three groups of calls:
+//! Groups of calls:
 //! - apps (`apps.rs`): create, get, list, delete. Any node.
 //! - tasks (`tasks.rs`): submit, check an action early, get. Any node.
-//! - owner writes (`owner.rs`): node registration and fencing, app leases, claims, outcomes,
-//!   monitoring. Only the dispatcher of the owning node calls these; every one of them carries
-//!   its [`NodeLease`] and is refused once that session's epoch is no longer current.
+//! - owner writes, which only the dispatcher of the owning node makes; every one of them
+//!   carries its [`NodeLease`] and is refused once that session's epoch is no longer current:
+//!   - `fencing.rs`: node registration, epochs, fencing a session (the protocol is described
+//!     there);
+//!   - `leases.rs`: adopting and releasing an app's lease;
+//!   - `claims.rs`: claiming a task (one statement on MySQL, a transaction otherwise);
+//!   - `outcomes.rs`: a phase done, a task finished, an app found dead.
+//!
+//! Statements with many parameters name them (`named.rs`) so that each value can be matched
+//! to its placeholder.
 //!
 //! Architecture invariant: no query reads the whole task table. Tasks are found through
 //! `tasks_status_app (status, app_id)` (only PENDING/RUNNING rows) and
 //! `tasks_app_status_id (app_id, status, id)` (one app's unfinished tasks).
 
 mod apps;
+mod claims;
+mod fencing;
+mod leases;
 mod model;
-mod owner;
+mod named;
+mod outcomes;
 mod tasks;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::sqlite::{
@@ -31,10 +42,13 @@ use sqlx::sqlite::{
 };
 
 use crate::error::{Error, Result};
+use crate::redact::redact_url;
 
 pub use apps::MAX_PAGE_SIZE;
+pub use claims::Claim;
+pub use leases::Adoption;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
-pub use owner::{Adoption, Claim, Outcome};
+pub use outcomes::Outcome;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +203,7 @@ impl Store {
                 pool: Pool::Sqlite(pool),
             }
         } else {
-            return Err(Error::UnsupportedUrl(redact(url)));
+            return Err(Error::UnsupportedUrl(redact_url(url)));
         };
         store.migrate().await?;
         Ok(store)
@@ -264,33 +278,6 @@ fn create_parent_dir(file: &Path) -> Result<()> {
     }
 }
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Whether a database error is a unique-key violation (a concurrent insert won).
 /// The id an `INSERT` assigned, on either backend.
 pub(crate) trait InsertedId {
     fn inserted_id(&self) -> i64;
@@ -309,21 +296,7 @@ impl InsertedId for sqlx::sqlite::SqliteQueryResult {
     }
 }
 
+/// Whether a database error is a unique-key violation (a concurrent insert won).
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            redact("mysql://root:secret@h:3306/db"),
-            "mysql://root:***@h:3306/db"
-        );
-        assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-    }
 }

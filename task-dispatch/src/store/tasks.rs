@@ -1,11 +1,11 @@
 //! Tasks: submit, check early, get. Any node may call these; only the owner claims them
-//! (`owner.rs`).
+//! (`claims.rs`).
 
 use super::model::{App, AppId, Submitted, Task, TaskId, TaskRow, TaskStatus};
 use super::{
-    Backend, InsertedId, Pool, Store, in_write_tx, is_unique_violation, now_ms, on_pool,
-    task_columns,
+    Backend, InsertedId, Pool, Store, in_write_tx, is_unique_violation, on_pool, task_columns,
 };
+use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
 use crate::state::{self, Action, AppState};
 
@@ -41,7 +41,7 @@ impl Store {
                 return repeat_of(first, app_id, action);
             }
         }
-        let now = now_ms();
+        let now = unix_millis();
         // Check and insert in one transaction that holds the app's row (MySQL `FOR UPDATE`;
         // SQLite's `BEGIN IMMEDIATE` serializes writers): concurrent submissions for one app,
         // through any nodes, are checked one after the other against each other's tasks.

@@ -3,7 +3,8 @@
 //!
 //! Sources, later ones winning: the struct's defaults, the YAML file (if any), then environment
 //! variables `CONSOLE__<SECTION>__<KEY>` (for example `CONSOLE__SERVER__PORT=9090`). Every
-//! failure is one line that names the key and its source:
+//! failure is one line that names the key and its source, whether serde found it while loading
+//! or a check found it afterwards ([`Loaded::error`], [`plain_message`]):
 //!
 //! ```text
 //! server.port: invalid type: string "abc", expected u16 (from /etc/console/console.yaml)
@@ -16,7 +17,7 @@ use config::{Config, Environment, File, FileFormat, Source};
 use serde::de::DeserializeOwned;
 
 /// The prefix of environment overrides; `__` separates it and each level of keys.
-pub const ENV_PREFIX: &str = "CONSOLE";
+const ENV_PREFIX: &str = "CONSOLE";
 const ENV_SEPARATOR: &str = "__";
 
 /// Why the configuration could not be loaded. `Display` is the one line to show the operator.
@@ -25,13 +26,19 @@ const ENV_SEPARATOR: &str = "__";
 pub enum ConfigError {
     /// The file is missing, unreadable or not valid YAML.
     #[error("cannot read configuration file {}: {message}", path.display())]
-    File { path: PathBuf, message: String },
+    File {
+        /// The file as given.
+        path: PathBuf,
+        /// Why it could not be read.
+        message: String,
+    },
 
     /// A key is unknown, missing or has a bad value.
     #[error("{key}: {message} (from {origin})")]
     Key {
         /// The dotted key, e.g. `server.port`.
         key: String,
+        /// What is wrong with it.
         message: String,
         /// The file or variable the value came from.
         origin: String,
@@ -40,7 +47,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// An error about `key`, found after loading (for checks that serde cannot express).
-    pub fn key(
+    pub(crate) fn key(
         key: impl Into<String>,
         message: impl Into<String>,
         origin: impl Into<String>,
@@ -54,20 +61,20 @@ impl ConfigError {
 }
 
 /// A loaded configuration: the typed value plus where each key came from.
-pub struct Loaded<T> {
-    pub value: T,
+pub(crate) struct Loaded<T> {
+    pub(crate) value: T,
     raw: Config,
     file: Option<PathBuf>,
 }
 
 impl<T> Loaded<T> {
     /// Where `key` was set: the file, the environment variable, or the built-in default.
-    pub fn source_of(&self, key: &str) -> String {
+    pub(crate) fn source_of(&self, key: &str) -> String {
         source_of(&self.raw, self.file.as_deref(), key)
     }
 
     /// An error about `key` that names where its value came from.
-    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::key(key, message, self.source_of(key))
     }
 }
@@ -89,12 +96,12 @@ impl<T: fmt::Debug> fmt::Debug for Loaded<T> {
 /// # Notable errors
 /// [`ConfigError::File`] for an unreadable or malformed file; [`ConfigError::Key`] naming the
 /// first bad key and its source.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<Loaded<T>, ConfigError> {
+pub(crate) fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<Loaded<T>, ConfigError> {
     load_with_env(file, None)
 }
 
 /// Like [`load`], with the environment given explicitly (for tests) instead of the process's.
-pub fn load_with_env<T: DeserializeOwned>(
+pub(crate) fn load_with_env<T: DeserializeOwned>(
     file: Option<&Path>,
     env: Option<Vec<(String, String)>>,
 ) -> Result<Loaded<T>, ConfigError> {
@@ -140,7 +147,7 @@ fn describe(
 ) -> ConfigError {
     let path = error.path().to_string();
     let inner = error.into_inner();
-    let mut message = match &inner {
+    let message = match &inner {
         // An empty YAML value (`port:`) arrives as a unit value.
         config::ConfigError::Type {
             unexpected,
@@ -156,8 +163,19 @@ fn describe(
         } => format!("invalid value: {unexpected}, expected {expected}"),
         other => other.to_string(),
     };
-    // serde reports an unknown field at its parent's path; name the field itself.
-    let mut key = if path == "." { String::new() } else { path };
+    let (key, message) = plain_message(if path == "." { String::new() } else { path }, message);
+    let origin = source_of(raw, file, &key);
+    ConfigError::Key {
+        key,
+        message,
+        origin,
+    }
+}
+
+/// `key` and serde's `message` about it as the operator reads them: an unknown field is named
+/// itself (serde may report it at its parent's path) and called an unknown key; an empty value
+/// (`null`) is a missing value.
+pub(crate) fn plain_message(mut key: String, message: String) -> (String, String) {
     if let Some((field, rest)) = message
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split_once('`'))
@@ -169,13 +187,15 @@ fn describe(
                 format!("{key}.{field}")
             };
         }
-        message = format!("unknown key{rest}");
+        return (key, format!("unknown key{rest}"));
     }
-    let origin = source_of(raw, file, &key);
-    ConfigError::Key {
-        key,
-        message,
-        origin,
+    if let Some(expected) = message.strip_prefix("invalid type: null, expected ") {
+        return (key, format!("missing value, expected {expected}"));
+    }
+    // serde_json's word for what the config loader calls an invalid value.
+    match message.strip_prefix("invalid type: ") {
+        Some(rest) => (key, format!("invalid value: {rest}")),
+        None => (key, message),
     }
 }
 

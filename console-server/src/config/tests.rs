@@ -1,0 +1,231 @@
+//! The configuration as the operator meets it: loaded from YAML and the environment, and
+//! refused with one line that names the key and where its value came from.
+
+use std::io::Write;
+
+use super::*;
+
+fn load(yaml: &str, env: &[(&str, &str)]) -> Result<ConsoleConfig, ConfigError> {
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ConsoleConfig::load_with_env(Some(file.path()), env)
+}
+
+/// The key an invalid configuration is refused for, and the one-line message.
+fn error_line(yaml: &str, env: &[(&str, &str)]) -> (String, String) {
+    let error = load(yaml, env).expect_err("the configuration should be refused");
+    let ConfigError::Key { key, .. } = &error else {
+        panic!("expected an error naming a key, got {error}");
+    };
+    assert!(!error.to_string().contains('\n'), "one line: {error}");
+    (key.clone(), error.to_string())
+}
+
+#[test]
+fn no_file_gives_the_embedded_default() {
+    let config = ConsoleConfig::load_with_env(None, vec![]).unwrap();
+    assert_eq!(config.registry.kind, "standalone");
+    assert_eq!(config.database.url, "sqlite://data/console.db");
+    assert_eq!(config.node.data_dir, PathBuf::from("data"));
+    assert_eq!(config.node_id(10000), "127.0.0.1:10000");
+}
+
+#[test]
+fn environment_overrides_keys() {
+    let config = load(
+        "server: { port: 1 }\n",
+        &[
+            ("CONSOLE__SERVER__PORT", "9090"),
+            ("CONSOLE__NODE__ID", "n1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.port, 9090);
+    assert_eq!(config.node_id(9090), "n1");
+}
+
+#[test]
+fn a_non_numeric_port_names_the_key_and_file() {
+    let (key, line) = error_line("server:\n  port: abc\n", &[]);
+    assert_eq!(key, "server.port");
+    assert!(line.contains("abc") && line.contains(".yaml"), "{line}");
+    let (key, line) = error_line("{}", &[("CONSOLE__SERVER__PORT", "http")]);
+    assert_eq!(key, "server.port");
+    assert!(
+        line.contains("environment variable CONSOLE__SERVER__PORT"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let (key, line) = error_line("server:\n  prot: 1\n", &[]);
+    assert_eq!(key, "server.prot");
+    assert!(line.contains("unknown key"), "{line}");
+    let (key, _) = error_line("sever: {}\n", &[]);
+    assert_eq!(key, "sever");
+}
+
+#[test]
+fn a_missing_value_is_named() {
+    let (key, line) = error_line("server:\n  port:\n", &[]);
+    assert_eq!(key, "server.port");
+    assert!(line.contains("missing value"), "{line}");
+}
+
+#[test]
+fn an_unknown_registry_type_names_the_known_types() {
+    let (key, line) = error_line("registry:\n  type: nope\n", &[]);
+    assert_eq!(key, "registry.type");
+    assert!(
+        line.contains("known types: ") && line.contains("standalone"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_database_url_is_named_without_its_password() {
+    let (key, line) = error_line("database:\n  url: postgres://u:hunter2@h/db\n", &[]);
+    assert_eq!(key, "database.url");
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
+fn secrets_never_reach_debug_output() {
+    let config = load(
+        "server: { auth_token: tok-secret }\ndatabase: { url: 'mysql://root:db-secret@h:3306/c' }\nregistry: { mysql: { password: my-secret }, zookeeper: { digest: 'u:zk-secret' } }\n",
+        &[],
+    )
+    .unwrap();
+    let printed = format!("{config:?}");
+    for secret in ["tok-secret", "db-secret", "my-secret", "zk-secret"] {
+        assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+    }
+}
+
+// The `registry` section, loaded as the console loads it: its backends' sections are checked by
+// their factories, and errors still name the key and where its value came from.
+
+fn yaml(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn defaults_pick_the_standalone_registry() {
+    let loaded = load::load_with_env::<ConsoleConfig>(None, Some(vec![])).unwrap();
+    assert_eq!(loaded.value.registry.kind, "standalone");
+    assert_eq!(loaded.value.registry.validate(), Ok(()));
+    assert_eq!(loaded.source_of("registry.type"), "the built-in defaults");
+}
+
+#[test]
+fn an_unknown_registry_key_is_named_with_its_file() {
+    let file = yaml("registry:\n  zookeeper:\n    servers: a:1\n    sesion_timeout_ms: 5\n");
+    let error = ConsoleConfig::load_with_env(Some(file.path()), vec![])
+        .expect_err("misspelt key must fail");
+    let ConfigError::Key {
+        key,
+        message,
+        origin,
+    } = &error
+    else {
+        panic!("expected a key error, got {error:?}");
+    };
+    assert_eq!(key, "registry.zookeeper.sesion_timeout_ms");
+    assert!(message.starts_with("unknown key"), "{message}");
+    assert!(
+        message.contains("session_timeout_ms"),
+        "the message should list the valid keys: {message}"
+    );
+    assert_eq!(origin, &file.path().display().to_string());
+    assert!(!error.to_string().contains('\n'), "one line: {error}");
+}
+
+#[test]
+fn an_unknown_registry_section_is_named_with_the_known_ones() {
+    let (key, line) = error_line("registry:\n  zookeper:\n    servers: a:1\n", &[]);
+    assert_eq!(key, "registry.zookeper");
+    assert!(line.contains("unknown key"), "{line}");
+    assert!(
+        line.contains("`zookeeper`") && line.contains("`mysql`"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_bad_registry_number_is_named_with_its_file() {
+    let file = yaml("registry:\n  mysql:\n    heartbeat_interval_ms: soon\n");
+    let error = ConsoleConfig::load_with_env(Some(file.path()), vec![])
+        .expect_err("a word is not a number");
+    let ConfigError::Key {
+        key,
+        message,
+        origin,
+    } = &error
+    else {
+        panic!("expected a key error, got {error:?}");
+    };
+    assert_eq!(key, "registry.mysql.heartbeat_interval_ms");
+    assert!(message.contains("soon"), "{message}");
+    assert_eq!(origin, &file.path().display().to_string());
+}
+
+#[test]
+fn a_missing_registry_value_is_named() {
+    let (key, line) = error_line("registry:\n  mysql:\n    heartbeat_interval_ms:\n", &[]);
+    assert_eq!(key, "registry.mysql.heartbeat_interval_ms");
+    assert!(line.contains("missing value"), "{line}");
+}
+
+#[test]
+fn the_environment_overrides_a_registry_key_and_is_named_when_bad() {
+    let config = load(
+        "registry:\n  type: zookeeper\n",
+        &[("CONSOLE__REGISTRY__ZOOKEEPER__SESSION_TIMEOUT_MS", "4000")],
+    )
+    .unwrap();
+    assert_eq!(
+        config.registry.section("zookeeper").unwrap()["session_timeout_ms"],
+        4000
+    );
+
+    let error = load(
+        "{}",
+        &[("CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS", "x")],
+    )
+    .expect_err("bad override");
+    let ConfigError::Key { key, origin, .. } = &error else {
+        panic!("expected a key error, got {error:?}");
+    };
+    assert_eq!(key, "registry.mysql.session_timeout_ms");
+    assert_eq!(
+        origin,
+        "environment variable CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS"
+    );
+}
+
+#[test]
+fn a_registry_check_names_the_key_and_its_file() {
+    let file = yaml(
+        "registry:\n  type: mysql\n  mysql:\n    heartbeat_interval_ms: 1000\n    session_timeout_ms: 2500\n",
+    );
+    let error =
+        ConsoleConfig::load_with_env(Some(file.path()), vec![]).expect_err("2500 < 3 x 1000");
+    let ConfigError::Key {
+        key,
+        message,
+        origin,
+    } = &error
+    else {
+        panic!("expected a key error, got {error:?}");
+    };
+    assert_eq!(key, "registry.mysql.session_timeout_ms");
+    assert!(message.contains("3 heartbeats"), "{message}");
+    assert_eq!(origin, &file.path().display().to_string());
+}

@@ -1,0 +1,95 @@
+//! How a dispatcher is configured, and what it counts.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ring::RingKind;
+
+/// How a dispatcher behaves. [`DispatcherConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// This node's id, as registered in the registry (by default `host:port`).
+    pub node_id: String,
+    /// The ring implementation (every node of a cluster must use the same).
+    pub ring: RingKind,
+    /// The fallback poll for tasks whose wake-up signal was lost. Default 1 s.
+    pub poll_interval: Duration,
+    /// What the poll reads. Default [`PollStrategy::Indexed`].
+    pub poll_strategy: PollStrategy,
+    /// How often each owned RUNNING app is probed (`monitor.interval_ms`). Default 1 s.
+    pub monitor_interval: Duration,
+    /// Executor calls (start/stop) running at once on this node. Default 16.
+    pub max_parallel_actions: usize,
+    /// Claims of one task before it is failed as abandoned (its owners kept dying). Default 3.
+    pub max_attempts: i64,
+    /// How often a new owner retries taking a lease that a live node still holds. Default
+    /// 500 ms (a release also wakes it through the poll).
+    pub lease_retry_interval: Duration,
+}
+
+impl DispatcherConfig {
+    /// The defaults for node `node_id`.
+    pub fn new(node_id: impl Into<String>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            ring: RingKind::default(),
+            poll_interval: Duration::from_secs(1),
+            poll_strategy: PollStrategy::Indexed,
+            monitor_interval: Duration::from_secs(1),
+            max_parallel_actions: 16,
+            max_attempts: 3,
+            lease_retry_interval: Duration::from_millis(500),
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let zero = [
+            ("poll_interval", self.poll_interval),
+            ("monitor_interval", self.monitor_interval),
+            ("lease_retry_interval", self.lease_retry_interval),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::InvalidInput(format!("{name} must be above zero")));
+        }
+        if self.max_parallel_actions == 0 || self.max_attempts < 1 {
+            return Err(Error::InvalidInput(
+                "max_parallel_actions and max_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the dispatcher's poll reads to find apps with work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollStrategy {
+    /// Only the PENDING and RUNNING rows, through the status index.
+    #[default]
+    Indexed,
+    /// The whole task table, every column, filtered in memory: what the StreamPark design did
+    /// every 50 ms on every node. No wake-ups either, not even of a local owner: a task is found
+    /// by the scan alone, as there. Kept only as the baseline of the cluster benchmark; never
+    /// use it in production.
+    FullTableScan,
+}
+
+/// Counters for `/metrics` (monotonic since start, except the in-flight gauge).
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Executor calls running now (a gauge).
+    pub actions_in_flight: AtomicU64,
+    /// Tasks this node finished SUCCEEDED.
+    pub tasks_succeeded: AtomicU64,
+    /// Tasks this node finished FAILED (executor errors, refusals, abandoned).
+    pub tasks_failed: AtomicU64,
+    /// Fallback polls run.
+    pub polls: AtomicU64,
+    /// Reads of one app's task queue by its worker: one per task run plus one to find the
+    /// queue empty after a wake. Monitoring a running app reads none.
+    pub task_queue_reads: AtomicU64,
+    /// App leases taken.
+    pub adoptions: AtomicU64,
+    /// Apps found dead by a probe and marked FAILED.
+    pub apps_found_dead: AtomicU64,
+}
