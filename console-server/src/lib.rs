@@ -25,6 +25,9 @@ use task_dispatch::{
 
 use crate::actions::{ConsoleActions, Executors};
 pub use crate::config::{ConfigError, ConsoleConfig};
+/// The typed client of Flink's REST API that the `flink` executor is built on (public for its
+/// integration tests against a real session cluster).
+pub use crate::executor::flink;
 use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};

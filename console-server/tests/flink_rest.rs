@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use console_server::executor::flink::{
+use console_server::flink::{
     CancelOutcome, FlinkError, FlinkRestClient, JarId, JobId, JobInfo, JobState, JobSubmission,
     SavepointLocation, TriggerId,
 };
