@@ -22,7 +22,7 @@ use registry_api::{LockRelease, RegistryError};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::error::{BACKEND, DUPLICATE_KEY, OpError, error_number};
+use crate::error::{BACKEND, OpError, is_duplicate_key};
 use crate::link::on_link;
 use crate::registry::Shared;
 use crate::schema::Tables;
@@ -94,7 +94,7 @@ pub(crate) async fn try_acquire(
             Ok(Some(1))
         }
         // The row exists and is held.
-        Err(error) if error_number(&error) == Some(DUPLICATE_KEY) => Ok(None),
+        Err(error) if is_duplicate_key(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }

@@ -363,9 +363,9 @@ impl Registry for MysqlRegistry {
             ));
             match outcome {
                 Ok(started) => break started,
-                // The server answered with a refusal (bad credentials, no such database, a
-                // schema from the future): waiting will not help.
-                Err(error) if error.is_server_answer() || matches!(error, OpError::Refused(_)) => {
+                // A refusal (bad credentials, no such database, a schema from the future):
+                // waiting will not help.
+                Err(error) if !error.is_transient() => {
                     return Err(timeout_error(error.to_string()));
                 }
                 Err(error) => {
