@@ -62,7 +62,10 @@ mod tests {
             RegistryError::InvalidPath { path, .. } if path == "/a/b"
         ));
         let no_auth = from_zk(zk::Error::NoAuth, "/a");
-        assert!(!no_auth.is_transient(), "a retry does not fix a refused ACL");
+        assert!(
+            !no_auth.is_transient(),
+            "a retry does not fix a refused ACL"
+        );
         let no_auth = no_auth.to_string();
         assert!(no_auth.contains("registry.zookeeper.digest"), "{no_auth}");
         for passing in [zk::Error::Timeout, zk::Error::Throttled] {
