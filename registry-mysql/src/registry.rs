@@ -48,9 +48,12 @@ const MAX_ATTEMPTS: u32 = 8;
 ///   each): fine for a registry, not a general-purpose store.
 ///
 /// # Cancellation safety
-/// Every call is cancel-safe: a call dropped half-way drops the client's connection with it, so
-/// the server rolls back any open transaction, and the next call opens a new connection. A
-/// dropped `lock` call frees an acquisition that may have committed unseen, in the background.
+/// As [`Registry`] documents per method. A call dropped half-way drops the client's connection
+/// with it, so the server rolls back any open transaction (a write is one transaction: all of it
+/// or none, unless its commit was already sent), and the next call opens a new connection. A
+/// dropped `lock` call frees an acquisition that may have committed unseen, in the background; a
+/// dropped `close` completes in the background; a dropped `connect` may leave a client row that
+/// expires unused after the session timeout.
 pub struct MysqlRegistry {
     shared: Arc<Shared>,
     /// One `connect` or `close` at a time; a `close` holds it until its teardown is done.
@@ -286,17 +289,21 @@ impl Registry for MysqlRegistry {
         path::validate_key(key)?;
         store::check_length(key)?;
         let shared = &self.shared;
-        retrying!(shared, &format!("put {key}"), |me| on_link!(
-            shared.link,
-            shared.timing.op_timeout,
-            |conn| async {
-                store::put(conn, &shared.tables, me, key, value, mode).await?;
-                // Recorded while the connection is still ours, so a session rebuild cannot run
-                // between the commit and this line and miss the key.
-                shared.record_put(key, value, mode);
-                Ok(())
-            }
-        ))
+        let pending = shared.pending_put(key, value, mode);
+        let outcome = async {
+            retrying!(shared, &format!("put {key}"), |me| on_link!(
+                shared.link,
+                shared.timing.op_timeout,
+                |conn| async {
+                    store::put(conn, &shared.tables, me, key, value, mode).await?;
+                    pending.committed();
+                    Ok(())
+                }
+            ))
+        }
+        .await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -325,15 +332,21 @@ impl Registry for MysqlRegistry {
             return Ok(());
         }
         let shared = &self.shared;
-        retrying!(shared, &format!("delete {key}"), |me| on_link!(
-            shared.link,
-            shared.timing.op_timeout,
-            |conn| async {
-                store::delete(conn, &shared.tables, me, key).await?;
-                shared.record_delete(key);
-                Ok(())
-            }
-        ))
+        let pending = shared.pending_delete(key);
+        let outcome = async {
+            retrying!(shared, &format!("delete {key}"), |me| on_link!(
+                shared.link,
+                shared.timing.op_timeout,
+                |conn| async {
+                    store::delete(conn, &shared.tables, me, key).await?;
+                    pending.committed();
+                    Ok(())
+                }
+            ))
+        }
+        .await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn children(&self, parent: &str) -> Result<Vec<String>> {
@@ -371,7 +384,13 @@ impl Registry for MysqlRegistry {
             return Ok(());
         };
         let task = self.task_slot().take();
-        tear_down(self.shared.clone(), doomed, task, connecting).await;
-        Ok(())
+        // The teardown runs as a task of its own, so that a dropped `close` still completes it.
+        let teardown = tokio::spawn(tear_down(self.shared.clone(), doomed, task, connecting));
+        match teardown.await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down, and with it the caller: nobody sees this.
+            Err(_) => Ok(()),
+        }
     }
 }

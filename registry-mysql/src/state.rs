@@ -335,21 +335,92 @@ impl Shared {
         self.session().held.remove(key);
     }
 
-    /// A write of `key` with `mode` committed: an ephemeral key is held (and re-created in a
-    /// new session), a persistent one is not.
-    pub(crate) fn record_put(&self, key: &str, value: &[u8], mode: Mode) {
-        let mut session = self.session();
-        match mode {
-            Mode::Ephemeral => session.held.insert(key.to_owned(), value.to_vec()),
-            Mode::Persistent => session.held.remove(key),
+    /// A `put` of `key` is about to be sent.
+    pub(crate) fn pending_put(&self, key: &str, value: &[u8], mode: Mode) -> PendingWrite<'_> {
+        let change = match mode {
+            Mode::Ephemeral => HeldChange::Hold(key.to_owned(), value.to_vec()),
+            Mode::Persistent => HeldChange::Forget(key.to_owned()),
         };
+        PendingWrite::new(self, change)
     }
 
-    /// A delete of `key` committed: nothing at or below it is held any more.
-    pub(crate) fn record_delete(&self, key: &str) {
-        self.session()
-            .held
-            .retain(|held, _| !path::is_within(key, held));
+    /// A `delete` of `key` (and everything below it) is about to be sent.
+    pub(crate) fn pending_delete(&self, key: &str) -> PendingWrite<'_> {
+        PendingWrite::new(self, HeldChange::ForgetWithin(key.to_owned()))
+    }
+}
+
+/// How a write changes the record of held ephemeral keys.
+enum HeldChange {
+    Hold(String, Vec<u8>),
+    Forget(String),
+    ForgetWithin(String),
+}
+
+/// A `put` or `delete` in flight, for the record of the ephemeral keys that a new session
+/// re-creates. The record follows the call when it succeeds, and also when the call is dropped
+/// half-way: the write may then have committed unseen, so the record follows what the caller
+/// asked (a dropped delete is never undone by a later session rebuild). A call that fails leaves
+/// the record as it was.
+pub(crate) struct PendingWrite<'a> {
+    shared: &'a Shared,
+    change: Mutex<Option<HeldChange>>,
+}
+
+impl<'a> PendingWrite<'a> {
+    fn new(shared: &'a Shared, change: HeldChange) -> Self {
+        Self {
+            shared,
+            change: Mutex::new(Some(change)),
+        }
+    }
+
+    fn take(&self) -> Option<HeldChange> {
+        self.change
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+
+    /// The write committed: record it now. Called while the call still holds the connection, so
+    /// a session rebuild cannot run between the commit and the record and miss the key.
+    pub(crate) fn committed(&self) {
+        if let Some(change) = self.take() {
+            self.apply(change);
+        }
+    }
+
+    /// The call ended: a successful call is recorded (if [`PendingWrite::committed`] has not
+    /// done so yet), a failed one leaves the record as it was.
+    pub(crate) fn settle<T>(self, outcome: &Result<T, RegistryError>) {
+        if outcome.is_ok() {
+            self.committed();
+        } else {
+            self.take();
+        }
+    }
+
+    fn apply(&self, change: HeldChange) {
+        let mut session = self.shared.session();
+        match change {
+            HeldChange::Hold(key, value) => {
+                session.held.insert(key, value);
+            }
+            HeldChange::Forget(key) => {
+                session.held.remove(&key);
+            }
+            HeldChange::ForgetWithin(key) => {
+                session.held.retain(|held, _| !path::is_within(&key, held));
+            }
+        }
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(change) = self.take() {
+            self.apply(change);
+        }
     }
 }
 
@@ -430,5 +501,37 @@ mod tests {
         assert!(shared.rebuild_registered(2));
         assert_eq!(shared.close(), Some(vec![1, 2]));
         assert!(!shared.rebuild_registered(3));
+    }
+
+    #[test]
+    fn the_held_record_follows_completed_and_dropped_writes_but_not_failed_ones() {
+        let shared = shared();
+        shared.pending_put("/a", b"1", Mode::Ephemeral).committed();
+        shared
+            .pending_put("/b/c", b"2", Mode::Ephemeral)
+            .committed();
+        let failed = shared.pending_put("/a", b"lost", Mode::Ephemeral);
+        failed.settle::<()>(&Err(RegistryError::NotConnected { backend: BACKEND }));
+        assert_eq!(
+            shared.held(),
+            [
+                ("/a".to_owned(), b"1".to_vec()),
+                ("/b/c".to_owned(), b"2".to_vec())
+            ]
+        );
+        // Dropped half-way: the record follows what the caller asked.
+        drop(shared.pending_delete("/b"));
+        drop(shared.pending_put("/d", b"3", Mode::Ephemeral));
+        assert_eq!(
+            shared.held(),
+            [
+                ("/a".to_owned(), b"1".to_vec()),
+                ("/d".to_owned(), b"3".to_vec())
+            ]
+        );
+        shared
+            .pending_put("/a", b"4", Mode::Persistent)
+            .settle::<()>(&Ok(()));
+        assert_eq!(shared.held(), [("/d".to_owned(), b"3".to_vec())]);
     }
 }

@@ -147,9 +147,10 @@ impl Registry for ZookeeperRegistry {
         path::validate_key(key)?;
         let session = self.shared.session()?;
         let acls = self.shared.config.acls();
-        tree::put(session.client(), acls, session.id(), key, value, mode).await?;
-        self.shared.record_put(key, value, mode);
-        Ok(())
+        let pending = self.shared.pending_put(key, value, mode);
+        let outcome = tree::put(session.client(), acls, session.id(), key, value, mode).await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
@@ -167,9 +168,10 @@ impl Registry for ZookeeperRegistry {
     async fn delete(&self, key: &str) -> Result<(), RegistryError> {
         path::validate_key(key)?;
         let session = self.shared.session()?;
-        tree::delete(session.client(), key).await?;
-        self.shared.record_delete(key);
-        Ok(())
+        let pending = self.shared.pending_delete(key);
+        let outcome = tree::delete(session.client(), key).await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn children(&self, parent: &str) -> Result<Vec<String>, RegistryError> {
@@ -193,7 +195,14 @@ impl Registry for ZookeeperRegistry {
 
     async fn close(&self) -> Result<(), RegistryError> {
         let ending = self.shared.close();
-        self.shared.closed(ending).await;
-        Ok(())
+        let shared = self.shared.clone();
+        // The rest runs as a task of its own, so that a dropped `close` still completes it.
+        let closing = tokio::spawn(async move { shared.closed(ending).await });
+        match closing.await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down, and with it the caller: nobody sees this.
+            Err(_) => Ok(()),
+        }
     }
 }

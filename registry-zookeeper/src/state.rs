@@ -312,19 +312,69 @@ impl Shared {
         self.held_keys().remove(key);
     }
 
-    /// A write of `key` committed: an ephemeral key is held (and re-created in every new
-    /// session), a persistent one is not.
-    pub(crate) fn record_put(&self, key: &str, value: &[u8], mode: Mode) {
-        let mut held = self.held_keys();
-        match mode {
-            Mode::Ephemeral => held.insert(key.to_owned(), value.to_vec()),
-            Mode::Persistent => held.remove(key),
+    /// A `put` of `key` is about to be sent.
+    pub(crate) fn pending_put(&self, key: &str, value: &[u8], mode: Mode) -> PendingWrite<'_> {
+        let change = match mode {
+            Mode::Ephemeral => HeldChange::Hold(key.to_owned(), value.to_vec()),
+            Mode::Persistent => HeldChange::Forget(key.to_owned()),
         };
+        PendingWrite {
+            shared: self,
+            change: Some(change),
+        }
     }
 
-    /// A delete of `key` committed: nothing at or below it is held any more.
-    pub(crate) fn record_delete(&self, key: &str) {
-        self.held_keys()
-            .retain(|held, _| !path::is_within(key, held));
+    /// A `delete` of `key` (and everything below it) is about to be sent.
+    pub(crate) fn pending_delete(&self, key: &str) -> PendingWrite<'_> {
+        PendingWrite {
+            shared: self,
+            change: Some(HeldChange::ForgetWithin(key.to_owned())),
+        }
+    }
+}
+
+/// How a write changes the record of held ephemeral keys.
+enum HeldChange {
+    Hold(String, Vec<u8>),
+    Forget(String),
+    ForgetWithin(String),
+}
+
+/// A `put` or `delete` in flight, for the record of the ephemeral keys that a new session
+/// re-creates. The record follows the call when it succeeds, and also when the call is dropped
+/// half-way: the server may then have applied the write unseen, so the record follows what the
+/// caller asked (a dropped delete is never undone by a later session). A call that fails leaves
+/// the record as it was.
+pub(crate) struct PendingWrite<'a> {
+    shared: &'a Shared,
+    change: Option<HeldChange>,
+}
+
+impl PendingWrite<'_> {
+    /// The call ended: a successful call is recorded, a failed one leaves the record as it was.
+    pub(crate) fn settle<T>(mut self, outcome: &Result<T, RegistryError>) {
+        if outcome.is_err() {
+            self.change = None;
+        }
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        let Some(change) = self.change.take() else {
+            return;
+        };
+        let mut held = self.shared.held_keys();
+        match change {
+            HeldChange::Hold(key, value) => {
+                held.insert(key, value);
+            }
+            HeldChange::Forget(key) => {
+                held.remove(&key);
+            }
+            HeldChange::ForgetWithin(key) => {
+                held.retain(|held, _| !path::is_within(&key, held));
+            }
+        }
     }
 }
