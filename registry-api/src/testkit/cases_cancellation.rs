@@ -243,9 +243,9 @@ pub async fn dropped_writes_are_recreated_as_asked_after_session_loss<E: Environ
     watcher.close().await.context("close")
 }
 
-/// A `close` dropped right after it started must still end the session at once: the other
-/// client sees the ephemeral key removed, the closed client's subscription and connection
-/// listener end, and its calls fail with `Closed`.
+/// A `close` dropped right after it started must still complete: the other client sees the
+/// ephemeral key removed, the closed client's subscription and connection listener end (which
+/// no session timeout would do for it), and its calls fail with `Closed`.
 pub async fn a_dropped_close_still_ends_the_session<E: Environment>(env: Arc<E>) -> CaseResult {
     let watcher = connected(&*env).await?;
     let leaver = connected(&*env).await?;
