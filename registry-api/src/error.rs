@@ -8,8 +8,12 @@ use std::time::Duration;
 /// without a breaking change.
 ///
 /// # Notable errors
-/// - [`RegistryError::NotConnected`] and [`RegistryError::SessionLost`] are transient: the client
-///   reconnects (or builds a new session) by itself, so retrying later is the right reaction.
+/// - [`RegistryError::NotConnected`], [`RegistryError::SessionLost`] and
+///   [`RegistryError::Transient`] are transient ([`RegistryError::is_transient`]): the client
+///   reconnects (or builds a new session) by itself, or the backend's trouble passes, so retrying
+///   later is the right reaction.
+/// - [`RegistryError::Backend`] is what a retry is not expected to fix (a permission, a damaged
+///   schema, a request the server refuses).
 /// - [`RegistryError::Closed`] is final: the client was closed by its owner.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -54,7 +58,18 @@ pub enum RegistryError {
     #[error("invalid registry configuration: {key}: {message}")]
     Config { key: String, message: String },
 
-    /// The backend reported an error that has no variant of its own.
+    /// The backend failed in a way that passes by itself: the connection dropped or timed out,
+    /// the server was busy, throttled the call or rolled it back (deadlock, lock wait timeout),
+    /// or concurrent writers kept winning. Retrying later can succeed; whether a write that
+    /// failed this way took effect is unknown.
+    #[error("{backend} error: {message}")]
+    Transient {
+        backend: &'static str,
+        message: String,
+    },
+
+    /// The backend reported an error that has no variant of its own and that retrying the same
+    /// call is not expected to fix (a permission, a damaged schema, a refused request).
     #[error("{backend} error: {message}")]
     Backend {
         backend: &'static str,
@@ -63,11 +78,15 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Whether retrying the same call later can succeed (the client heals by itself).
+    /// Whether retrying the same call later can succeed without anyone stepping in: the client
+    /// reconnects or builds a new session by itself ([`RegistryError::NotConnected`],
+    /// [`RegistryError::SessionLost`]), or the backend's trouble passes
+    /// ([`RegistryError::Transient`]). Bad input, conflicts, permissions, a closed client and
+    /// other [`RegistryError::Backend`] errors are not transient.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::NotConnected { .. } | Self::SessionLost { .. } | Self::Backend { .. }
+            Self::NotConnected { .. } | Self::SessionLost { .. } | Self::Transient { .. }
         )
     }
 }
@@ -79,3 +98,41 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<RegistryError>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_that_pass_by_themselves_are_transient() {
+        let transient = [
+            RegistryError::NotConnected { backend: "b" },
+            RegistryError::SessionLost { backend: "b" },
+            RegistryError::Transient {
+                backend: "b",
+                message: "connection lost".to_owned(),
+            },
+        ];
+        for error in transient {
+            assert!(error.is_transient(), "{error:?}");
+        }
+        let lasting = [
+            RegistryError::Backend {
+                backend: "b",
+                message: "not authorized".to_owned(),
+            },
+            RegistryError::Closed,
+            RegistryError::Conflict {
+                path: "/a".to_owned(),
+                reason: "held".to_owned(),
+            },
+            RegistryError::InvalidPath {
+                path: "a".to_owned(),
+                reason: "relative".to_owned(),
+            },
+        ];
+        for error in lasting {
+            assert!(!error.is_transient(), "{error:?}");
+        }
+    }
+}

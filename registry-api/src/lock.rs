@@ -90,10 +90,23 @@ impl LockGuard {
     ///
     /// # Notable errors
     /// Backend errors; the lock is then freed when the session ends.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: the release runs on a task of its own (on a Tokio runtime), so a dropped call
+    /// still frees the lock.
     pub async fn release(mut self) -> Result<()> {
-        match self.release.take() {
-            Some(release) => release.release().await,
-            None => Ok(()),
+        let Some(release) = self.release.take() else {
+            return Ok(());
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return release.release().await;
+        };
+        match runtime.spawn(release.release()).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down, and with it the caller: nobody sees this, and the
+            // lock is freed when the session ends.
+            Err(_) => Ok(()),
         }
     }
 }

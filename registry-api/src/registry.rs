@@ -34,6 +34,14 @@ use crate::subscription::Subscription;
 /// # Notable errors
 /// [`RegistryError::NotConnected`] before `connect` and while suspended, [`RegistryError::Closed`]
 /// after `close`, [`RegistryError::InvalidPath`] for malformed paths.
+///
+/// # Cancellation safety
+/// Any call may be dropped at any await point without harming the client: later calls, the
+/// session and the other subscriptions carry on. What a dropped call leaves behind is written on
+/// each method. In short: reads and `subscribe` leave nothing; `lock` leaves no claim; `close`
+/// completes in the background; a dropped `put` or `delete` is like a write whose answer was
+/// lost (it may or may not have taken effect), and the client's record of its ephemeral keys
+/// follows what the call asked.
 #[async_trait]
 pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// The backend's type name, as used in the configuration (`"zookeeper"`).
@@ -44,6 +52,11 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Notable errors
     /// [`RegistryError::ConnectTimeout`] naming the reason (unreachable server, bad credentials).
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a dropped call leaves the client unconnected, and `connect` can be called
+    /// again. A session it was opening is closed or expires unused after the session timeout
+    /// (a MySQL client row registered just before the drop); it holds no ephemeral key or lock.
     async fn connect(&self, timeout: Duration) -> Result<()>;
 
     /// The current connection state; `None` before the first connect.
@@ -57,25 +70,54 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn session_timeout(&self) -> Duration;
 
     /// Creates or overwrites `path` with `value`; missing parents are implied.
+    ///
+    /// # Cancellation safety
+    /// Not atomic under cancellation, like any write whose answer was lost: a dropped call may
+    /// or may not have written the value (a server can commit a write whose answer never came
+    /// back), and on ZooKeeper it may have created the key's missing parents only. Either way
+    /// the client's record of its ephemeral keys follows the call: after a later session loss
+    /// the client re-creates the key as this call asked (with [`Mode::Ephemeral`]) or no longer
+    /// re-creates it (with [`Mode::Persistent`]). To know the outcome, `get` the key or repeat
+    /// the `put`, which is idempotent.
     async fn put(&self, path: &str, value: &[u8], mode: Mode) -> Result<()>;
 
     /// The value at `path`, or `None` if there is none.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a read changes nothing.
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
 
     /// Whether a value is stored at `path`.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a read changes nothing.
     async fn exists(&self, path: &str) -> Result<bool>;
 
     /// Deletes `path` and everything below it. Each deleted key is reported as
     /// [`crate::EventKind::Removed`]. Deleting a missing path is not an error.
+    ///
+    /// # Cancellation safety
+    /// Not atomic under cancellation: a dropped call may have deleted all of the keys, none, or
+    /// (on ZooKeeper, which deletes the deepest keys first, one at a time) some of them;
+    /// subscribers see `Removed` for exactly those deleted. Either way the client no longer
+    /// re-creates its ephemeral keys at or below `path` after a session loss. Repeat the
+    /// `delete` to finish it.
     async fn delete(&self, path: &str) -> Result<()>;
 
     /// The names of the direct children of `path` (including implied parents), sorted; empty if
     /// there are none.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a read changes nothing.
     async fn children(&self, path: &str) -> Result<Vec<String>>;
 
     /// Subscribes to changes of `prefix` and everything below it. Every change committed after
     /// this call returns is delivered, in commit order per key. Dropping the subscription
     /// unsubscribes.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a dropped call subscribes to nothing (a watch the backend armed for it is
+    /// dropped again), and the client's other subscriptions lose no event.
     async fn subscribe(&self, prefix: &str) -> Result<Subscription>;
 
     /// Takes the lock at `path`, waiting at most `timeout` (`None`: until it is free).
@@ -84,12 +126,21 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// [`RegistryError::LockTimeout`] when `timeout` passed while another holder kept it.
     ///
     /// # Cancellation safety
-    /// Cancel-safe: a dropped call leaves no claim behind (backends clean up in the background).
+    /// Cancel-safe: a dropped call leaves no claim behind, whether it was waiting or had an
+    /// acquisition in flight. Backends delete its contender node (ZooKeeper) or free an
+    /// acquisition that may have committed unseen (MySQL) in the background, without waiting
+    /// for the session to end, so the next contender gets the lock as soon as the holder
+    /// releases it. The conformance case `a_dropped_lock_call_leaves_no_claim_behind` checks it.
     async fn lock(&self, path: &str, timeout: Option<Duration>) -> Result<LockGuard>;
 
     /// Ends the session: its ephemerals are removed (subscribers of other clients see
     /// `Removed`), its locks freed, its subscriptions and listeners ended. Later calls fail
     /// with [`RegistryError::Closed`]. Closing twice is not an error.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: the client is `Closed` from the call's first step, and a dropped call
+    /// completes the rest in the background (the session ends, subscriptions and listeners
+    /// end). A call dropped while it still waited for a `connect` in progress did nothing.
     async fn close(&self) -> Result<()>;
 }
 
@@ -97,6 +148,9 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
 #[async_trait]
 pub trait RegistryExt: Registry {
     /// Like [`Registry::lock`] with a timeout, but a timeout is `Ok(None)` instead of an error.
+    ///
+    /// # Cancellation safety
+    /// As [`Registry::lock`]: a dropped call leaves no claim behind.
     async fn try_lock(&self, path: &str, timeout: Duration) -> Result<Option<LockGuard>> {
         match self.lock(path, Some(timeout)).await {
             Ok(guard) => Ok(Some(guard)),
@@ -106,6 +160,9 @@ pub trait RegistryExt: Registry {
     }
 
     /// Waits until the connection state satisfies `accept`, at most `timeout`; returns the state.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: it only listens.
     async fn wait_for_state(
         &self,
         timeout: Duration,

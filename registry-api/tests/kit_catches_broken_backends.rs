@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::testkit::{CaseResult, Environment, cases};
+use registry_api::testkit::{CaseResult, Environment, cases, cases_cancellation};
 use registry_api::{
     ConnectionListener, ConnectionState, EventKind, LockGuard, Mode, Registry, RegistryError,
     StandaloneRegistry, StandaloneServer, Subscription,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The ways a [`BrokenRegistry`] breaks the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +21,14 @@ enum Defect {
     LockExcludesNobody,
     /// `close` does not end the session, so ephemerals outlive their client.
     CloseKeepsEphemerals,
+    /// A dropped `lock` call goes on waiting in the background and keeps the lock it gets.
+    DroppedLockKeepsClaim,
 }
 
 /// A standalone client with one defect.
 #[derive(Debug)]
 struct BrokenRegistry {
-    inner: StandaloneRegistry,
+    inner: Arc<StandaloneRegistry>,
     defect: Defect,
 }
 
@@ -81,12 +83,25 @@ impl Registry for BrokenRegistry {
         Ok(Subscription::new(prefix, rx, move || forward.abort()))
     }
     async fn lock(&self, path: &str, timeout: Option<Duration>) -> registry_api::Result<LockGuard> {
-        if self.defect != Defect::LockExcludesNobody {
-            return self.inner.lock(path, timeout).await;
+        match self.defect {
+            Defect::LockExcludesNobody => {
+                // Each call locks a different hidden path, so nobody is ever excluded.
+                let n = HIDDEN_LOCKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.inner.lock(&format!("{path}-{n}"), timeout).await
+            }
+            Defect::DroppedLockKeepsClaim => {
+                // The wait goes on without the caller; a guard nobody receives is never released.
+                let (inner, path) = (self.inner.clone(), path.to_owned());
+                let (reply, answer) = oneshot::channel();
+                tokio::spawn(async move {
+                    if let Err(Ok(orphan)) = reply.send(inner.lock(&path, timeout).await) {
+                        std::mem::forget(orphan);
+                    }
+                });
+                answer.await.unwrap_or(Err(RegistryError::Closed))
+            }
+            _ => self.inner.lock(path, timeout).await,
         }
-        // Each call locks a different hidden path, so nobody is ever excluded.
-        let n = HIDDEN_LOCKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.lock(&format!("{path}-{n}"), timeout).await
     }
     async fn close(&self) -> registry_api::Result<()> {
         if self.defect == Defect::CloseKeepsEphemerals {
@@ -116,7 +131,7 @@ impl Environment for BrokenEnvironment {
     }
     fn new_client(&self) -> Result<BrokenRegistry, RegistryError> {
         Ok(BrokenRegistry {
-            inner: self.server.client(),
+            inner: Arc::new(self.server.client()),
             defect: self.defect,
         })
     }
@@ -200,6 +215,16 @@ async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
 }
 
 #[tokio::test]
+async fn kit_fails_a_lock_whose_dropped_calls_keep_their_claim() {
+    let outcome = run_against(
+        Defect::DroppedLockKeepsClaim,
+        cases_cancellation::a_dropped_lock_call_leaves_no_claim_behind,
+    )
+    .await;
+    assert_fails_saying(outcome, "a dropped lock call of b left a claim behind");
+}
+
+#[tokio::test]
 async fn kit_passes_the_same_wrapper_without_a_defect() {
     // The wrapper itself is sound: with the real standalone behaviour behind it, the cases pass.
     for defect in [Defect::DropsRemovedEvents, Defect::LockExcludesNobody] {
@@ -210,4 +235,14 @@ async fn kit_passes_the_same_wrapper_without_a_defect() {
         };
         assert_eq!(other, Ok(()), "{defect:?} should not break unrelated cases");
     }
+    let cancellation = run_against(
+        Defect::DropsRemovedEvents,
+        cases_cancellation::a_dropped_lock_call_leaves_no_claim_behind,
+    )
+    .await;
+    assert_eq!(
+        cancellation,
+        Ok(()),
+        "the lock wrapper is sound without its defect"
+    );
 }

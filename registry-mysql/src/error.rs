@@ -27,41 +27,71 @@ impl From<sqlx::Error> for OpError {
     }
 }
 
-/// MySQL/MariaDB error numbers that mean the connection (not the statement) is gone.
-const CONNECTION_GONE: &[u16] = &[
-    1053, // ER_SERVER_SHUTDOWN
-    1077, // ER_NORMAL_SHUTDOWN
-    1152, // ER_ABORTING_CONNECTION
-    1317, // ER_QUERY_INTERRUPTED
-    1927, // ER_CONNECTION_KILLED (MariaDB)
-    2006, // CR_SERVER_GONE_ERROR
-    2013, // CR_SERVER_LOST
-    3169, // ER_SESSION_WAS_KILLED (MySQL)
-];
+/// What a MySQL/MariaDB error number means to the backend. [`classify`] is the one place that
+/// reads error numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerError {
+    /// The connection (not the statement) is gone: the server shut down, killed or lost it.
+    ConnectionGone,
+    /// The transaction was rolled back (deadlock, lock wait timeout): run it again at once.
+    RolledBack,
+    /// The server is overloaded or the statement ran out of time: try again later.
+    Busy,
+    /// A unique key refused an insert (`ER_DUP_ENTRY`).
+    DuplicateKey,
+    /// Anything else (a permission, a missing table or database, a bad statement): a retry does
+    /// not fix it.
+    Refused,
+}
 
-/// Deadlock (1213) and lock wait timeout (1205): the transaction was rolled back; retry it.
-const RETRYABLE: &[u16] = &[1205, 1213];
+/// Classifies a MySQL/MariaDB error number.
+pub(crate) fn classify(number: u16) -> ServerError {
+    match number {
+        1053 // ER_SERVER_SHUTDOWN
+        | 1077 // ER_NORMAL_SHUTDOWN
+        | 1152 // ER_ABORTING_CONNECTION
+        | 1317 // ER_QUERY_INTERRUPTED
+        | 1927 // ER_CONNECTION_KILLED (MariaDB)
+        | 2006 // CR_SERVER_GONE_ERROR
+        | 2013 // CR_SERVER_LOST
+        | 3169 // ER_SESSION_WAS_KILLED (MySQL)
+        => ServerError::ConnectionGone,
+        1205 // ER_LOCK_WAIT_TIMEOUT
+        | 1213 // ER_LOCK_DEADLOCK
+        => ServerError::RolledBack,
+        1040 // ER_CON_COUNT_ERROR: too many connections
+        | 1203 // ER_TOO_MANY_USER_CONNECTIONS
+        | 1969 // ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
+        | 3024 // ER_QUERY_TIMEOUT (MySQL max_execution_time)
+        => ServerError::Busy,
+        1062 => ServerError::DuplicateKey, // ER_DUP_ENTRY
+        // 1044/1045/1142 access denied, 1049 unknown database, 1146 no such table, ...
+        _ => ServerError::Refused,
+    }
+}
 
-/// ER_DUP_ENTRY.
-pub(crate) const DUPLICATE_KEY: u16 = 1062;
-
-/// The MySQL error number of a server-side error.
-pub(crate) fn error_number(error: &sqlx::Error) -> Option<u16> {
+/// The classification of a server-side error; `None` for errors the server did not send.
+pub(crate) fn server_error(error: &sqlx::Error) -> Option<ServerError> {
     match error {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<MySqlDatabaseError>()
-            .map(MySqlDatabaseError::number),
+            .map(|db| classify(db.number())),
         _ => None,
     }
+}
+
+/// Whether an insert was refused by a unique key.
+pub(crate) fn is_duplicate_key(error: &sqlx::Error) -> bool {
+    server_error(error) == Some(ServerError::DuplicateKey)
 }
 
 impl OpError {
     /// Whether the connection must be thrown away: its state is unknown or it is broken.
     pub(crate) fn costs_connection(&self) -> bool {
         match self {
-            Self::Sql(sqlx::Error::Database(_)) => self
-                .sql_number()
-                .is_some_and(|n| CONNECTION_GONE.contains(&n)),
+            Self::Sql(sqlx::Error::Database(_)) => {
+                self.server_error() == Some(ServerError::ConnectionGone)
+            }
             Self::Sql(error) => matches!(
                 error,
                 sqlx::Error::Io(_)
@@ -81,19 +111,29 @@ impl OpError {
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Contended => true,
-            Self::Sql(_) => self.sql_number().is_some_and(|n| RETRYABLE.contains(&n)),
+            Self::Sql(_) => self.server_error() == Some(ServerError::RolledBack),
             _ => false,
         }
     }
 
-    /// Whether the server answered with an error (as opposed to not answering at all).
-    pub(crate) fn is_server_answer(&self) -> bool {
-        matches!(self, Self::Sql(sqlx::Error::Database(_))) && !self.costs_connection()
+    /// Whether the same operation may succeed later without anyone stepping in: the connection
+    /// comes back, the server's load passes, the contention ends. Refusals (bad credentials, no
+    /// such database, a schema from the future, a conflict) are not transient.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Self::TimedOut | Self::Busy | Self::Contended => true,
+            Self::Refused(error) => error.is_transient(),
+            Self::Sql(_) if self.costs_connection() => true,
+            Self::Sql(_) => matches!(
+                self.server_error(),
+                Some(ServerError::RolledBack | ServerError::Busy)
+            ),
+        }
     }
 
-    fn sql_number(&self) -> Option<u16> {
+    fn server_error(&self) -> Option<ServerError> {
         match self {
-            Self::Sql(error) => error_number(error),
+            Self::Sql(error) => server_error(error),
             _ => None,
         }
     }
@@ -102,21 +142,25 @@ impl OpError {
     pub(crate) fn into_registry(self, doing: &str) -> RegistryError {
         match self {
             Self::Refused(error) => error,
+            Self::Sql(_) if self.is_transient() => RegistryError::Transient {
+                backend: BACKEND,
+                message: format!("{doing}: {self}"),
+            },
             Self::Sql(error) => RegistryError::Backend {
                 backend: BACKEND,
                 message: format!("{doing}: {error}"),
             },
-            Self::TimedOut => RegistryError::Backend {
+            Self::TimedOut => RegistryError::Transient {
                 backend: BACKEND,
                 message: format!(
                     "{doing}: the database did not answer in time; the connection was dropped and the outcome is unknown"
                 ),
             },
-            Self::Busy => RegistryError::Backend {
+            Self::Busy => RegistryError::Transient {
                 backend: BACKEND,
                 message: format!("{doing}: the client's connection stayed busy for too long"),
             },
-            Self::Contended => RegistryError::Backend {
+            Self::Contended => RegistryError::Transient {
                 backend: BACKEND,
                 message: format!("{doing}: the row kept changing under concurrent writers"),
             },
@@ -133,5 +177,45 @@ impl std::fmt::Display for OpError {
             Self::Contended => f.write_str("contended"),
             Self::Refused(error) => error.fmt(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_numbers_are_classified_by_what_they_mean_for_a_retry() {
+        assert_eq!(classify(2006), ServerError::ConnectionGone);
+        assert_eq!(classify(2013), ServerError::ConnectionGone);
+        assert_eq!(classify(1205), ServerError::RolledBack);
+        assert_eq!(classify(1213), ServerError::RolledBack);
+        assert_eq!(classify(1040), ServerError::Busy);
+        assert_eq!(classify(1062), ServerError::DuplicateKey);
+        for refused in [1044, 1045, 1049, 1142, 1146] {
+            assert_eq!(classify(refused), ServerError::Refused, "{refused}");
+        }
+    }
+
+    #[test]
+    fn only_failures_that_pass_become_transient_registry_errors() {
+        for passing in [OpError::TimedOut, OpError::Busy, OpError::Contended] {
+            let error = passing.into_registry("put /a");
+            assert!(error.is_transient(), "{error:?}");
+        }
+        let io = OpError::Sql(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(io.costs_connection() && io.is_transient());
+        assert!(io.into_registry("get /a").is_transient());
+        let refused = OpError::Refused(RegistryError::Conflict {
+            path: "/a".to_owned(),
+            reason: "held".to_owned(),
+        });
+        assert!(!refused.is_transient());
+        let undecodable = OpError::Sql(sqlx::Error::RowNotFound);
+        assert!(!undecodable.is_transient());
+        assert!(matches!(
+            undecodable.into_registry("get /a"),
+            RegistryError::Backend { .. }
+        ));
     }
 }

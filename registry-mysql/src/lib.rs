@@ -8,11 +8,18 @@
 //! # Bird's-eye view
 //! - `config`: the `registry.mysql` section; `factory`: the `"mysql"` plugin factory.
 //! - `schema`: table names and the embedded, prefix-aware migrations.
+//! - `error`: how database failures (classified by error number) become registry errors.
 //! - `link`: the client's one connection and how failures discard it.
-//! - `session`: heartbeats, connection states, the background poll, session rebuilds.
+//! - `timing`: the durations derived from the configuration.
+//! - `state`: the client's state machine (phases, held ephemeral keys, connection states).
+//! - `session`: the background task that drives it: heartbeats, the poll, session rebuilds.
 //! - `store`: the key tree and the purge of dead clients.
 //! - `events`: the change log (append, poll, purge by age).
 //! - `lock`: locks with fencing tokens.
+//! - `registry`: [`MysqlRegistry`], the facade that implements the SPI.
+//!
+//! Modules depend one way: `registry` → `lock`, `session` → `state` → `link`, `schema`,
+//! `timing`, `error`; `session` and `registry` → `store` → `events`.
 //!
 //! **Architecture invariant:** every change to `data` and its events commit in one transaction
 //! that holds the `sequence` row lock, so the log's sequence order is commit order; liveness is
@@ -39,7 +46,9 @@ mod lock;
 mod registry;
 mod schema;
 mod session;
+mod state;
 mod store;
+mod timing;
 
 pub use config::MysqlConfig;
 pub use registry::MysqlRegistry;

@@ -16,16 +16,88 @@
 //!   client is released; a retry that finds the lock held costs one indexed read.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::{LockRelease, RegistryError};
+use registry_api::{LockGuard, LockRelease, RegistryError};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::error::{BACKEND, DUPLICATE_KEY, OpError, error_number};
+use crate::error::{BACKEND, OpError, is_duplicate_key};
 use crate::link::on_link;
-use crate::registry::Shared;
 use crate::schema::Tables;
+use crate::state::Shared;
+
+/// Takes the lock at `key` (a valid key that fits the tables) for the client, waiting at most
+/// `timeout`: one attempt per heartbeat interval, or at once when a lock of this client is
+/// released.
+///
+/// # Notable errors
+/// `LockTimeout` when the timeout passed; `NotConnected`, `SessionLost` or `Closed` when the
+/// session is not live.
+///
+/// # Cancellation safety
+/// Cancel-safe: a dropped call that may have taken the lock unseen (its attempt was in flight)
+/// frees that acquisition in the background; one dropped while waiting holds nothing.
+pub(crate) async fn acquire(
+    shared: &Arc<Shared>,
+    key: &str,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, RegistryError> {
+    let started = tokio::time::Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let claim = shared.next_claim();
+    loop {
+        let (me, validity) = shared.live()?;
+        let freed = shared.lock_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        let pending = PendingClaim::new(Claim {
+            shared: Arc::downgrade(shared),
+            path: key.to_owned(),
+            owner: me,
+            claim,
+        });
+        let attempt = on_link!(shared.link, shared.timing.op_timeout, |conn| {
+            try_acquire(conn, &shared.tables, me, claim, key)
+        });
+        match attempt {
+            Ok(Some(token)) => {
+                if let Some(granted) = pending.disarm() {
+                    return Ok(LockGuard::new(key, token, validity, Box::new(granted)));
+                }
+            }
+            Ok(None) => {
+                pending.disarm();
+            }
+            Err(error) if error.is_retryable() => {
+                pending.disarm();
+            }
+            Err(error) => {
+                // `pending` frees the attempt in the background if its commit went unseen.
+                if !error.costs_connection() {
+                    pending.disarm();
+                }
+                return Err(shared.failed(error, &format!("lock {key}")));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        let nap = match deadline {
+            Some(deadline) if now >= deadline => {
+                return Err(RegistryError::LockTimeout {
+                    path: key.to_owned(),
+                    waited: now - started,
+                });
+            }
+            Some(deadline) => shared.timing.interval.min(deadline - now),
+            None => shared.timing.interval,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = &mut freed => {}
+        }
+    }
+}
 
 /// One attempt to take `key` for client `me` with acquisition id `claim`: the fencing token if
 /// it was free, `None` if another client holds it.
@@ -94,7 +166,7 @@ pub(crate) async fn try_acquire(
             Ok(Some(1))
         }
         // The row exists and is held.
-        Err(error) if error_number(&error) == Some(DUPLICATE_KEY) => Ok(None),
+        Err(error) if is_duplicate_key(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }

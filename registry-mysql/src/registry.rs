@@ -1,28 +1,28 @@
 //! [`MysqlRegistry`]: the [`Registry`] implementation.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::{
-    ConnectionListener, ConnectionState, ConnectionStates, LockGuard, Mode, Registry,
-    RegistryError, Result, Subscribers, Subscription, path,
+    ConnectionListener, ConnectionState, LockGuard, Mode, Registry, RegistryError, Result,
+    Subscription, path,
 };
 use sqlx::mysql::MySqlConnectOptions;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::MysqlConfig;
-use crate::error::{BACKEND, OpError};
+use crate::error::BACKEND;
 use crate::link::{Link, on_link};
-use crate::lock::{self, Claim, PendingClaim};
+use crate::lock;
 use crate::schema::Tables;
-use crate::session::{self, Timing};
+use crate::session;
+use crate::state::Shared;
 use crate::store::{self, Purge};
+use crate::timing::Timing;
 
 /// How often a call is retried at once after a deadlock or a lost optimistic check.
 const MAX_ATTEMPTS: u32 = 8;
@@ -48,143 +48,21 @@ const MAX_ATTEMPTS: u32 = 8;
 ///   each): fine for a registry, not a general-purpose store.
 ///
 /// # Cancellation safety
-/// Every call is cancel-safe: a call dropped half-way drops the client's connection with it, so
-/// the server rolls back any open transaction, and the next call opens a new connection. A
-/// dropped `lock` call frees an acquisition that may have committed unseen, in the background.
+/// As [`Registry`] documents per method. A call dropped half-way drops the client's connection
+/// with it, so the server rolls back any open transaction (a write is one transaction: all of it
+/// or none, unless its commit was already sent), and the next call opens a new connection. A
+/// dropped `lock` call frees an acquisition that may have committed unseen, in the background; a
+/// dropped `close` completes in the background; a dropped `connect` may leave a client row that
+/// expires unused after the session timeout.
 pub struct MysqlRegistry {
     shared: Arc<Shared>,
-    connect_lock: tokio::sync::Mutex<()>,
-    task: Mutex<Option<(JoinHandle<()>, watch::Sender<bool>)>>,
+    /// One `connect` or `close` at a time; a `close` holds it until its teardown is done.
+    connect_lock: Arc<tokio::sync::Mutex<()>>,
+    task: Mutex<Option<BackgroundTask>>,
 }
 
-/// What the client and its background task share.
-pub(crate) struct Shared {
-    pub tables: Tables,
-    pub link: Link,
-    pub timing: Timing,
-    pub client_name: String,
-    pub states: ConnectionStates,
-    pub subscribers: Subscribers,
-    session: Mutex<Session>,
-    /// The event log position delivered so far; held while polling so deliveries never
-    /// interleave.
-    pub cursor: tokio::sync::Mutex<i64>,
-    /// Asks the background task for an early heartbeat (after a failed call).
-    pub wake: Notify,
-    /// Wakes this client's lock waiters when one of its locks is released.
-    pub lock_freed: Notify,
-    next_claim: AtomicI64,
-}
-
-pub(crate) struct Session {
-    pub phase: Phase,
-    /// The ephemeral keys this client holds, re-created in a new session after a session loss.
-    pub held: BTreeMap<String, Vec<u8>>,
-    /// `true` while the current session lives; lock guards of the session watch it.
-    pub validity: watch::Sender<bool>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Phase {
-    Unconnected,
-    Live {
-        id: i64,
-    },
-    Suspended {
-        id: i64,
-    },
-    /// The session is gone; `stale` lists client rows to purge before the next one is live.
-    Lost {
-        stale: Vec<i64>,
-    },
-    Closed,
-}
-
-impl Shared {
-    pub(crate) fn session(&self) -> MutexGuard<'_, Session> {
-        // Every update under this lock is a plain assignment: a poisoned lock is consistent.
-        self.session
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    pub(crate) fn wake_session(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The live session's id and a validity receiver for lock guards.
-    fn live(&self) -> Result<(i64, watch::Receiver<bool>)> {
-        let session = self.session();
-        match &session.phase {
-            Phase::Live { id } => Ok((*id, session.validity.subscribe())),
-            Phase::Closed => Err(RegistryError::Closed),
-            Phase::Unconnected | Phase::Suspended { .. } | Phase::Lost { .. } => {
-                Err(RegistryError::NotConnected { backend: BACKEND })
-            }
-        }
-    }
-
-    /// A heartbeat of session `id` succeeded.
-    pub(crate) fn resume(&self, id: i64) {
-        let mut session = self.session();
-        if matches!(session.phase, Phase::Suspended { id: s } if s == id) {
-            session.phase = Phase::Live { id };
-            drop(session);
-            tracing::info!(client = id, "registry connection is back; session kept");
-            self.states.set(ConnectionState::Reconnected);
-        }
-    }
-
-    /// A call lost the connection: the session is suspended until a heartbeat gets through,
-    /// which the background task tries at once.
-    pub(crate) fn connection_lost(&self, error: &OpError) {
-        let id = match self.session().phase {
-            Phase::Live { id } => id,
-            _ => return,
-        };
-        self.suspend(id, error);
-        self.wake_session();
-    }
-
-    /// A heartbeat of session `id` failed, or a call lost the connection.
-    pub(crate) fn suspend(&self, id: i64, error: &OpError) {
-        let mut session = self.session();
-        if matches!(session.phase, Phase::Live { id: s } if s == id) {
-            session.phase = Phase::Suspended { id };
-            drop(session);
-            tracing::warn!(client = id, %error, "registry heartbeat failed; suspended");
-            self.states.set(ConnectionState::Suspended);
-        }
-    }
-
-    /// Session `id` is over: lock guards turn invalid and listeners hear `SessionLost`.
-    pub(crate) fn lose(&self, id: i64, why: &str) {
-        let mut session = self.session();
-        if matches!(session.phase, Phase::Live { id: s } | Phase::Suspended { id: s } if s == id) {
-            session.phase = Phase::Lost { stale: vec![id] };
-            let (fresh, _) = watch::channel(true);
-            let old = std::mem::replace(&mut session.validity, fresh);
-            old.send_replace(false);
-            drop(session);
-            tracing::warn!(client = id, why, "registry session lost");
-            self.states.set(ConnectionState::SessionLost);
-        }
-    }
-
-    /// Turns a failed call into the caller's error, asking for an early heartbeat when the
-    /// failure may mean the connection or the session is gone.
-    pub(crate) fn failed(&self, error: OpError, doing: &str) -> RegistryError {
-        if error.costs_connection() {
-            self.connection_lost(&error);
-        } else if matches!(
-            error,
-            OpError::Refused(RegistryError::SessionLost { .. }) | OpError::Busy
-        ) {
-            self.wake_session();
-        }
-        error.into_registry(doing)
-    }
-}
+/// The background task of a connected client, and the sender that stops it.
+type BackgroundTask = (JoinHandle<()>, watch::Sender<bool>);
 
 impl MysqlRegistry {
     /// An unconnected client for `config`. Does no I/O.
@@ -195,27 +73,15 @@ impl MysqlRegistry {
     pub fn new(config: MysqlConfig) -> Result<Self> {
         config.validate()?;
         let options = connect_options(&config)?;
-        let (validity, _) = watch::channel(false);
-        let shared = Shared {
-            tables: Tables::new(&config.table_prefix),
-            link: Link::new(options),
-            timing: Timing::new(config.heartbeat_interval_ms, config.session_timeout_ms),
-            client_name: client_name(),
-            states: ConnectionStates::new(),
-            subscribers: Subscribers::new(),
-            session: Mutex::new(Session {
-                phase: Phase::Unconnected,
-                held: BTreeMap::new(),
-                validity,
-            }),
-            cursor: tokio::sync::Mutex::new(0),
-            wake: Notify::new(),
-            lock_freed: Notify::new(),
-            next_claim: AtomicI64::new(1),
-        };
+        let shared = Shared::new(
+            Tables::new(&config.table_prefix),
+            Link::new(options),
+            Timing::new(config.heartbeat_interval_ms, config.session_timeout_ms),
+            client_name(),
+        );
         Ok(Self {
             shared: Arc::new(shared),
-            connect_lock: tokio::sync::Mutex::new(()),
+            connect_lock: Arc::new(tokio::sync::Mutex::new(())),
             task: Mutex::new(None),
         })
     }
@@ -223,10 +89,9 @@ impl MysqlRegistry {
     /// The id of the current session's row in `<prefix>clients`, or `None` while there is no
     /// live or suspended session. It changes after every `SessionLost`.
     pub fn client_id(&self) -> Option<u64> {
-        match self.shared.session().phase {
-            Phase::Live { id } | Phase::Suspended { id } => u64::try_from(id).ok(),
-            _ => None,
-        }
+        self.shared
+            .session_id()
+            .and_then(|id| u64::try_from(id).ok())
     }
 
     /// Deletes change events older than `age` (by the database's clock) now, and returns how
@@ -245,7 +110,7 @@ impl MysqlRegistry {
         .map_err(|error| shared.failed(error, "purging old events"))
     }
 
-    fn task_slot(&self) -> MutexGuard<'_, Option<(JoinHandle<()>, watch::Sender<bool>)>> {
+    fn task_slot(&self) -> MutexGuard<'_, Option<BackgroundTask>> {
         self.task
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -266,6 +131,32 @@ macro_rules! retrying {
             }
         }
     }};
+}
+
+/// The rest of `close` once the client is `Closed`: stops the background task, ends the session's
+/// rows (so peers see `Removed` at once), drops the connection, and ends subscriptions and
+/// listeners. Holds the connect lock until done.
+async fn tear_down(
+    shared: Arc<Shared>,
+    doomed: Vec<i64>,
+    task: Option<BackgroundTask>,
+    _connecting: OwnedMutexGuard<()>,
+) {
+    if let Some((task, stop)) = task {
+        let _ = stop.send(true);
+        task.abort();
+        let _ = task.await;
+    }
+    for id in doomed {
+        let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
+            store::purge_client(conn, &shared.tables, id, Purge::Always)
+        });
+        if let Err(error) = purged {
+            tracing::warn!(%error, client = id, "could not end the registry session on close; it ends by timeout");
+        }
+    }
+    shared.link.disconnect(Duration::from_secs(1)).await;
+    shared.closed();
 }
 
 /// Connection options from the configuration, with the credentials from their own keys.
@@ -323,7 +214,7 @@ impl fmt::Debug for MysqlRegistry {
         f.debug_struct("MysqlRegistry")
             .field("tables", &self.shared.tables.clients)
             .field("client_id", &self.client_id())
-            .field("state", &self.shared.states.current())
+            .field("state", &self.shared.connection_state())
             .finish_non_exhaustive()
     }
 }
@@ -336,10 +227,8 @@ impl Registry for MysqlRegistry {
 
     async fn connect(&self, timeout: Duration) -> Result<()> {
         let _connecting = self.connect_lock.lock().await;
-        match self.shared.session().phase {
-            Phase::Unconnected => {}
-            Phase::Closed => return Err(RegistryError::Closed),
-            _ => return Ok(()),
+        if !self.shared.needs_connecting()? {
+            return Ok(());
         }
         let shared = &self.shared;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -363,9 +252,9 @@ impl Registry for MysqlRegistry {
             ));
             match outcome {
                 Ok(started) => break started,
-                // The server answered with a refusal (bad credentials, no such database, a
-                // schema from the future): waiting will not help.
-                Err(error) if error.is_server_answer() || matches!(error, OpError::Refused(_)) => {
+                // A refusal (bad credentials, no such database, a schema from the future):
+                // waiting will not help.
+                Err(error) if !error.is_transient() => {
                     return Err(timeout_error(error.to_string()));
                 }
                 Err(error) => {
@@ -379,23 +268,17 @@ impl Registry for MysqlRegistry {
             }
         };
         *shared.cursor.lock().await = last_seq;
-        {
-            let mut session = shared.session();
-            session.phase = Phase::Live { id };
-            session.validity.send_replace(true);
-        }
-        tracing::info!(client = id, tables = %shared.tables.clients, "registry session established");
-        shared.states.set(ConnectionState::Connected);
+        shared.connected(id);
         *self.task_slot() = Some(session::spawn(shared.clone()));
         Ok(())
     }
 
     fn connection_state(&self) -> Option<ConnectionState> {
-        self.shared.states.current()
+        self.shared.connection_state()
     }
 
     fn connection_listener(&self) -> ConnectionListener {
-        self.shared.states.listen()
+        self.shared.listen()
     }
 
     fn session_timeout(&self) -> Duration {
@@ -406,21 +289,21 @@ impl Registry for MysqlRegistry {
         path::validate_key(key)?;
         store::check_length(key)?;
         let shared = &self.shared;
-        retrying!(shared, &format!("put {key}"), |me| on_link!(
-            shared.link,
-            shared.timing.op_timeout,
-            |conn| async {
-                store::put(conn, &shared.tables, me, key, value, mode).await?;
-                // Recorded while the connection is still ours, so a session rebuild cannot run
-                // between the commit and this line and miss the key.
-                let mut session = shared.session();
-                match mode {
-                    Mode::Ephemeral => session.held.insert(key.to_owned(), value.to_vec()),
-                    Mode::Persistent => session.held.remove(key),
-                };
-                Ok(())
-            }
-        ))
+        let pending = shared.pending_put(key, value, mode);
+        let outcome = async {
+            retrying!(shared, &format!("put {key}"), |me| on_link!(
+                shared.link,
+                shared.timing.op_timeout,
+                |conn| async {
+                    store::put(conn, &shared.tables, me, key, value, mode).await?;
+                    pending.committed();
+                    Ok(())
+                }
+            ))
+        }
+        .await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -449,18 +332,21 @@ impl Registry for MysqlRegistry {
             return Ok(());
         }
         let shared = &self.shared;
-        retrying!(shared, &format!("delete {key}"), |me| on_link!(
-            shared.link,
-            shared.timing.op_timeout,
-            |conn| async {
-                store::delete(conn, &shared.tables, me, key).await?;
-                shared
-                    .session()
-                    .held
-                    .retain(|held, _| !path::is_within(key, held));
-                Ok(())
-            }
-        ))
+        let pending = shared.pending_delete(key);
+        let outcome = async {
+            retrying!(shared, &format!("delete {key}"), |me| on_link!(
+                shared.link,
+                shared.timing.op_timeout,
+                |conn| async {
+                    store::delete(conn, &shared.tables, me, key).await?;
+                    pending.committed();
+                    Ok(())
+                }
+            ))
+        }
+        .await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn children(&self, parent: &str) -> Result<Vec<String>> {
@@ -489,95 +375,22 @@ impl Registry for MysqlRegistry {
     async fn lock(&self, key: &str, timeout: Option<Duration>) -> Result<LockGuard> {
         path::validate_key(key)?;
         store::check_length(key)?;
-        let shared = &self.shared;
-        let started = tokio::time::Instant::now();
-        let deadline = timeout.map(|t| started + t);
-        let claim = shared.next_claim.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let (me, validity) = shared.live()?;
-            let freed = shared.lock_freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            let pending = PendingClaim::new(Claim {
-                shared: Arc::downgrade(shared),
-                path: key.to_owned(),
-                owner: me,
-                claim,
-            });
-            let attempt = on_link!(shared.link, shared.timing.op_timeout, |conn| {
-                lock::try_acquire(conn, &shared.tables, me, claim, key)
-            });
-            match attempt {
-                Ok(Some(token)) => {
-                    if let Some(granted) = pending.disarm() {
-                        return Ok(LockGuard::new(key, token, validity, Box::new(granted)));
-                    }
-                }
-                Ok(None) => {
-                    pending.disarm();
-                }
-                Err(error) if error.is_retryable() => {
-                    pending.disarm();
-                }
-                Err(error) => {
-                    // `pending` frees the attempt in the background if its commit went unseen.
-                    if !error.costs_connection() {
-                        pending.disarm();
-                    }
-                    return Err(shared.failed(error, &format!("lock {key}")));
-                }
-            }
-            let now = tokio::time::Instant::now();
-            let nap = match deadline {
-                Some(deadline) if now >= deadline => {
-                    return Err(RegistryError::LockTimeout {
-                        path: key.to_owned(),
-                        waited: now - started,
-                    });
-                }
-                Some(deadline) => shared.timing.interval.min(deadline - now),
-                None => shared.timing.interval,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(nap) => {}
-                _ = &mut freed => {}
-            }
-        }
+        lock::acquire(&self.shared, key, timeout).await
     }
 
     async fn close(&self) -> Result<()> {
-        let _connecting = self.connect_lock.lock().await;
-        let doomed: Vec<i64> = {
-            let mut session = self.shared.session();
-            let doomed = match std::mem::replace(&mut session.phase, Phase::Closed) {
-                Phase::Closed => return Ok(()),
-                Phase::Unconnected => Vec::new(),
-                Phase::Live { id } | Phase::Suspended { id } => vec![id],
-                Phase::Lost { stale } => stale,
-            };
-            session.validity.send_replace(false);
-            session.held.clear();
-            doomed
+        let connecting = self.connect_lock.clone().lock_owned().await;
+        let Some(doomed) = self.shared.close() else {
+            return Ok(());
         };
         let task = self.task_slot().take();
-        if let Some((task, stop)) = task {
-            let _ = stop.send(true);
-            task.abort();
-            let _ = task.await;
+        // The teardown runs as a task of its own, so that a dropped `close` still completes it.
+        let teardown = tokio::spawn(tear_down(self.shared.clone(), doomed, task, connecting));
+        match teardown.await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down, and with it the caller: nobody sees this.
+            Err(_) => Ok(()),
         }
-        let shared = &self.shared;
-        for id in doomed {
-            let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
-                store::purge_client(conn, &shared.tables, id, Purge::Always)
-            });
-            if let Err(error) = purged {
-                tracing::warn!(%error, client = id, "could not end the registry session on close; it ends by timeout");
-            }
-        }
-        shared.link.disconnect(Duration::from_secs(1)).await;
-        shared.subscribers.close_all();
-        shared.states.close();
-        shared.lock_freed.notify_waiters();
-        Ok(())
     }
 }

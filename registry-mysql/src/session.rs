@@ -1,7 +1,8 @@
 //! The session: the client's row in `clients`, kept alive by heartbeats, and the background task
-//! that heartbeats, polls the event log, purges dead peers and rebuilds a lost session.
+//! that heartbeats, polls the event log, purges dead peers and rebuilds a lost session. The
+//! phases and their transitions are `state.rs`; this module does the I/O that drives them.
 //!
-//! # States
+//! # When the phase changes
 //! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ? AND expires_at
 //!   >= now`, all with the database's clock) that matches the row keeps the session; after a
 //!   failure it reports `Reconnected`.
@@ -17,9 +18,8 @@
 //!   still holds, and reports `Connected`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use registry_api::{ConnectionState, Mode, RegistryError, path};
+use registry_api::{Mode, RegistryError, path};
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 use tokio::sync::watch;
@@ -29,8 +29,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::error::OpError;
 use crate::events;
 use crate::link::on_link;
-use crate::registry::{Phase, Shared};
 use crate::schema::{self, Tables};
+use crate::state::{Duty, Shared};
 use crate::store::{self, Purge};
 
 /// Inserts a new client row (a new session) and returns its id.
@@ -119,16 +119,15 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
             _ = ticks.tick() => {}
-            _ = shared.wake.notified() => {}
+            _ = shared.woken() => {}
         }
-        let phase = shared.session().phase.clone();
-        let id = match phase {
-            Phase::Closed | Phase::Unconnected => return,
-            Phase::Lost { .. } => {
+        let id = match shared.duty() {
+            Duty::Stop => return,
+            Duty::Rebuild => {
                 establish(&shared, &mut last_ok).await;
                 continue;
             }
-            Phase::Live { id } | Phase::Suspended { id } => id,
+            Duty::Heartbeat(id) => id,
         };
         let sent = Instant::now();
         let beat = on_link!(shared.link, timing.heartbeat_timeout, |conn| heartbeat(
@@ -247,7 +246,7 @@ async fn poll_and_purge(shared: &Shared, me: i64) {
 /// ephemeral keys re-created, then `Connected`. On failure it leaves the client in `Lost` (with
 /// every row it created marked for purging) and the next tick tries again.
 async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
-    let Phase::Lost { stale } = shared.session().phase.clone() else {
+    let Some(stale) = shared.lost_rows() else {
         return;
     };
     let sent = Instant::now();
@@ -264,13 +263,8 @@ async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
             return;
         }
     };
-    {
-        let mut session = shared.session();
-        if let Phase::Lost { stale } = &mut session.phase {
-            stale.push(new_id);
-        } else {
-            return;
-        }
+    if !shared.rebuild_registered(new_id) {
+        return;
     }
     for old in stale {
         let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
@@ -280,18 +274,9 @@ async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
             tracing::debug!(%error, client = old, "could not purge the lost session yet");
             return;
         }
-        let mut session = shared.session();
-        if let Phase::Lost { stale } = &mut session.phase {
-            stale.retain(|id| *id != old);
-        }
+        shared.rebuild_purged(old);
     }
-    let held: Vec<(String, Vec<u8>)> = shared
-        .session()
-        .held
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, value) in held {
+    for (key, value) in shared.held() {
         let put = on_link!(shared.link, shared.timing.op_timeout, |conn| store::put(
             conn,
             &shared.tables,
@@ -304,7 +289,7 @@ async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
             Ok(()) => {}
             Err(OpError::Refused(error)) => {
                 tracing::warn!(%error, key, "could not re-create an ephemeral key after session loss; dropping it");
-                shared.session().held.remove(&key);
+                shared.forget_held(&key);
             }
             Err(error) => {
                 tracing::debug!(%error, key, "could not re-create an ephemeral key yet");
@@ -312,55 +297,8 @@ async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
             }
         }
     }
-    {
-        let mut session = shared.session();
-        if !matches!(session.phase, Phase::Lost { .. }) {
-            return;
-        }
-        session.phase = Phase::Live { id: new_id };
-    }
-    *last_ok = sent;
-    tracing::info!(client = new_id, "registry session re-established");
-    shared.states.set(ConnectionState::Connected);
-}
-
-/// Keeps `Duration` math in one place.
-#[derive(Debug, Clone)]
-pub(crate) struct Timing {
-    /// Heartbeat and poll period.
-    pub interval: Duration,
-    /// The session timeout of this client.
-    pub session_timeout: Duration,
-    /// How long one heartbeat may take (waiting for the connection included) before it counts
-    /// as failed.
-    pub heartbeat_timeout: Duration,
-    /// How long one call may take before its connection is dropped.
-    pub op_timeout: Duration,
-    /// How long events stay in the log.
-    pub event_retention: Duration,
-    /// How often this client purges old events.
-    pub gc_period: Duration,
-}
-
-impl Timing {
-    pub(crate) fn new(heartbeat_interval_ms: u64, session_timeout_ms: u64) -> Self {
-        let interval = Duration::from_millis(heartbeat_interval_ms);
-        let session_timeout = Duration::from_millis(session_timeout_ms);
-        // Long enough that a lagging subscriber or one back from a long suspension still finds
-        // its events; a subscriber further behind has lost its session anyway.
-        let event_retention = (session_timeout * 10).max(Duration::from_secs(600));
-        Self {
-            interval,
-            session_timeout,
-            heartbeat_timeout: interval.max(session_timeout / 3),
-            op_timeout: session_timeout.max(Duration::from_secs(5)),
-            event_retention,
-            gc_period: event_retention / 10,
-        }
-    }
-
-    pub(crate) fn session_timeout_ms(&self) -> i64 {
-        i64::try_from(self.session_timeout.as_millis()).unwrap_or(i64::MAX)
+    if shared.rebuilt(new_id) {
+        *last_ok = sent;
     }
 }
 
@@ -373,14 +311,5 @@ mod tests {
         let kept = minimal_prefixes(vec!["/a".into(), "/a/b".into(), "/ab".into(), "/c".into()]);
         assert_eq!(kept, ["/a", "/ab", "/c"]);
         assert_eq!(minimal_prefixes(vec!["/".into(), "/x".into()]), ["/"]);
-    }
-
-    #[test]
-    fn timing_follows_the_configuration() {
-        let timing = Timing::new(200, 1_000);
-        assert_eq!(timing.interval, Duration::from_millis(200));
-        assert_eq!(timing.heartbeat_timeout, Duration::from_millis(1_000) / 3);
-        assert!(timing.event_retention >= Duration::from_secs(600));
-        assert!(timing.gc_period < timing.event_retention);
     }
 }

@@ -10,7 +10,7 @@ use registry_api::{EventKind, Mode, RegistryError, path};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use crate::error::{BACKEND, DUPLICATE_KEY, OpError, error_number};
+use crate::error::{BACKEND, OpError, is_duplicate_key};
 use crate::events::{self, Change, subtree_range};
 use crate::schema::Tables;
 
@@ -239,7 +239,7 @@ pub(crate) async fn put(
             .await;
             match inserted {
                 Ok(_) => {}
-                Err(error) if error_number(&error) == Some(DUPLICATE_KEY) => {
+                Err(error) if is_duplicate_key(&error) => {
                     return Err(OpError::Contended);
                 }
                 Err(error) => return Err(error.into()),

@@ -1,25 +1,21 @@
 //! [`ZookeeperRegistry`]: the [`Registry`] on a ZooKeeper ensemble.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::{
-    ConnectionListener, ConnectionState, ConnectionStates, LockGuard, Mode, Registry,
-    RegistryError, Subscribers, Subscription, path,
+    ConnectionListener, ConnectionState, LockGuard, Mode, Registry, RegistryError, Subscription,
+    path,
 };
-use tokio::task::JoinHandle;
 
 use crate::config::ZookeeperConfig;
 use crate::error::BACKEND;
 use crate::session::Session;
+use crate::state::Shared;
 use crate::watch::WatchHandle;
 use crate::{lock, supervisor, tree};
-
-/// How long `close` waits for the server to confirm the end of the session.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// A registry client on a ZooKeeper ensemble, all of its keys under `namespace`.
 ///
@@ -41,29 +37,6 @@ pub struct ZookeeperRegistry {
     shared: Arc<Shared>,
 }
 
-/// The state shared by the client and its supervisor task.
-pub(crate) struct Shared {
-    pub(crate) config: ZookeeperConfig,
-    pub(crate) states: ConnectionStates,
-    pub(crate) subscribers: Subscribers,
-    phase: Mutex<Phase>,
-    /// The ephemeral keys this client holds, re-created in every new session.
-    held: Mutex<BTreeMap<String, Vec<u8>>>,
-    /// One `connect` at a time.
-    connecting: tokio::sync::Mutex<()>,
-}
-
-enum Phase {
-    Unconnected,
-    Live {
-        /// `None` while a lost session is being replaced.
-        session: Option<Arc<Session>>,
-        watch: Arc<WatchHandle>,
-        supervisor: JoinHandle<()>,
-    },
-    Closed,
-}
-
 impl ZookeeperRegistry {
     /// An unconnected client; no I/O happens until [`Registry::connect`].
     ///
@@ -72,14 +45,7 @@ impl ZookeeperRegistry {
     pub fn new(config: ZookeeperConfig) -> Result<Self, RegistryError> {
         config.validate()?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                states: ConnectionStates::new(),
-                subscribers: Subscribers::new(),
-                phase: Mutex::new(Phase::Unconnected),
-                held: Mutex::new(BTreeMap::new()),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            shared: Arc::new(Shared::new(config)),
         })
     }
 
@@ -114,112 +80,9 @@ impl ZookeeperRegistry {
     }
 }
 
-impl Shared {
-    fn phase(&self) -> MutexGuard<'_, Phase> {
-        // Updates of the phase are single assignments that cannot panic half-way.
-        self.phase
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    fn held_keys(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.held
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    fn current_session(&self) -> Option<Arc<Session>> {
-        match &*self.phase() {
-            Phase::Live { session, .. } => session.clone(),
-            _ => None,
-        }
-    }
-
-    /// The session for a call, or why there is none usable now.
-    fn session(&self) -> Result<Arc<Session>, RegistryError> {
-        match &*self.phase() {
-            Phase::Unconnected | Phase::Live { session: None, .. } => {
-                Err(RegistryError::NotConnected { backend: BACKEND })
-            }
-            Phase::Closed => Err(RegistryError::Closed),
-            Phase::Live {
-                session: Some(session),
-                ..
-            } => {
-                if self.states.current() == Some(ConnectionState::Suspended) {
-                    return Err(RegistryError::NotConnected { backend: BACKEND });
-                }
-                Ok(session.clone())
-            }
-        }
-    }
-
-    fn watch(&self) -> Option<Arc<WatchHandle>> {
-        match &*self.phase() {
-            Phase::Live { watch, .. } => Some(watch.clone()),
-            _ => None,
-        }
-    }
-
-    /// Takes the lost session out of service; returns whether the client is still open.
-    pub(crate) fn retire_session(&self) -> bool {
-        match &mut *self.phase() {
-            Phase::Live { session, .. } => {
-                *session = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Puts a recovered session into service; returns whether the client is still open.
-    pub(crate) fn install_session(&self, new: Arc<Session>) -> bool {
-        match &mut *self.phase() {
-            Phase::Live { session, .. } => {
-                *session = Some(new);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Moves the watches to a new session (see [`WatchHandle::adopt`]).
-    pub(crate) async fn adopt_watches(&self, session: &Session) {
-        if let Some(watch) = self.watch() {
-            watch.adopt(session.client().clone()).await;
-        }
-    }
-
-    /// The ephemeral keys this client holds, with their values.
-    pub(crate) fn held(&self) -> Vec<(String, Vec<u8>)> {
-        self.held_keys()
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
-    }
-
-    /// Stops re-creating `key` (it now belongs to someone else).
-    pub(crate) fn forget_held(&self, key: &str) {
-        self.held_keys().remove(key);
-    }
-}
-
 impl Drop for ZookeeperRegistry {
     fn drop(&mut self) {
-        let phase = std::mem::replace(&mut *self.shared.phase(), Phase::Closed);
-        if let Phase::Live {
-            session,
-            supervisor,
-            ..
-        } = phase
-        {
-            supervisor.abort();
-            if let Some(session) = session {
-                session.end(true);
-            }
-            // The watch task stops when its handle drops; the session closes with the last
-            // clone of its client.
-        }
+        self.shared.close_now();
     }
 }
 
@@ -228,7 +91,7 @@ impl fmt::Debug for ZookeeperRegistry {
         f.debug_struct("ZookeeperRegistry")
             .field("servers", &self.shared.config.servers)
             .field("namespace", &self.shared.config.namespace)
-            .field("state", &self.shared.states.current())
+            .field("state", &self.shared.connection_state())
             .field("session", &self.shared.current_session())
             .finish()
     }
@@ -241,11 +104,9 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn connect(&self, timeout: Duration) -> Result<(), RegistryError> {
-        let _one_at_a_time = self.shared.connecting.lock().await;
-        match &*self.shared.phase() {
-            Phase::Live { .. } => return Ok(()),
-            Phase::Closed => return Err(RegistryError::Closed),
-            Phase::Unconnected => {}
+        let _one_at_a_time = self.shared.connecting().await;
+        if !self.shared.needs_connecting()? {
+            return Ok(());
         }
         let limit = timeout.min(self.shared.config.connect_timeout());
         let session = Session::establish(&self.shared.config, limit)
@@ -260,28 +121,19 @@ impl Registry for ZookeeperRegistry {
             session.client().clone(),
             self.shared.subscribers.clone(),
         ));
-        let mut phase = self.shared.phase();
-        if matches!(*phase, Phase::Closed) {
-            session.end(true);
-            return Err(RegistryError::Closed);
-        }
-        // Connected before the supervisor can report anything later.
-        self.shared.states.set(ConnectionState::Connected);
-        let supervisor = tokio::spawn(supervisor::run(self.shared.clone(), session.clone()));
-        *phase = Phase::Live {
-            session: Some(session),
-            watch,
-            supervisor,
-        };
-        Ok(())
+        let shared = self.shared.clone();
+        let first = session.clone();
+        self.shared.connected(session, watch, move || {
+            tokio::spawn(supervisor::run(shared, first))
+        })
     }
 
     fn connection_state(&self) -> Option<ConnectionState> {
-        self.shared.states.current()
+        self.shared.connection_state()
     }
 
     fn connection_listener(&self) -> ConnectionListener {
-        self.shared.states.listen()
+        self.shared.listen()
     }
 
     fn session_timeout(&self) -> Duration {
@@ -295,13 +147,10 @@ impl Registry for ZookeeperRegistry {
         path::validate_key(key)?;
         let session = self.shared.session()?;
         let acls = self.shared.config.acls();
-        tree::put(session.client(), acls, session.id(), key, value, mode).await?;
-        let mut held = self.shared.held_keys();
-        match mode {
-            Mode::Ephemeral => held.insert(key.to_owned(), value.to_vec()),
-            Mode::Persistent => held.remove(key),
-        };
-        Ok(())
+        let pending = self.shared.pending_put(key, value, mode);
+        let outcome = tree::put(session.client(), acls, session.id(), key, value, mode).await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RegistryError> {
@@ -319,11 +168,10 @@ impl Registry for ZookeeperRegistry {
     async fn delete(&self, key: &str) -> Result<(), RegistryError> {
         path::validate_key(key)?;
         let session = self.shared.session()?;
-        tree::delete(session.client(), key).await?;
-        self.shared
-            .held_keys()
-            .retain(|held, _| !path::is_within(key, held));
-        Ok(())
+        let pending = self.shared.pending_delete(key);
+        let outcome = tree::delete(session.client(), key).await;
+        pending.settle(&outcome);
+        outcome
     }
 
     async fn children(&self, parent: &str) -> Result<Vec<String>, RegistryError> {
@@ -346,36 +194,15 @@ impl Registry for ZookeeperRegistry {
     }
 
     async fn close(&self) -> Result<(), RegistryError> {
-        let phase = std::mem::replace(&mut *self.shared.phase(), Phase::Closed);
-        if let Phase::Live {
-            session,
-            watch,
-            supervisor,
-        } = phase
-        {
-            // Stop the tasks first: each holds a clone of the session's client.
-            supervisor.abort();
-            let _ = supervisor.await;
-            if let Ok(watch) = Arc::try_unwrap(watch) {
-                watch.stop().await;
-            }
-            if let Some(session) = session {
-                session.end(true);
-                let mut state = session.client().state_watcher();
-                drop(session);
-                // The last clone is gone (or goes when in-flight calls finish): the client
-                // closes the session, and the server removes its ephemerals.
-                let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                    while !state.peek_state().is_terminated() {
-                        state.changed().await;
-                    }
-                })
-                .await;
-            }
+        let ending = self.shared.close();
+        let shared = self.shared.clone();
+        // The rest runs as a task of its own, so that a dropped `close` still completes it.
+        let closing = tokio::spawn(async move { shared.closed(ending).await });
+        match closing.await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down, and with it the caller: nobody sees this.
+            Err(_) => Ok(()),
         }
-        self.shared.held_keys().clear();
-        self.shared.subscribers.close_all();
-        self.shared.states.close();
-        Ok(())
     }
 }

@@ -8,11 +8,19 @@ pub(crate) const BACKEND: &str = "zookeeper";
 
 /// Converts an error of an operation on `path`.
 ///
-/// Connection loss is transient ([`RegistryError::NotConnected`]); an expired or moved session is
-/// [`RegistryError::SessionLost`]; a node whose ACL shuts this client out names the digest setting.
+/// Connection loss is [`RegistryError::NotConnected`]; an expired or moved session is
+/// [`RegistryError::SessionLost`]; a request that timed out, was throttled or reached a read-only
+/// server is [`RegistryError::Transient`]; a node whose ACL shuts this client out names the digest
+/// setting. Everything else is a [`RegistryError::Backend`] error, which a retry does not fix.
 pub(crate) fn from_zk(error: zk::Error, path: &str) -> RegistryError {
     match error {
         zk::Error::ConnectionLoss => RegistryError::NotConnected { backend: BACKEND },
+        zk::Error::Timeout | zk::Error::Throttled | zk::Error::NotReadOnly => {
+            RegistryError::Transient {
+                backend: BACKEND,
+                message: format!("{error} (at {path})"),
+            }
+        }
         zk::Error::SessionExpired | zk::Error::SessionMoved | zk::Error::ClientClosed => {
             RegistryError::SessionLost { backend: BACKEND }
         }
@@ -53,7 +61,18 @@ mod tests {
             from_zk(zk::Error::NoChildrenForEphemerals, "/a/b"),
             RegistryError::InvalidPath { path, .. } if path == "/a/b"
         ));
-        let no_auth = from_zk(zk::Error::NoAuth, "/a").to_string();
+        let no_auth = from_zk(zk::Error::NoAuth, "/a");
+        assert!(
+            !no_auth.is_transient(),
+            "a retry does not fix a refused ACL"
+        );
+        let no_auth = no_auth.to_string();
         assert!(no_auth.contains("registry.zookeeper.digest"), "{no_auth}");
+        for passing in [zk::Error::Timeout, zk::Error::Throttled] {
+            assert!(from_zk(passing.clone(), "/a").is_transient(), "{passing}");
+        }
+        for lasting in [zk::Error::BadArguments(&"bad"), zk::Error::Unimplemented] {
+            assert!(!from_zk(lasting.clone(), "/a").is_transient(), "{lasting}");
+        }
     }
 }

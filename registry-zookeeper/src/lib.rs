@@ -46,6 +46,17 @@
 //!   session timeouts before a cut-off client concludes it; callers that must not act on a dead
 //!   session bound `Suspended` with their own clock, as DESIGN.md's fencing rule says.
 
+//!
+//! # Modules
+//! - `client`: [`ZookeeperRegistry`], the facade that implements the SPI.
+//! - `state`: the client's state machine: which session serves calls, the held ephemeral keys,
+//!   the connection states it reports.
+//! - `supervisor`: the task that follows each session and replaces a lost one.
+//! - `session`: one ZooKeeper session; `tree`: keys on znodes; `watch` and `cache`:
+//!   subscriptions; `lock`: the lock recipe; `error`, `config`, `factory`.
+//!
+//! Modules depend one way: `client` → `supervisor` → `state` → `session`, `watch`.
+
 mod cache;
 mod client;
 mod config;
@@ -53,6 +64,7 @@ mod error;
 mod factory;
 mod lock;
 mod session;
+mod state;
 mod supervisor;
 mod tree;
 mod watch;

@@ -37,8 +37,9 @@ const CLEANUP_ATTEMPTS: u32 = 20;
 /// while waiting.
 ///
 /// # Cancellation safety
-/// Cancel-safe: if the returned future is dropped, a background task deletes the contender node
-/// (finding it by its uuid if its creation was still in flight).
+/// Cancel-safe: if the returned future is dropped before it returns the guard, a background
+/// task deletes the contender node (finding it by its uuid if its creation was still in
+/// flight), so the next contender in line moves up.
 pub(crate) async fn acquire(
     session: Arc<Session>,
     acls: zk::Acls<'static>,
@@ -63,8 +64,9 @@ pub(crate) async fn acquire(
         },
     };
     let (node, token) = outcome?;
-    attempt.progress = Progress::Held;
+    // Still `Created` while the watch is set: a call dropped here deletes the node.
     let validity = watch_holding(&attempt.session, &node).await;
+    attempt.progress = Progress::Held;
     let release = ZookeeperLockRelease {
         session: Arc::downgrade(&attempt.session),
         node,

@@ -1,14 +1,17 @@
-//! The supervisor task of a client: maps ZooKeeper session states to [`ConnectionState`]s and,
-//! when a session expires, builds the next one and restores what the client held in it.
+//! The supervisor task of a client: follows each session (the state machine in `state.rs` maps
+//! its states to [`ConnectionState`]s) and, when a session expires, builds the next one and
+//! restores what the client held in it.
+//!
+//! [`ConnectionState`]: registry_api::ConnectionState
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry_api::{ConnectionState, ConnectionStates, Mode};
+use registry_api::Mode;
 use zookeeper_client as zk;
 
-use crate::client::Shared;
 use crate::session::Session;
+use crate::state::Shared;
 use crate::tree;
 
 /// The longest pause between attempts to build a new session while the ensemble is unreachable.
@@ -23,59 +26,26 @@ pub(crate) async fn run(shared: Arc<Shared>, first: Arc<Session>) {
     let mut session = first;
     let mut former = Vec::new();
     loop {
-        let end = follow(&shared.states, &session).await;
+        let end = shared.follow(&session).await;
         tracing::warn!(session = %format_args!("{:#x}", session.id()), state = %end, "ZooKeeper session ended");
-        if !shared.retire_session() {
+        if !shared.session_lost(&session) {
             return;
         }
-        session.end(false);
-        shared.states.set(ConnectionState::SessionLost);
         former.push(session.id());
         if former.len() > FORMER_SESSIONS {
             former.remove(0);
         }
         drop(session);
         session = establish(&shared).await;
-        shared.adopt_watches(&session).await;
+        if let Some(watch) = shared.watch() {
+            watch.adopt(session.client().clone()).await;
+        }
         restore_ephemerals(&shared, &session, &former).await;
-        if !shared.install_session(session.clone()) {
+        // A session lost again already is installed too: `follow` returns at once and the
+        // loop starts over.
+        if !shared.session_restored(&session) {
             return;
         }
-        if session.client().state().is_terminated() {
-            continue; // Lost again already: `follow` returns at once and we start over.
-        }
-        shared.states.set(ConnectionState::Connected);
-    }
-}
-
-/// Reports the states of `session` until it ends; returns the terminal state.
-///
-/// `Disconnected` is `Suspended`; `SyncConnected` after it is `Reconnected`. A reconnection so
-/// quick that the `Disconnected` in between was never observed is still reported as both.
-async fn follow(states: &ConnectionStates, session: &Session) -> zk::SessionState {
-    let mut watcher = session.client().state_watcher();
-    let mut state = watcher.peek_state();
-    let mut first = true;
-    let mut suspended = false;
-    loop {
-        match state {
-            zk::SessionState::Disconnected => {
-                suspended = true;
-                states.set(ConnectionState::Suspended);
-            }
-            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                if !first && !suspended {
-                    states.set(ConnectionState::Suspended);
-                }
-                if !first || suspended {
-                    states.set(ConnectionState::Reconnected);
-                }
-                suspended = false;
-            }
-            terminal => return terminal,
-        }
-        first = false;
-        state = watcher.changed().await;
     }
 }
 

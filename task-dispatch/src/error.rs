@@ -1,5 +1,7 @@
 //! The crate's one error type.
 
+use sqlx::mysql::MySqlDatabaseError;
+
 use crate::state::{Action, AppState, IllegalTransition};
 
 /// What a lookup did not find.
@@ -123,15 +125,15 @@ impl Error {
             Self::Conflict(_) => true,
             Self::Database(e) => match e {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => {
-                    // SQLSTATE 40001 is a MySQL deadlock; SQLite reports BUSY (5, 261, 517)
-                    // and LOCKED (6, 262) by result code; MySQL's lock wait timeout is 1205.
-                    let code = db.code();
-                    matches!(
-                        code.as_deref(),
-                        Some("40001" | "5" | "6" | "261" | "262" | "517")
-                    ) || db.message().contains("Lock wait timeout")
-                }
+                sqlx::Error::Database(db) => match db.try_downcast_ref::<MySqlDatabaseError>() {
+                    // By error number: 1205 lock wait timeout, 1213 deadlock (both roll back).
+                    Some(mysql) => matches!(mysql.number(), 1205 | 1213),
+                    // SQLite reports BUSY (5, 261, 517) and LOCKED (6, 262) by result code.
+                    None => matches!(
+                        db.code().as_deref(),
+                        Some("5" | "6" | "261" | "262" | "517")
+                    ),
+                },
                 _ => false,
             },
             _ => false,

@@ -13,9 +13,11 @@
 //! leaves out the two cases that need a server in another process: the SIGKILL crash case and the
 //! unreachable-server case.
 //!
-//! Each case runs under a deadline, on a fresh environment that is destroyed afterwards.
+//! Each case runs under a deadline, on a fresh environment that is destroyed afterwards. The
+//! cases live in [`cases`], and those about dropped calls in [`cases_cancellation`].
 
 pub mod cases;
+pub mod cases_cancellation;
 mod child;
 
 use std::fmt;
@@ -296,6 +298,12 @@ macro_rules! registry_conformance_tests {
             calls_after_close_fail_with_closed,
             leader_election_grants_one_and_fails_over,
         );
+        $crate::__registry_conformance_cases!($env, cases_cancellation;
+            a_dropped_lock_call_leaves_no_claim_behind,
+            a_lock_call_dropped_mid_acquisition_leaves_no_claim_behind,
+            dropped_writes_are_recreated_as_asked_after_session_loss,
+            a_dropped_close_still_ends_the_session,
+        );
     };
 }
 
@@ -303,12 +311,15 @@ macro_rules! registry_conformance_tests {
 #[macro_export]
 macro_rules! __registry_conformance_cases {
     ($env:ty; $($case:ident),* $(,)?) => {
+        $crate::__registry_conformance_cases!($env, cases; $($case),*);
+    };
+    ($env:ty, $module:ident; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 $crate::testkit::run_case::<$env, _, _>(
                     stringify!($case),
-                    |env| $crate::testkit::cases::$case(env),
+                    |env| $crate::testkit::$module::$case(env),
                 );
             }
         )*
