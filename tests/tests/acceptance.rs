@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cluster_tests::processes;
-use cluster_tests::{App, Cluster, Options, RegistryKind, eventually, holds_for, poll_until};
+use cluster_tests::{App, Cluster, Options, RegistryKind};
+use test_support::wait::{self, eventually, holds_for, poll_until};
 use tokio::time::Instant;
 
 /// How long 30 apps may take to reach RUNNING, or a cluster to settle after a change.
@@ -679,7 +680,7 @@ fn watch_readiness(
             }
             tokio::select! {
                 _ = &mut stopped => return not_ready,
-                () = tokio::time::sleep(cluster_tests::wait::POLL_INTERVAL) => {}
+                () = tokio::time::sleep(wait::POLL_INTERVAL) => {}
             }
         }
     });
@@ -771,7 +772,7 @@ async fn registry_outage(kind: RegistryKind, outage: Outage) {
                     fenced = all_stop_acting(&cluster, session * 3 / 4).await;
                 }
             }
-            cluster.proxy().restore();
+            cluster.proxy().pass();
         }
     }
     let outage_took = outage_started.elapsed();
