@@ -8,13 +8,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
-use common::server::{PrivateZookeeper, free_port};
 use registry_api::{
     ConnectionListener, ConnectionState, Event, EventKind, Mode, Registry, RegistryError,
     RegistryExt, Subscription,
 };
 use registry_zookeeper::{ZookeeperConfig, ZookeeperRegistry};
+use test_support::eventually;
+use test_support::ports::free_port;
+use test_support::proxy::TcpProxy;
+use test_support::zookeeper::{self, Namespace, PrivateZookeeper};
 use zookeeper_client as zk;
 
 use ConnectionState::{Connected, Reconnected, SessionLost, Suspended};
@@ -64,19 +66,6 @@ async fn states_until(
     seen
 }
 
-/// Polls `condition` every 20 ms until it holds, failing after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A raw ZooKeeper client without credentials, outside any namespace.
 async fn raw_client(servers: &str) -> zk::Client {
     zk::Client::connector()
@@ -90,11 +79,11 @@ async fn raw_client(servers: &str) -> zk::Client {
 async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals() {
     common::init_logging();
     let server = PrivateZookeeper::start().await;
-    let namespace = common::unique_namespace("restart");
+    let namespace = Namespace::new(&server.servers(), "restart").await;
     // Long enough to outlast a restart of the server on a busy machine.
     let config = ZookeeperConfig {
         session_timeout_ms: 20_000,
-        ..common::config(&server.servers(), &namespace)
+        ..common::config_in(&namespace)
     };
     let holder = common::connected_with(config.clone()).await;
     let watcher = std::sync::Arc::new(common::connected_with(config).await);
@@ -110,7 +99,7 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
         let watcher = watcher.clone();
         tokio::spawn(async move { watcher.lock("/locks/l", None).await })
     };
-    eventually(PROMPTLY, "the waiter should queue up", || async {
+    eventually("the waiter queues up", PROMPTLY, || async {
         holder.children("/locks/l").await.unwrap().len() == 2
     })
     .await;
@@ -175,9 +164,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
 async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     common::init_logging();
     let server = PrivateZookeeper::start().await;
-    let namespace = common::unique_namespace("outage");
-    let holder = common::connected(&server.servers(), &namespace).await;
-    let peer = common::connected(&server.servers(), &namespace).await;
+    let namespace = Namespace::new(&server.servers(), "outage").await;
+    let holder = common::connected_with(common::config_in(&namespace)).await;
+    let peer = common::connected_with(common::config_in(&namespace)).await;
     let mut events = peer.subscribe("/nodes").await.unwrap();
     holder
         .put("/nodes/a", b"alive", Mode::Ephemeral)
@@ -207,7 +196,7 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     assert_ne!(new_session, old_session, "a new session after the loss");
     let raw = raw_client(&server.servers()).await;
     let stat = raw
-        .check_stat(&format!("{namespace}/nodes/a"))
+        .check_stat(&format!("{}/nodes/a", namespace.path()))
         .await
         .unwrap()
         .expect("the ephemeral is re-created");
@@ -233,14 +222,13 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "resync");
-    let proxy = Proxy::start(&servers).await;
-    let writer = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "resync").await;
+    let proxy = TcpProxy::start(&servers).await;
+    let writer = common::connected_with(common::config_in(&namespace)).await;
     let watcher = common::connected_with(ZookeeperConfig {
         session_timeout_ms: 20_000,
-        ..common::config(&proxy.servers(), &namespace.name)
+        ..common::config(&proxy.addr().to_string(), namespace.path())
     })
     .await;
     for (key, value) in [("/w/changed", "v1"), ("/w/gone", "g"), ("/w/same", "s")] {
@@ -261,7 +249,7 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
         .unwrap();
     writer.delete("/w/gone").await.unwrap();
     writer.put("/w/new", b"n", Mode::Persistent).await.unwrap();
-    proxy.restore();
+    proxy.pass();
     let seen = states_until(&mut states, Reconnected, Duration::from_secs(30)).await;
     assert!(!seen.contains(&SessionLost), "saw {seen:?}");
     assert_eq!(watcher.session_id(), session);
@@ -292,14 +280,13 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_namespaces_keep_clusters_apart() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
+    let servers = zookeeper::servers();
     let (first_ns, second_ns) = (
-        common::Namespace::new(&servers, "cluster"),
-        common::Namespace::new(&servers, "cluster"),
+        Namespace::new(&servers, "cluster").await,
+        Namespace::new(&servers, "cluster").await,
     );
-    let first = common::connected_with(first_ns.config()).await;
-    let second = common::connected_with(second_ns.config()).await;
+    let first = common::connected_with(common::config_in(&first_ns)).await;
+    let second = common::connected_with(common::config_in(&second_ns)).await;
     let mut first_events = first.subscribe("/nodes").await.unwrap();
     first
         .put("/nodes/x", b"first", Mode::Ephemeral)
@@ -338,11 +325,10 @@ async fn zk_namespaces_keep_clusters_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_digest_keeps_clients_without_the_credentials_out() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let mut guard = common::Namespace::new(&servers, "digest");
-    guard.digest = "console:s3cret".to_owned();
-    let namespace = guard.name.clone();
+    let servers = zookeeper::servers();
+    let mut guard = Namespace::new(&servers, "digest").await;
+    guard.set_digest("console:s3cret");
+    let namespace = guard.path().to_owned();
     let with_digest = |digest: &str| ZookeeperConfig {
         digest: digest.into(),
         ..common::config(&servers, &namespace)
@@ -402,7 +388,13 @@ async fn zk_digest_keeps_clients_without_the_credentials_out() {
     assert_eq!(owner.get("/nodes/p").await.unwrap(), None);
     owner.close().await.unwrap();
     colleague.close().await.unwrap();
-    drop(guard);
+    let admin = common::connected_with(ZookeeperConfig {
+        namespace: "/".to_owned(),
+        ..with_digest("console:s3cret")
+    })
+    .await;
+    admin.delete(&namespace).await.unwrap();
+    admin.close().await.unwrap();
     let leftover = raw.check_stat(&namespace).await.unwrap();
     assert!(
         leftover.is_none(),
@@ -447,11 +439,10 @@ async fn zk_wrong_servers_fail_clearly_within_connect_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "locks");
-    let holder = common::connected_with(namespace.config()).await;
-    let waiter = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "locks").await;
+    let holder = common::connected_with(common::config_in(&namespace)).await;
+    let waiter = common::connected_with(common::config_in(&namespace)).await;
     let guard = holder.lock("/locks/c", None).await.unwrap();
     // A dropped future, a timed-out lock, and a timed-out untimed lock.
     let dropped = tokio::time::timeout(Duration::from_millis(300), waiter.lock("/locks/c", None));
@@ -464,15 +455,15 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
         "{timed:?}"
     );
     eventually(
+        "only the holder's node remains",
         Duration::from_secs(5),
-        "only the holder's node should remain",
         || async { holder.children("/locks/c").await.unwrap().len() == 1 },
     )
     .await;
     guard.release().await.unwrap();
     eventually(
+        "the released lock has left no node",
         Duration::from_secs(5),
-        "a released lock leaves no node",
         || async { holder.children("/locks/c").await.unwrap().is_empty() },
     )
     .await;
@@ -489,10 +480,9 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "fencing");
-    let client = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "fencing").await;
+    let client = common::connected_with(common::config_in(&namespace)).await;
     let first = client.lock("/locks/f", None).await.unwrap();
     let first_token = first.fencing_token();
     first.release().await.unwrap();
@@ -515,10 +505,9 @@ async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "tree");
-    let client = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "tree").await;
+    let client = common::connected_with(common::config_in(&namespace)).await;
     let mut events = client.subscribe("/tree").await.unwrap();
     client
         .put("/tree/a/b/c", b"v", Mode::Persistent)
@@ -550,11 +539,10 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_put_changes_a_keys_mode_atomically_and_respects_owners() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "modes");
-    let owner = common::connected_with(namespace.config()).await;
-    let other = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "modes").await;
+    let owner = common::connected_with(common::config_in(&namespace)).await;
+    let other = common::connected_with(common::config_in(&namespace)).await;
     let mut events = other.subscribe("/k").await.unwrap();
     owner.put("/k", b"p", Mode::Persistent).await.unwrap();
     expect_next(&mut events, Added, "/k", "p").await;
