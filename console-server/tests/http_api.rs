@@ -2,14 +2,18 @@
 //! through its router without a socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use console_server::Console;
 use console_server::config::ConsoleConfig;
 use serde_json::{Value, json};
+use test_support::eventually;
 use tower::ServiceExt;
+
+/// How long the node may take to get where a test waits for it (ready, an app's state).
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// A node in a temporary directory; its app processes are killed when it is dropped.
 struct TestNode {
@@ -43,7 +47,7 @@ impl TestNode {
             dir,
             token,
         };
-        node.wait_for("the node to be ready", |node| async move {
+        eventually("the node is ready", SETTLE, || async {
             node.call(Method::GET, "/readyz", None).await.0 == StatusCode::OK
         })
         .await;
@@ -96,22 +100,9 @@ impl TestNode {
         app
     }
 
-    /// Polls `condition` every 20 ms until it holds, failing after 15 s.
-    async fn wait_for<'a, F, Fut>(&'a self, what: &str, condition: F)
-    where
-        F: Fn(&'a Self) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !condition(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     async fn wait_for_state(&self, id: i64, state: &str) -> Value {
-        self.wait_for(&format!("app {id} to be {state}"), |node| async move {
-            node.app(id).await["state"] == state
+        eventually(&format!("app {id} is {state}"), SETTLE, || async {
+            self.app(id).await["state"] == state
         })
         .await;
         self.app(id).await
@@ -189,7 +180,7 @@ async fn walkthrough_create_start_see_running_stop() {
     let (status, nodes) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(nodes[0]["id"], "test-node");
-    node.wait_for("the node to be shown as leader", |node| async move {
+    eventually("the node is shown as leader", SETTLE, || async {
         node.call(Method::GET, "/api/v1/cluster/nodes", None)
             .await
             .1[0]["leader"]
