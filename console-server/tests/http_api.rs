@@ -1,5 +1,5 @@
 //! The HTTP API of one real node (standalone registry, SQLite, the process executor), driven
-//! through its router without a socket.
+//! through its router without a socket. The tests are `standalone_…`, after the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -133,7 +133,7 @@ impl Drop for TestNode {
 }
 
 #[tokio::test]
-async fn walkthrough_create_start_see_running_stop() {
+async fn standalone_walkthrough_create_start_see_running_stop() {
     let node = TestNode::start(None).await;
     let marker = node.marker("marker");
     let app = node
@@ -199,7 +199,7 @@ async fn walkthrough_create_start_see_running_stop() {
 }
 
 #[tokio::test]
-async fn a_dead_app_is_marked_failed_by_the_monitor() {
+async fn standalone_a_dead_app_is_marked_failed_by_the_monitor() {
     let node = TestNode::start(None).await;
     let app = node
         .create_app(&format!("exec sleep 300 # {}", node.dir.path().display()))
@@ -220,7 +220,7 @@ async fn a_dead_app_is_marked_failed_by_the_monitor() {
 
 /// Every refused request: its status, its JSON error code, and no change to stored apps.
 #[tokio::test]
-async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
+async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() {
     let node = TestNode::start(Some("s3cret")).await;
     let app = node.create_app("exec sleep 300").await;
     let id = app["id"].as_i64().unwrap();
@@ -422,7 +422,7 @@ async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn idempotency_key_returns_the_first_task() {
+async fn standalone_idempotency_key_returns_the_first_task() {
     let node = TestNode::start(None).await;
     let app = node.create_app("exec sleep 300").await;
     let id = app["id"].as_i64().unwrap();
@@ -446,7 +446,7 @@ async fn idempotency_key_returns_the_first_task() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn standalone_metrics_are_prometheus_text() {
     let node = TestNode::start(None).await;
     node.call(Method::GET, "/api/v1/apps", None).await;
     let request = Request::builder()

@@ -1,5 +1,6 @@
 //! The kit can fail: deliberately broken backends make the relevant cases fail with a message
-//! that says what was expected.
+//! that says what was expected. The broken backends wrap the `standalone` registry, hence the
+//! `standalone_` names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,7 +159,7 @@ fn assert_fails_saying(outcome: CaseResult, expected: &str) {
 }
 
 #[tokio::test]
-async fn kit_fails_a_backend_that_drops_removed_events() {
+async fn standalone_kit_fails_a_backend_that_drops_removed_events() {
     let outcome = run_against(
         Defect::DropsRemovedEvents,
         cases::subscribe_sees_added_updated_removed,
@@ -177,7 +178,7 @@ async fn kit_fails_a_backend_that_drops_removed_events() {
 }
 
 #[tokio::test]
-async fn kit_fails_a_lock_that_excludes_nobody() {
+async fn standalone_kit_fails_a_lock_that_excludes_nobody() {
     let outcome = run_against(
         Defect::LockExcludesNobody,
         cases::lock_excludes_another_holder,
@@ -187,7 +188,7 @@ async fn kit_fails_a_lock_that_excludes_nobody() {
 }
 
 #[tokio::test]
-async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
+async fn standalone_kit_fails_a_backend_whose_ephemerals_outlive_close() {
     let outcome = run_against(
         Defect::CloseKeepsEphemerals,
         cases::close_removes_ephemerals_and_frees_locks,
@@ -200,7 +201,7 @@ async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
 }
 
 #[tokio::test]
-async fn kit_passes_the_same_wrapper_without_a_defect() {
+async fn standalone_kit_passes_the_same_wrapper_without_a_defect() {
     // The wrapper itself is sound: with the real standalone behaviour behind it, the cases pass.
     for defect in [Defect::DropsRemovedEvents, Defect::LockExcludesNobody] {
         let other = if defect == Defect::DropsRemovedEvents {
