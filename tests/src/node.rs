@@ -6,7 +6,7 @@
 //!   process's stdout and stderr across restarts, each start after a `=== harness:` line.
 //! - The process gets the test's environment minus every `CONSOLE*` variable (they would
 //!   override the YAML), plus `RUST_LOG` (`CLUSTER_TESTS_LOG`, default `info`) and
-//!   [`RUN_TAG_VAR`](crate::processes::RUN_TAG_VAR), which its apps inherit, plus the node's own
+//!   [`RUN_TAG_VAR`], which its apps inherit, plus the node's own
 //!   variables ([`Node::set_env`]), set last.
 //! - It is started with `PR_SET_PDEATHSIG = SIGKILL`: if the test process dies without its
 //!   teardown, the kernel kills the console too. (Its apps run in sessions of their own and are
