@@ -4,11 +4,15 @@
 //! in it) and calls one macro:
 //!
 //! ```text
-//! registry_api::registry_conformance_tests!(ZookeeperEnvironment);
+//! mod zk_conformance {
+//!     registry_api::registry_conformance_tests!(super::ZookeeperEnvironment);
+//! }
 //! ```
 //!
 //! which expands to one `#[test]` per case, named after the case, so a failing case is reported
-//! by name with a message that says what was expected. Backends that live in one process only
+//! by name with a message that says what was expected. The module carries the backend's test
+//! prefix (`zk_`, `mysql_`, `standalone_`), so that filtering the tests by it (`cargo test zk_`)
+//! runs the kit with the backend's other tests. Backends that live in one process only
 //! (the `standalone` registry) use `registry_conformance_tests!(Env, single_process)`, which
 //! leaves out the two cases that need a server in another process: the SIGKILL crash case and the
 //! unreachable-server case.
