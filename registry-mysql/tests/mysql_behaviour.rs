@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{PREFIX, SESSION_MS, connected, wait_for_state};
+use common::{PREFIX, SESSION_MS, connected};
+use registry_api::testkit::{expect_state, next_event};
 use registry_api::{ConnectionState, Event, EventKind, Mode, Registry, RegistryError};
 use registry_mysql::MysqlRegistry;
 use sqlx::{AssertSqlSafe, Connection};
@@ -21,14 +22,6 @@ use EventKind::{Added, Removed, Updated};
 
 /// Generous: a liveness bound, not a latency measurement.
 const EVENT_WAIT: Duration = Duration::from_secs(15);
-
-async fn next_event(sub: &mut registry_api::Subscription, what: &str) -> Event {
-    match tokio::time::timeout(EVENT_WAIT, sub.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("subscription ended while waiting for {what}"),
-        Err(_) => panic!("no event within {EVENT_WAIT:?} while waiting for {what}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_eight_writers_500_puts_each_are_seen_exactly_once_in_order() {
@@ -61,7 +54,9 @@ async fn mysql_eight_writers_500_puts_each_are_seen_exactly_once_in_order() {
     }
     let mut seen: BTreeMap<String, Vec<(EventKind, String)>> = BTreeMap::new();
     for n in 0..WRITERS * PUTS {
-        let event = next_event(&mut events, &format!("event {n} of {}", WRITERS * PUTS)).await;
+        let event = next_event(&mut events, EVENT_WAIT)
+            .await
+            .unwrap_or_else(|failure| panic!("event {n} of {}: {failure}", WRITERS * PUTS));
         seen.entry(event.path.clone())
             .or_default()
             .push((event.kind, event.value_str().into_owned()));
@@ -130,7 +125,7 @@ async fn mysql_killed_connection_suspends_then_reconnects_keeping_ephemerals() {
         .put("/kill/node", b"alive", Mode::Ephemeral)
         .await
         .unwrap();
-    let event = next_event(&mut events, "Added /kill/node").await;
+    let event = next_event(&mut events, EVENT_WAIT).await.unwrap();
     assert_eq!(event, Event::new(Added, "/kill/node", "alive"));
     let session = victim.client_id();
     let mut states = victim.connection_listener();
@@ -144,15 +139,18 @@ async fn mysql_killed_connection_suspends_then_reconnects_keeping_ephemerals() {
         .unwrap();
     admin.close().await.unwrap();
 
-    let mut seen = Vec::new();
     let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
-    assert!(
-        wait_for_state(&mut states, wait, &mut seen, |s| s == Suspended).await,
-        "a killed connection should suspend the client; saw {seen:?}"
-    );
-    assert!(
-        wait_for_state(&mut states, wait, &mut seen, |s| s == Reconnected).await,
-        "the client should reconnect with its session; saw {seen:?}"
+    let mut seen = expect_state(&mut states, wait, Suspended)
+        .await
+        .unwrap_or_else(|failure| {
+            panic!("a killed connection should suspend the client: {failure}")
+        });
+    seen.extend(
+        expect_state(&mut states, wait, Reconnected)
+            .await
+            .unwrap_or_else(|failure| {
+                panic!("the client should reconnect with its session: {failure}")
+            }),
     );
     assert_eq!(seen, [Suspended, Reconnected], "no session loss on the way");
     assert_eq!(victim.client_id(), session, "the same session survives");
@@ -171,7 +169,7 @@ async fn mysql_killed_connection_suspends_then_reconnects_keeping_ephemerals() {
         .put("/kill/node", b"still", Mode::Ephemeral)
         .await
         .unwrap();
-    let event = next_event(&mut events, "Updated /kill/node").await;
+    let event = next_event(&mut events, EVENT_WAIT).await.unwrap();
     assert_eq!(event, Event::new(Updated, "/kill/node", "still"));
     victim.close().await.unwrap();
     watcher.close().await.unwrap();
@@ -193,7 +191,7 @@ async fn mysql_client_cut_off_past_the_session_timeout_is_purged_and_re_register
         .unwrap();
     let lock = victim.lock("/away/lock", None).await.unwrap();
     assert_eq!(
-        next_event(&mut events, "Added").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Added, "/away/node", "v1")
     );
     let old_session = victim.client_id();
@@ -201,20 +199,18 @@ async fn mysql_client_cut_off_past_the_session_timeout_is_purged_and_re_register
     assert_eq!(states.next().await, Some(Connected));
 
     proxy.black_hole();
-    let mut seen = Vec::new();
     let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
     // Peers purge it by the database's clock and see the key go, with its last value.
     assert_eq!(
-        next_event(&mut events, "Removed while cut off").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Removed, "/away/node", "v1")
     );
     let got = watcher.try_lock_for_test("/away/lock").await;
     assert!(got, "the cut-off client's lock is freed by the purge");
     // The client itself knows: suspended, then lost once the session timeout passed.
-    assert!(
-        wait_for_state(&mut states, wait, &mut seen, |s| s == SessionLost).await,
-        "expected SessionLost while cut off; saw {seen:?}"
-    );
+    let seen = expect_state(&mut states, wait, SessionLost)
+        .await
+        .unwrap_or_else(|failure| panic!("while cut off: {failure}"));
     assert_eq!(seen, [Suspended, SessionLost]);
     assert!(!lock.is_valid(), "its lock guard is invalid");
     assert!(matches!(
@@ -223,18 +219,17 @@ async fn mysql_client_cut_off_past_the_session_timeout_is_purged_and_re_register
     ));
 
     proxy.pass();
-    assert!(
-        wait_for_state(&mut states, wait, &mut seen, |s| s == Connected).await,
-        "expected a new session once the network is back; saw {seen:?}"
-    );
+    expect_state(&mut states, wait, Connected)
+        .await
+        .unwrap_or_else(|failure| panic!("a new session once the network is back: {failure}"));
     assert_ne!(victim.client_id(), old_session, "a new session");
     assert_eq!(
-        next_event(&mut events, "Added after re-registration").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Added, "/away/node", "v1")
     );
     victim.close().await.unwrap();
     assert_eq!(
-        next_event(&mut events, "Removed on close").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Removed, "/away/node", "v1")
     );
     watcher.close().await.unwrap();
@@ -317,11 +312,11 @@ async fn mysql_late_committing_writer_is_delivered_before_later_ones() {
     sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
     let writer = fast.await.unwrap();
     assert_eq!(
-        next_event(&mut events, "the slow write").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Added, "/late/a", "a")
     );
     assert_eq!(
-        next_event(&mut events, "the fast write").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Added, "/late/b", "b")
     );
     let _ = slow.close().await;
@@ -367,7 +362,7 @@ async fn mysql_event_purge_deletes_old_events_only() {
     let mut events = client.subscribe("/gc").await.unwrap();
     client.delete("/gc/b").await.unwrap();
     assert_eq!(
-        next_event(&mut events, "Removed").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Removed, "/gc/b", "2")
     );
     admin.close().await.unwrap();
@@ -399,7 +394,7 @@ async fn mysql_keys_with_sql_wildcards_and_case_are_literal() {
         .unwrap();
     client.delete("/w/a_b").await.unwrap();
     assert_eq!(
-        next_event(&mut events, "Removed /w/a_b/x").await,
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
         Event::new(Removed, "/w/a_b/x", "/w/a_b/x"),
         "a subscription to /w/a_b sees neither /w/aXb/y nor /w/A_b"
     );
@@ -433,11 +428,9 @@ async fn mysql_expired_client_cannot_write_or_lock_until_it_has_a_new_session() 
         ) || client.client_id() != old,
         "a put by an expired session must fail, got {outcome:?}"
     );
-    let mut seen = Vec::new();
-    assert!(
-        wait_for_state(&mut states, EVENT_WAIT, &mut seen, |s| s == Connected).await,
-        "expected a new session; saw {seen:?}"
-    );
+    let seen = expect_state(&mut states, EVENT_WAIT, Connected)
+        .await
+        .unwrap_or_else(|failure| panic!("a new session: {failure}"));
     assert_eq!(seen, [SessionLost, Connected]);
     assert_eq!(
         client.get("/exp/e").await.unwrap().as_deref(),

@@ -8,10 +8,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use registry_api::{
-    ConnectionListener, ConnectionState, Event, EventKind, Mode, Registry, RegistryError,
-    RegistryExt, Subscription,
-};
+use registry_api::testkit::{expect_next, expect_state, next_event};
+use registry_api::{ConnectionState, Event, EventKind, Mode, Registry, RegistryError, RegistryExt};
 use registry_zookeeper::{ZookeeperConfig, ZookeeperRegistry};
 use test_support::eventually;
 use test_support::ports::free_port;
@@ -24,47 +22,6 @@ use EventKind::{Added, Removed, Updated};
 
 /// Generous bound for anything that should happen promptly (an event, a state change).
 const PROMPTLY: Duration = Duration::from_secs(15);
-
-async fn next_event(subscription: &mut Subscription, within: Duration) -> Event {
-    match tokio::time::timeout(within, subscription.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("the subscription to {} ended", subscription.prefix()),
-        Err(_) => panic!("no event on {} within {within:?}", subscription.prefix()),
-    }
-}
-
-async fn expect_next(subscription: &mut Subscription, kind: EventKind, path: &str, value: &str) {
-    let event = next_event(subscription, PROMPTLY).await;
-    assert_eq!(
-        event,
-        Event::new(kind, path, value),
-        "unexpected event on {}",
-        subscription.prefix()
-    );
-}
-
-/// Collects states from `listener` until `state` arrives; returns everything seen.
-async fn states_until(
-    listener: &mut ConnectionListener,
-    state: ConnectionState,
-    within: Duration,
-) -> Vec<ConnectionState> {
-    let mut seen = Vec::new();
-    let reached = tokio::time::timeout(within, async {
-        while let Some(next) = listener.next().await {
-            seen.push(next);
-            if next == state {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(
-        reached.is_ok() && seen.last() == Some(&state),
-        "expected {state:?} within {within:?}; saw {seen:?}"
-    );
-    seen
-}
 
 /// A raw ZooKeeper client without credentials, outside any namespace.
 async fn raw_client(servers: &str) -> zk::Client {
@@ -92,7 +49,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
         .put("/nodes/a", b"alive", Mode::Ephemeral)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let guard = holder.lock("/locks/l", None).await.unwrap();
     // A waiter queued behind the holder, across the restart (its watch must survive it).
     let waiter = {
@@ -108,7 +67,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
     let mut watcher_states = watcher.connection_listener();
 
     server.stop().await;
-    states_until(&mut holder_states, Suspended, PROMPTLY).await;
+    expect_state(&mut holder_states, PROMPTLY, Suspended)
+        .await
+        .unwrap();
     assert!(
         guard.is_valid(),
         "a lock must stay valid while merely suspended"
@@ -122,12 +83,16 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
     );
     server.resume().await;
 
-    let seen = states_until(&mut holder_states, Reconnected, Duration::from_secs(30)).await;
+    let seen = expect_state(&mut holder_states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(
         !seen.contains(&SessionLost),
         "the session should survive a restart within its timeout; saw {seen:?}"
     );
-    let seen = states_until(&mut watcher_states, Reconnected, Duration::from_secs(30)).await;
+    let seen = expect_state(&mut watcher_states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(!seen.contains(&SessionLost), "watcher saw {seen:?}");
     assert_eq!(
         holder.session_id(),
@@ -141,7 +106,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
         .put("/nodes/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/marker", "m").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/marker", b"m")
+        .await
+        .unwrap();
     assert_eq!(
         watcher.get("/nodes/a").await.unwrap().as_deref(),
         Some(&b"alive"[..])
@@ -172,14 +139,18 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
         .put("/nodes/a", b"alive", Mode::Ephemeral)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let guard = holder.lock("/locks/l", None).await.unwrap();
     let old_session = holder.session_id().unwrap();
     let mut states = holder.connection_listener();
 
     server.stop().await;
     // The client concludes the expiry itself after 1.4 session timeouts without a server.
-    let seen = states_until(&mut states, SessionLost, Duration::from_secs(20)).await;
+    let seen = expect_state(&mut states, Duration::from_secs(20), SessionLost)
+        .await
+        .unwrap();
     assert!(
         seen.contains(&Suspended),
         "Suspended comes before SessionLost; saw {seen:?}"
@@ -191,7 +162,9 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     server.resume().await;
 
     // The new session re-creates the ephemeral once the server has removed the old one.
-    states_until(&mut states, Connected, Duration::from_secs(40)).await;
+    expect_state(&mut states, Duration::from_secs(40), Connected)
+        .await
+        .unwrap();
     let new_session = holder.session_id().unwrap();
     assert_ne!(new_session, old_session, "a new session after the loss");
     let raw = raw_client(&server.servers()).await;
@@ -206,8 +179,12 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     );
 
     // The peer (which lost its own session too) sees the old node go and the new one come.
-    expect_next(&mut events, Removed, "/nodes/a", "alive").await;
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/nodes/a", b"alive")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let taken = peer
         .try_lock("/locks/l", Duration::from_secs(10))
         .await
@@ -242,7 +219,9 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
     let mut states = watcher.connection_listener();
 
     proxy.cut();
-    states_until(&mut states, Suspended, PROMPTLY).await;
+    expect_state(&mut states, PROMPTLY, Suspended)
+        .await
+        .unwrap();
     writer
         .put("/w/changed", b"v2", Mode::Persistent)
         .await
@@ -250,13 +229,15 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
     writer.delete("/w/gone").await.unwrap();
     writer.put("/w/new", b"n", Mode::Persistent).await.unwrap();
     proxy.pass();
-    let seen = states_until(&mut states, Reconnected, Duration::from_secs(30)).await;
+    let seen = expect_state(&mut states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(!seen.contains(&SessionLost), "saw {seen:?}");
     assert_eq!(watcher.session_id(), session);
 
     let mut got = BTreeSet::new();
     for _ in 0..3 {
-        let event = next_event(&mut events, PROMPTLY).await;
+        let event = next_event(&mut events, PROMPTLY).await.unwrap();
         got.insert(format!("{event:?}"));
     }
     let expected: BTreeSet<String> = [
@@ -272,7 +253,9 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
         .put("/w/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/w/marker", "m").await;
+    expect_next(&mut events, PROMPTLY, Added, "/w/marker", b"m")
+        .await
+        .unwrap();
     writer.close().await.unwrap();
     watcher.close().await.unwrap();
 }
@@ -312,12 +295,16 @@ async fn zk_namespaces_keep_clusters_apart() {
         both.0.unwrap().is_some() && both.1.unwrap().is_some(),
         "the same lock path in two namespaces is two locks"
     );
-    expect_next(&mut first_events, Added, "/nodes/x", "first").await;
+    expect_next(&mut first_events, PROMPTLY, Added, "/nodes/x", b"first")
+        .await
+        .unwrap();
     first
         .put("/nodes/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut first_events, Added, "/nodes/marker", "m").await;
+    expect_next(&mut first_events, PROMPTLY, Added, "/nodes/marker", b"m")
+        .await
+        .unwrap();
     first.close().await.unwrap();
     second.close().await.unwrap();
 }
@@ -514,12 +501,16 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
         .await
         .unwrap();
     let _lock = client.lock("/tree/lock", None).await.unwrap();
-    expect_next(&mut events, Added, "/tree/a/b/c", "v").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/a/b/c", b"v")
+        .await
+        .unwrap();
     assert_eq!(client.get("/tree/a").await.unwrap(), None);
     assert!(!client.exists("/tree/a/b").await.unwrap());
     assert_eq!(client.children("/tree").await.unwrap(), ["a", "lock"]);
     client.delete("/tree/a/b/c").await.unwrap();
-    expect_next(&mut events, Removed, "/tree/a/b/c", "v").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/tree/a/b/c", b"v")
+        .await
+        .unwrap();
     assert_eq!(
         client.children("/tree").await.unwrap(),
         ["lock"],
@@ -530,9 +521,13 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
         .put("/tree/p/x", b"x", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/tree/p/x", "x").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/p/x", b"x")
+        .await
+        .unwrap();
     client.put("/tree/p", b"p", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Added, "/tree/p", "p").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/p", b"p")
+        .await
+        .unwrap();
     client.close().await.unwrap();
 }
 
@@ -545,22 +540,34 @@ async fn zk_put_changes_a_keys_mode_atomically_and_respects_owners() {
     let other = common::connected_with(common::config_in(&namespace)).await;
     let mut events = other.subscribe("/k").await.unwrap();
     owner.put("/k", b"p", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Added, "/k", "p").await;
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"p")
+        .await
+        .unwrap();
     owner.put("/k", b"e", Mode::Ephemeral).await.unwrap();
-    expect_next(&mut events, Removed, "/k", "p").await;
-    expect_next(&mut events, Added, "/k", "e").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/k", b"p")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"e")
+        .await
+        .unwrap();
     assert!(matches!(
         other.put("/k", b"x", Mode::Persistent).await,
         Err(RegistryError::Conflict { .. })
     ));
     owner.put("/k", b"p2", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Removed, "/k", "e").await;
-    expect_next(&mut events, Added, "/k", "p2").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/k", b"e")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"p2")
+        .await
+        .unwrap();
     other
         .put("/k", b"theirs", Mode::Persistent)
         .await
         .expect("a persistent key can be overwritten by anyone");
-    expect_next(&mut events, Updated, "/k", "theirs").await;
+    expect_next(&mut events, PROMPTLY, Updated, "/k", b"theirs")
+        .await
+        .unwrap();
 
     owner
         .put("/parent/child", b"c", Mode::Persistent)

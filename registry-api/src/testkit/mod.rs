@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::connection::{ConnectionListener, ConnectionState};
 use crate::error::RegistryError;
 use crate::event::{Event, EventKind};
 use crate::registry::Registry;
@@ -237,6 +238,53 @@ pub async fn expect_next(
         ))),
         Err(_) => Err(Failure(format!(
             "expected {expected:?} within {within:?}, but no event came"
+        ))),
+    }
+}
+
+/// The next event on the subscription, whatever it is, within `within`.
+pub async fn next_event(
+    subscription: &mut Subscription,
+    within: Duration,
+) -> Result<Event, Failure> {
+    match tokio::time::timeout(within, subscription.next()).await {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => Err(Failure(format!(
+            "the subscription to {} ended",
+            subscription.prefix()
+        ))),
+        Err(_) => Err(Failure(format!(
+            "no event on {} within {within:?}",
+            subscription.prefix()
+        ))),
+    }
+}
+
+/// Waits until `listener` reports `state` (skipping other states), within `within`; answers
+/// every state it reported on the way, `state` last.
+pub async fn expect_state(
+    listener: &mut ConnectionListener,
+    within: Duration,
+    state: ConnectionState,
+) -> Result<Vec<ConnectionState>, Failure> {
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(within, async {
+        while let Some(next) = listener.next().await {
+            seen.push(next);
+            if next == state {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    match reached {
+        Ok(true) => Ok(seen),
+        Ok(false) => Err(Failure(format!(
+            "expected {state:?}, but the listener ended; saw {seen:?}"
+        ))),
+        Err(_) => Err(Failure(format!(
+            "expected {state:?} within {within:?}; saw {seen:?}"
         ))),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::testkit::Environment;
-use registry_api::{ConnectionListener, ConnectionState, Registry, RegistryError, Secret};
+use registry_api::{Registry, RegistryError, Secret};
 use registry_mysql::{MysqlConfig, MysqlRegistry};
 use sqlx::{AssertSqlSafe, Connection};
 use test_support::mariadb::TestDatabase;
@@ -115,24 +115,4 @@ impl Environment for MysqlEnvironment {
     async fn destroy(&self) {
         self.db.drop_database().await;
     }
-}
-
-/// Waits for the next state that `accept` takes, recording the ones passed over.
-pub async fn wait_for_state(
-    listener: &mut ConnectionListener,
-    within: Duration,
-    seen: &mut Vec<ConnectionState>,
-    accept: impl Fn(ConnectionState) -> bool,
-) -> bool {
-    tokio::time::timeout(within, async {
-        while let Some(state) = listener.next().await {
-            seen.push(state);
-            if accept(state) {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false)
 }
