@@ -17,6 +17,7 @@ use task_dispatch::{
     TaskStatus,
 };
 use test_support::eventually;
+use test_support::wait::holds_for;
 
 /// One simulated console node: a dispatcher on a runtime of its own.
 struct Node {
@@ -717,12 +718,19 @@ async fn mysql_a_busy_live_owner_finishes_its_action_before_handing_over() {
     set_live(&[&n1, &n2], &["n1", "n2"]).await;
     // Give n2 time to (wrongly) take over: several lease retries. Taking over now would show
     // as an overlapping call at once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        client.get_app(app).await.unwrap().lease.map(|l| l.node_id),
-        Some("n1".to_owned()),
-        "n2 waits while n1 acts"
-    );
+    holds_for(
+        "n2 waits while n1 acts",
+        Duration::from_millis(500),
+        || async {
+            let holder = client.get_app(app).await.unwrap().lease.map(|l| l.node_id);
+            if holder.as_deref() == Some("n1") {
+                Ok(())
+            } else {
+                Err(format!("the lease is {holder:?}"))
+            }
+        },
+    )
+    .await;
     world.release(app);
     eventually("the stop ran", Duration::from_secs(10), || async {
         task_status(&client, stop.id).await == TaskStatus::Succeeded
