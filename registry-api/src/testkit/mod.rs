@@ -228,18 +228,14 @@ pub async fn expect_next(
     value: &[u8],
 ) -> Result<(), Failure> {
     let expected = Event::new(kind, path, value);
-    match tokio::time::timeout(within, subscription.next()).await {
-        Ok(Some(event)) if event == expected => Ok(()),
-        Ok(Some(event)) => Err(Failure(format!(
-            "expected {expected:?} as the next event, got {event:?}"
-        ))),
-        Ok(None) => Err(Failure(format!(
-            "expected {expected:?}, but the subscription ended"
-        ))),
-        Err(_) => Err(Failure(format!(
-            "expected {expected:?} within {within:?}, but no event came"
-        ))),
-    }
+    let event = next_event(subscription, within)
+        .await
+        .map_err(|Failure(why)| Failure(format!("expected {expected:?}, but {why}")))?;
+    crate::ensure!(
+        event == expected,
+        "expected {expected:?} as the next event, got {event:?}"
+    );
+    Ok(())
 }
 
 /// The next event on the subscription, whatever it is, within `within`.
