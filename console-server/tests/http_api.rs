@@ -1,14 +1,18 @@
 //! The HTTP API of one real node (standalone registry, SQLite, the process executor), driven
-//! through its router without a socket.
+//! through its router without a socket. The tests are `standalone_…`, after the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use console_server::{Console, ConsoleConfig};
 use serde_json::{Value, json};
+use test_support::eventually;
 use tower::ServiceExt;
+
+/// How long the node may take to get where a test waits for it (ready, an app's state).
+const SETTLE: Duration = Duration::from_secs(15);
 
 /// A node in a temporary directory; its app processes are killed when it is dropped.
 struct TestNode {
@@ -42,7 +46,7 @@ impl TestNode {
             dir,
             token,
         };
-        node.wait_for("the node to be ready", |node| async move {
+        eventually("the node is ready", SETTLE, || async {
             node.call(Method::GET, "/readyz", None).await.0 == StatusCode::OK
         })
         .await;
@@ -95,22 +99,9 @@ impl TestNode {
         app
     }
 
-    /// Polls `condition` every 20 ms until it holds, failing after 15 s.
-    async fn wait_for<'a, F, Fut>(&'a self, what: &str, condition: F)
-    where
-        F: Fn(&'a Self) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !condition(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     async fn wait_for_state(&self, id: i64, state: &str) -> Value {
-        self.wait_for(&format!("app {id} to be {state}"), |node| async move {
-            node.app(id).await["state"] == state
+        eventually(&format!("app {id} is {state}"), SETTLE, || async {
+            self.app(id).await["state"] == state
         })
         .await;
         self.app(id).await
@@ -141,7 +132,7 @@ impl Drop for TestNode {
 }
 
 #[tokio::test]
-async fn walkthrough_create_start_see_running_stop() {
+async fn standalone_walkthrough_create_start_see_running_stop() {
     let node = TestNode::start(None).await;
     let marker = node.marker("marker");
     let app = node
@@ -188,7 +179,7 @@ async fn walkthrough_create_start_see_running_stop() {
     let (status, nodes) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(nodes[0]["id"], "test-node");
-    node.wait_for("the node to be shown as leader", |node| async move {
+    eventually("the node is shown as leader", SETTLE, || async {
         node.call(Method::GET, "/api/v1/cluster/nodes", None)
             .await
             .1[0]["leader"]
@@ -207,7 +198,7 @@ async fn walkthrough_create_start_see_running_stop() {
 }
 
 #[tokio::test]
-async fn a_dead_app_is_marked_failed_by_the_monitor() {
+async fn standalone_a_dead_app_is_marked_failed_by_the_monitor() {
     let node = TestNode::start(None).await;
     let app = node
         .create_app(&format!("exec sleep 300 # {}", node.dir.path().display()))
@@ -228,7 +219,7 @@ async fn a_dead_app_is_marked_failed_by_the_monitor() {
 
 /// Every refused request: its status, its JSON error code, and no change to stored apps.
 #[tokio::test]
-async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
+async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() {
     let node = TestNode::start(Some("s3cret")).await;
     let app = node.create_app("exec sleep 300").await;
     let id = app["id"].as_i64().unwrap();
@@ -430,7 +421,7 @@ async fn bad_input_is_refused_with_json_errors_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn idempotency_key_returns_the_first_task() {
+async fn standalone_idempotency_key_returns_the_first_task() {
     let node = TestNode::start(None).await;
     let app = node.create_app("exec sleep 300").await;
     let id = app["id"].as_i64().unwrap();
@@ -454,7 +445,7 @@ async fn idempotency_key_returns_the_first_task() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn standalone_metrics_are_prometheus_text() {
     let node = TestNode::start(None).await;
     node.call(Method::GET, "/api/v1/apps", None).await;
     let request = Request::builder()

@@ -143,7 +143,7 @@ fn secrets_stay_out_of_debug_output() {
 }
 
 #[tokio::test]
-async fn connect_builds_the_standalone_registry() {
+async fn standalone_is_what_connect_builds_by_default() {
     let registry = registry_all::connect(&RegistryConfig::default())
         .await
         .expect("standalone connects");

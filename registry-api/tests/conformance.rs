@@ -1,5 +1,6 @@
 //! The conformance kit against the in-process `standalone` registry: every case that applies to
-//! a single process.
+//! a single process. The cases are `standalone_conformance::<case>`, so `cargo test standalone_`
+//! runs them with every other test of the standalone registry.
 
 use std::time::Duration;
 
@@ -50,4 +51,6 @@ impl Environment for StandaloneEnvironment {
     async fn destroy(&self) {}
 }
 
-registry_api::registry_conformance_tests!(StandaloneEnvironment, single_process);
+mod standalone_conformance {
+    registry_api::registry_conformance_tests!(super::StandaloneEnvironment, single_process);
+}

@@ -1,11 +1,12 @@
 //! The kit can fail: deliberately broken backends make the relevant cases fail with a message
-//! that says what was expected.
+//! that says what was expected. The broken backends wrap the `standalone` registry, hence the
+//! `standalone_` names.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::testkit::{CaseResult, Environment, cases, cases_cancellation};
+use registry_api::testkit::{CaseResult, Environment, cases};
 use registry_api::{
     ConnectionListener, ConnectionState, EventKind, LockGuard, Mode, Registry, RegistryError,
     StandaloneRegistry, StandaloneServer, Subscription,
@@ -173,7 +174,7 @@ fn assert_fails_saying(outcome: CaseResult, expected: &str) {
 }
 
 #[tokio::test]
-async fn kit_fails_a_backend_that_drops_removed_events() {
+async fn standalone_kit_fails_a_backend_that_drops_removed_events() {
     let outcome = run_against(
         Defect::DropsRemovedEvents,
         cases::subscribe_sees_added_updated_removed,
@@ -192,7 +193,7 @@ async fn kit_fails_a_backend_that_drops_removed_events() {
 }
 
 #[tokio::test]
-async fn kit_fails_a_lock_that_excludes_nobody() {
+async fn standalone_kit_fails_a_lock_that_excludes_nobody() {
     let outcome = run_against(
         Defect::LockExcludesNobody,
         cases::lock_excludes_another_holder,
@@ -202,7 +203,7 @@ async fn kit_fails_a_lock_that_excludes_nobody() {
 }
 
 #[tokio::test]
-async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
+async fn standalone_kit_fails_a_backend_whose_ephemerals_outlive_close() {
     let outcome = run_against(
         Defect::CloseKeepsEphemerals,
         cases::close_removes_ephemerals_and_frees_locks,
@@ -215,17 +216,17 @@ async fn kit_fails_a_backend_whose_ephemerals_outlive_close() {
 }
 
 #[tokio::test]
-async fn kit_fails_a_lock_whose_dropped_calls_keep_their_claim() {
+async fn standalone_kit_fails_a_lock_whose_dropped_calls_keep_their_claim() {
     let outcome = run_against(
         Defect::DroppedLockKeepsClaim,
-        cases_cancellation::a_dropped_lock_call_leaves_no_claim_behind,
+        cases::a_dropped_lock_call_leaves_no_claim_behind,
     )
     .await;
     assert_fails_saying(outcome, "a dropped lock call of b left a claim behind");
 }
 
 #[tokio::test]
-async fn kit_passes_the_same_wrapper_without_a_defect() {
+async fn standalone_kit_passes_the_same_wrapper_without_a_defect() {
     // The wrapper itself is sound: with the real standalone behaviour behind it, the cases pass.
     for defect in [Defect::DropsRemovedEvents, Defect::LockExcludesNobody] {
         let other = if defect == Defect::DropsRemovedEvents {
@@ -237,7 +238,7 @@ async fn kit_passes_the_same_wrapper_without_a_defect() {
     }
     let cancellation = run_against(
         Defect::DropsRemovedEvents,
-        cases_cancellation::a_dropped_lock_call_leaves_no_claim_behind,
+        cases::a_dropped_lock_call_leaves_no_claim_behind,
     )
     .await;
     assert_eq!(

@@ -8,11 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::proxy::Proxy;
-use common::{PREFIX, SESSION_MS, TestDatabase, connected, wait_for_state, with_database};
+use common::{PREFIX, SESSION_MS, connected};
+use registry_api::testkit::{expect_state, next_event};
 use registry_api::{ConnectionState, Event, EventKind, Mode, Registry, RegistryError};
 use registry_mysql::MysqlRegistry;
 use sqlx::{AssertSqlSafe, Connection};
+use test_support::eventually;
+use test_support::mariadb::TestDatabase;
+use test_support::proxy::TcpProxy;
 
 use ConnectionState::{Connected, Reconnected, SessionLost, Suspended};
 use EventKind::{Added, Removed, Updated};
@@ -20,95 +23,87 @@ use EventKind::{Added, Removed, Updated};
 /// Generous: a liveness bound, not a latency measurement.
 const EVENT_WAIT: Duration = Duration::from_secs(15);
 
-async fn next_event(sub: &mut registry_api::Subscription, what: &str) -> Event {
-    match tokio::time::timeout(EVENT_WAIT, sub.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("subscription ended while waiting for {what}"),
-        Err(_) => panic!("no event within {EVENT_WAIT:?} while waiting for {what}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_eight_writers_500_puts_each_are_seen_exactly_once_in_order() {
     const WRITERS: usize = 8;
     const PUTS: usize = 500;
-    with_database(|db| async move {
-        let watcher = connected(&db).await;
-        let mut events = watcher.subscribe("/load").await.unwrap();
-        let mut writers = Vec::new();
-        for w in 0..WRITERS {
-            let client = connected(&db).await;
-            writers.push(tokio::spawn(async move {
-                for i in 0..PUTS {
-                    // Every other put goes to one shared key, so commits on it interleave.
-                    let (key, value) = if i % 2 == 0 {
-                        (format!("/load/own-{w}"), i.to_string())
-                    } else {
-                        ("/load/shared".to_owned(), format!("{w}:{i}"))
-                    };
-                    client
-                        .put(&key, value.as_bytes(), Mode::Persistent)
-                        .await
-                        .unwrap_or_else(|e| panic!("writer {w}: put {key} = {value}: {e}"));
-                }
-                client.close().await.unwrap();
-            }));
-        }
-        for writer in writers {
-            writer.await.unwrap();
-        }
-        let mut seen: BTreeMap<String, Vec<(EventKind, String)>> = BTreeMap::new();
-        for n in 0..WRITERS * PUTS {
-            let event = next_event(&mut events, &format!("event {n} of {}", WRITERS * PUTS)).await;
-            seen.entry(event.path.clone())
-                .or_default()
-                .push((event.kind, event.value_str().into_owned()));
-        }
-        for w in 0..WRITERS {
-            let key = format!("/load/own-{w}");
-            let got = &seen[&key];
-            let expected: Vec<(EventKind, String)> = (0..PUTS)
-                .step_by(2)
-                .enumerate()
-                .map(|(n, i)| (if n == 0 { Added } else { Updated }, i.to_string()))
-                .collect();
-            assert_eq!(
-                got, &expected,
-                "{key}: every value exactly once, in commit order"
-            );
-        }
-        let shared = &seen["/load/shared"];
-        assert_eq!(shared.len(), WRITERS * PUTS / 2);
-        assert_eq!(shared[0].0, Added);
-        assert!(shared[1..].iter().all(|(kind, _)| *kind == Updated));
-        for w in 0..WRITERS {
-            let mine: Vec<usize> = shared
-                .iter()
-                .filter_map(|(_, v)| v.split_once(':'))
-                .filter(|(writer, _)| *writer == w.to_string())
-                .map(|(_, i)| i.parse().unwrap())
-                .collect();
-            let expected: Vec<usize> = (1..PUTS).step_by(2).collect();
-            assert_eq!(
-                mine, expected,
-                "writer {w}'s values on the shared key, in order, once each"
-            );
-        }
-        // Nothing more: no duplicates trail behind.
-        let extra = tokio::time::timeout(
-            Duration::from_millis(3 * common::HEARTBEAT_MS),
-            events.next(),
-        )
-        .await;
-        assert!(extra.is_err(), "no event beyond the writes, got {extra:?}");
-        watcher.close().await.unwrap();
-    })
+    let db = common::database().await;
+    let watcher = connected(&db).await;
+    let mut events = watcher.subscribe("/load").await.unwrap();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = connected(&db).await;
+        writers.push(tokio::spawn(async move {
+            for i in 0..PUTS {
+                // Every other put goes to one shared key, so commits on it interleave.
+                let (key, value) = if i % 2 == 0 {
+                    (format!("/load/own-{w}"), i.to_string())
+                } else {
+                    ("/load/shared".to_owned(), format!("{w}:{i}"))
+                };
+                client
+                    .put(&key, value.as_bytes(), Mode::Persistent)
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w}: put {key} = {value}: {e}"));
+            }
+            client.close().await.unwrap();
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut seen: BTreeMap<String, Vec<(EventKind, String)>> = BTreeMap::new();
+    for n in 0..WRITERS * PUTS {
+        let event = next_event(&mut events, EVENT_WAIT)
+            .await
+            .unwrap_or_else(|failure| panic!("event {n} of {}: {failure}", WRITERS * PUTS));
+        seen.entry(event.path.clone())
+            .or_default()
+            .push((event.kind, event.value_str().into_owned()));
+    }
+    for w in 0..WRITERS {
+        let key = format!("/load/own-{w}");
+        let got = &seen[&key];
+        let expected: Vec<(EventKind, String)> = (0..PUTS)
+            .step_by(2)
+            .enumerate()
+            .map(|(n, i)| (if n == 0 { Added } else { Updated }, i.to_string()))
+            .collect();
+        assert_eq!(
+            got, &expected,
+            "{key}: every value exactly once, in commit order"
+        );
+    }
+    let shared = &seen["/load/shared"];
+    assert_eq!(shared.len(), WRITERS * PUTS / 2);
+    assert_eq!(shared[0].0, Added);
+    assert!(shared[1..].iter().all(|(kind, _)| *kind == Updated));
+    for w in 0..WRITERS {
+        let mine: Vec<usize> = shared
+            .iter()
+            .filter_map(|(_, v)| v.split_once(':'))
+            .filter(|(writer, _)| *writer == w.to_string())
+            .map(|(_, i)| i.parse().unwrap())
+            .collect();
+        let expected: Vec<usize> = (1..PUTS).step_by(2).collect();
+        assert_eq!(
+            mine, expected,
+            "writer {w}'s values on the shared key, in order, once each"
+        );
+    }
+    // Nothing more: no duplicates trail behind.
+    let extra = tokio::time::timeout(
+        Duration::from_millis(3 * common::HEARTBEAT_MS),
+        events.next(),
+    )
     .await;
+    assert!(extra.is_err(), "no event beyond the writes, got {extra:?}");
+    watcher.close().await.unwrap();
 }
 
 /// The connection id the client's last heartbeat recorded.
 async fn connection_id(db: &TestDatabase, client: &MysqlRegistry) -> i64 {
-    let mut admin = db.admin().await;
+    let mut admin = db.connect().await;
     let id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT connection_id FROM {PREFIX}clients WHERE id = ?"
     )))
@@ -122,126 +117,122 @@ async fn connection_id(db: &TestDatabase, client: &MysqlRegistry) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_killed_connection_suspends_then_reconnects_keeping_ephemerals() {
-    with_database(|db| async move {
-        let watcher = connected(&db).await;
-        let victim = connected(&db).await;
-        let mut events = watcher.subscribe("/kill").await.unwrap();
-        victim
-            .put("/kill/node", b"alive", Mode::Ephemeral)
-            .await
-            .unwrap();
-        let event = next_event(&mut events, "Added /kill/node").await;
-        assert_eq!(event, Event::new(Added, "/kill/node", "alive"));
-        let session = victim.client_id();
-        let mut states = victim.connection_listener();
-        assert_eq!(states.next().await, Some(Connected));
+    let db = common::database().await;
+    let watcher = connected(&db).await;
+    let victim = connected(&db).await;
+    let mut events = watcher.subscribe("/kill").await.unwrap();
+    victim
+        .put("/kill/node", b"alive", Mode::Ephemeral)
+        .await
+        .unwrap();
+    let event = next_event(&mut events, EVENT_WAIT).await.unwrap();
+    assert_eq!(event, Event::new(Added, "/kill/node", "alive"));
+    let session = victim.client_id();
+    let mut states = victim.connection_listener();
+    assert_eq!(states.next().await, Some(Connected));
 
-        let thread = connection_id(&db, &victim).await;
-        let mut admin = db.admin().await;
-        sqlx::query(AssertSqlSafe(format!("KILL {thread}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
+    let thread = connection_id(&db, &victim).await;
+    let mut admin = db.connect().await;
+    sqlx::query(AssertSqlSafe(format!("KILL {thread}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
 
-        let mut seen = Vec::new();
-        let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
-        assert!(
-            wait_for_state(&mut states, wait, &mut seen, |s| s == Suspended).await,
-            "a killed connection should suspend the client; saw {seen:?}"
-        );
-        assert!(
-            wait_for_state(&mut states, wait, &mut seen, |s| s == Reconnected).await,
-            "the client should reconnect with its session; saw {seen:?}"
-        );
-        assert_eq!(seen, [Suspended, Reconnected], "no session loss on the way");
-        assert_eq!(victim.client_id(), session, "the same session survives");
-        assert_ne!(
-            connection_id(&db, &victim).await,
-            thread,
-            "on a new connection"
-        );
-        assert_eq!(
-            watcher.get("/kill/node").await.unwrap().as_deref(),
-            Some(&b"alive"[..]),
-            "the ephemeral survives"
-        );
-        // The watcher saw nothing in between, and the client writes again.
-        victim
-            .put("/kill/node", b"still", Mode::Ephemeral)
+    let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
+    let mut seen = expect_state(&mut states, wait, Suspended)
+        .await
+        .unwrap_or_else(|failure| {
+            panic!("a killed connection should suspend the client: {failure}")
+        });
+    seen.extend(
+        expect_state(&mut states, wait, Reconnected)
             .await
-            .unwrap();
-        let event = next_event(&mut events, "Updated /kill/node").await;
-        assert_eq!(event, Event::new(Updated, "/kill/node", "still"));
-        victim.close().await.unwrap();
-        watcher.close().await.unwrap();
-    })
-    .await;
+            .unwrap_or_else(|failure| {
+                panic!("the client should reconnect with its session: {failure}")
+            }),
+    );
+    assert_eq!(seen, [Suspended, Reconnected], "no session loss on the way");
+    assert_eq!(victim.client_id(), session, "the same session survives");
+    assert_ne!(
+        connection_id(&db, &victim).await,
+        thread,
+        "on a new connection"
+    );
+    assert_eq!(
+        watcher.get("/kill/node").await.unwrap().as_deref(),
+        Some(&b"alive"[..]),
+        "the ephemeral survives"
+    );
+    // The watcher saw nothing in between, and the client writes again.
+    victim
+        .put("/kill/node", b"still", Mode::Ephemeral)
+        .await
+        .unwrap();
+    let event = next_event(&mut events, EVENT_WAIT).await.unwrap();
+    assert_eq!(event, Event::new(Updated, "/kill/node", "still"));
+    victim.close().await.unwrap();
+    watcher.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_client_cut_off_past_the_session_timeout_is_purged_and_re_registers() {
-    with_database(|db| async move {
-        let proxy = Proxy::start(&db.server.host_port).await;
-        let mut config = db.config();
-        config.url = format!("mysql://{}/{}", proxy.addr, db.name);
-        let victim = MysqlRegistry::new(config).unwrap();
-        victim.connect(Duration::from_secs(15)).await.unwrap();
-        let watcher = connected(&db).await;
-        let mut events = watcher.subscribe("/away").await.unwrap();
-        victim
-            .put("/away/node", b"v1", Mode::Ephemeral)
-            .await
-            .unwrap();
-        let lock = victim.lock("/away/lock", None).await.unwrap();
-        assert_eq!(
-            next_event(&mut events, "Added").await,
-            Event::new(Added, "/away/node", "v1")
-        );
-        let old_session = victim.client_id();
-        let mut states = victim.connection_listener();
-        assert_eq!(states.next().await, Some(Connected));
+    let db = common::database().await;
+    let proxy = TcpProxy::start(&db.server().host_port).await;
+    let mut config = common::config(&db);
+    config.url = format!("mysql://{}/{}", proxy.addr(), db.name());
+    let victim = MysqlRegistry::new(config).unwrap();
+    victim.connect(Duration::from_secs(15)).await.unwrap();
+    let watcher = connected(&db).await;
+    let mut events = watcher.subscribe("/away").await.unwrap();
+    victim
+        .put("/away/node", b"v1", Mode::Ephemeral)
+        .await
+        .unwrap();
+    let lock = victim.lock("/away/lock", None).await.unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Added, "/away/node", "v1")
+    );
+    let old_session = victim.client_id();
+    let mut states = victim.connection_listener();
+    assert_eq!(states.next().await, Some(Connected));
 
-        proxy.set_dark(true);
-        let mut seen = Vec::new();
-        let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
-        // Peers purge it by the database's clock and see the key go, with its last value.
-        assert_eq!(
-            next_event(&mut events, "Removed while cut off").await,
-            Event::new(Removed, "/away/node", "v1")
-        );
-        let got = watcher.try_lock_for_test("/away/lock").await;
-        assert!(got, "the cut-off client's lock is freed by the purge");
-        // The client itself knows: suspended, then lost once the session timeout passed.
-        assert!(
-            wait_for_state(&mut states, wait, &mut seen, |s| s == SessionLost).await,
-            "expected SessionLost while cut off; saw {seen:?}"
-        );
-        assert_eq!(seen, [Suspended, SessionLost]);
-        assert!(!lock.is_valid(), "its lock guard is invalid");
-        assert!(matches!(
-            victim.put("/away/other", b"x", Mode::Persistent).await,
-            Err(RegistryError::NotConnected { .. })
-        ));
+    proxy.black_hole();
+    let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
+    // Peers purge it by the database's clock and see the key go, with its last value.
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Removed, "/away/node", "v1")
+    );
+    let got = watcher.try_lock_for_test("/away/lock").await;
+    assert!(got, "the cut-off client's lock is freed by the purge");
+    // The client itself knows: suspended, then lost once the session timeout passed.
+    let seen = expect_state(&mut states, wait, SessionLost)
+        .await
+        .unwrap_or_else(|failure| panic!("while cut off: {failure}"));
+    assert_eq!(seen, [Suspended, SessionLost]);
+    assert!(!lock.is_valid(), "its lock guard is invalid");
+    assert!(matches!(
+        victim.put("/away/other", b"x", Mode::Persistent).await,
+        Err(RegistryError::NotConnected { .. })
+    ));
 
-        proxy.set_dark(false);
-        assert!(
-            wait_for_state(&mut states, wait, &mut seen, |s| s == Connected).await,
-            "expected a new session once the network is back; saw {seen:?}"
-        );
-        assert_ne!(victim.client_id(), old_session, "a new session");
-        assert_eq!(
-            next_event(&mut events, "Added after re-registration").await,
-            Event::new(Added, "/away/node", "v1")
-        );
-        victim.close().await.unwrap();
-        assert_eq!(
-            next_event(&mut events, "Removed on close").await,
-            Event::new(Removed, "/away/node", "v1")
-        );
-        watcher.close().await.unwrap();
-    })
-    .await;
+    proxy.pass();
+    expect_state(&mut states, wait, Connected)
+        .await
+        .unwrap_or_else(|failure| panic!("a new session once the network is back: {failure}"));
+    assert_ne!(victim.client_id(), old_session, "a new session");
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Added, "/away/node", "v1")
+    );
+    victim.close().await.unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Removed, "/away/node", "v1")
+    );
+    watcher.close().await.unwrap();
 }
 
 trait TryLockForTest {
@@ -256,196 +247,197 @@ impl TryLockForTest for MysqlRegistry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_late_committing_writer_is_delivered_before_later_ones() {
-    with_database(|db| async move {
-        let watcher = connected(&db).await;
-        let writer = connected(&db).await;
-        let mut events = watcher.subscribe("/late").await.unwrap();
-        // A slow writer, by hand, following the backend's protocol: lock the sequence row,
-        // write the row and its event, and stall before committing.
-        let mut slow = db.admin().await;
-        sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
-        let last: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT last_seq FROM {PREFIX}sequence WHERE id = 1 FOR UPDATE"
-        )))
-        .fetch_one(&mut slow)
-        .await
-        .unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {PREFIX}data (path, value, owner, version, updated_at) VALUES ('/late/a', 'a', NULL, 1, UTC_TIMESTAMP(6))"
-        )))
-        .execute(&mut slow)
-        .await
-        .unwrap();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {PREFIX}events (seq, path, kind, old_value, new_value, created_at) VALUES (?, '/late/a', 1, NULL, 'a', UTC_TIMESTAMP(6))"
-        )))
-        .bind(last + 1)
-        .execute(&mut slow)
-        .await
-        .unwrap();
-        sqlx::query(AssertSqlSafe(format!("UPDATE {PREFIX}sequence SET last_seq = ? WHERE id = 1")))
-            .bind(last + 1)
-            .execute(&mut slow)
-            .await
-            .unwrap();
-        // A fast writer starts later and must not commit (and be delivered) first.
-        let fast = tokio::spawn(async move {
-            writer.put("/late/b", b"b", Mode::Persistent).await.unwrap();
-            writer
-        });
-        let mut probe = db.admin().await;
-        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-        loop {
+    let db = common::database().await;
+    let watcher = connected(&db).await;
+    let writer = connected(&db).await;
+    let mut events = watcher.subscribe("/late").await.unwrap();
+    // A slow writer, by hand, following the backend's protocol: lock the sequence row,
+    // write the row and its event, and stall before committing.
+    let mut slow = db.connect().await;
+    sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
+    let last: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT last_seq FROM {PREFIX}sequence WHERE id = 1 FOR UPDATE"
+    )))
+    .fetch_one(&mut slow)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {PREFIX}data (path, value, owner, version, updated_at) VALUES ('/late/a', 'a', NULL, 1, UTC_TIMESTAMP(6))"
+    )))
+    .execute(&mut slow)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {PREFIX}events (seq, path, kind, old_value, new_value, created_at) VALUES (?, '/late/a', 1, NULL, 'a', UTC_TIMESTAMP(6))"
+    )))
+    .bind(last + 1)
+    .execute(&mut slow)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {PREFIX}sequence SET last_seq = ? WHERE id = 1"
+    )))
+    .bind(last + 1)
+    .execute(&mut slow)
+    .await
+    .unwrap();
+    // A fast writer starts later and must not commit (and be delivered) first.
+    let fast = tokio::spawn(async move {
+        writer.put("/late/b", b"b", Mode::Persistent).await.unwrap();
+        writer
+    });
+    let probe = tokio::sync::Mutex::new(db.connect().await);
+    eventually(
+        "the fast writer waits for the sequence lock",
+        EVENT_WAIT,
+        || async {
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
             )
-            .fetch_one(&mut probe)
+            .fetch_one(&mut *probe.lock().await)
             .await
             .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the fast writer should wait for the sequence lock"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!fast.is_finished(), "the fast writer committed before the slow one");
-        assert!(events.try_next().is_none(), "nothing is delivered before the slow commit");
-        sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
-        let writer = fast.await.unwrap();
-        assert_eq!(next_event(&mut events, "the slow write").await, Event::new(Added, "/late/a", "a"));
-        assert_eq!(next_event(&mut events, "the fast write").await, Event::new(Added, "/late/b", "b"));
-        let _ = slow.close().await;
-        let _ = probe.close().await;
-        writer.close().await.unwrap();
-        watcher.close().await.unwrap();
-    })
+            waiting > 0
+        },
+    )
     .await;
+    assert!(
+        !fast.is_finished(),
+        "the fast writer committed before the slow one"
+    );
+    assert!(
+        events.try_next().is_none(),
+        "nothing is delivered before the slow commit"
+    );
+    sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
+    let writer = fast.await.unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Added, "/late/a", "a")
+    );
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Added, "/late/b", "b")
+    );
+    let _ = slow.close().await;
+    let _ = probe.into_inner().close().await;
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_event_purge_deletes_old_events_only() {
-    with_database(|db| async move {
-        let client = connected(&db).await;
-        client.put("/gc/a", b"1", Mode::Persistent).await.unwrap();
-        client.put("/gc/b", b"2", Mode::Persistent).await.unwrap();
-        let mut admin = db.admin().await;
-        let aged = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {PREFIX}events SET created_at = created_at - INTERVAL 2 HOUR"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap()
-        .rows_affected();
-        assert_eq!(aged, 2);
-        client.put("/gc/c", b"3", Mode::Persistent).await.unwrap();
-        client.put("/gc/a", b"4", Mode::Persistent).await.unwrap();
-        let purged = client
-            .purge_events_older_than(Duration::from_secs(3600))
-            .await
-            .unwrap();
-        assert_eq!(purged, 2, "the two aged events go");
-        let left: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT new_value FROM {PREFIX}events ORDER BY seq"
-        )))
-        .fetch_all(&mut admin)
+    let db = common::database().await;
+    let client = connected(&db).await;
+    client.put("/gc/a", b"1", Mode::Persistent).await.unwrap();
+    client.put("/gc/b", b"2", Mode::Persistent).await.unwrap();
+    let mut admin = db.connect().await;
+    let aged = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {PREFIX}events SET created_at = created_at - INTERVAL 2 HOUR"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(aged, 2);
+    client.put("/gc/c", b"3", Mode::Persistent).await.unwrap();
+    client.put("/gc/a", b"4", Mode::Persistent).await.unwrap();
+    let purged = client
+        .purge_events_older_than(Duration::from_secs(3600))
         .await
         .unwrap();
-        assert_eq!(left, [b"3".to_vec(), b"4".to_vec()], "recent events stay");
-        // Data is untouched and subscribers keep working.
-        assert_eq!(
-            client.get("/gc/b").await.unwrap().as_deref(),
-            Some(&b"2"[..])
-        );
-        let mut events = client.subscribe("/gc").await.unwrap();
-        client.delete("/gc/b").await.unwrap();
-        assert_eq!(
-            next_event(&mut events, "Removed").await,
-            Event::new(Removed, "/gc/b", "2")
-        );
-        admin.close().await.unwrap();
-        client.close().await.unwrap();
-    })
-    .await;
+    assert_eq!(purged, 2, "the two aged events go");
+    let left: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT new_value FROM {PREFIX}events ORDER BY seq"
+    )))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(left, [b"3".to_vec(), b"4".to_vec()], "recent events stay");
+    // Data is untouched and subscribers keep working.
+    assert_eq!(
+        client.get("/gc/b").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    let mut events = client.subscribe("/gc").await.unwrap();
+    client.delete("/gc/b").await.unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Removed, "/gc/b", "2")
+    );
+    admin.close().await.unwrap();
+    client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_keys_with_sql_wildcards_and_case_are_literal() {
-    with_database(|db| async move {
-        let client = connected(&db).await;
-        for key in [
-            "/w/a_b/x", "/w/aXb/y", "/w/a%b", "/w/a%/z", "/w/A_b", "/w/a_b ",
-        ] {
-            client
-                .put(key, key.as_bytes(), Mode::Persistent)
-                .await
-                .unwrap();
-        }
-        assert_eq!(client.children("/w/a_b").await.unwrap(), ["x"]);
-        assert_eq!(client.children("/w/a%").await.unwrap(), ["z"]);
-        assert_eq!(
-            client.children("/w").await.unwrap(),
-            ["A_b", "a%", "a%b", "aXb", "a_b", "a_b "]
-        );
-        let mut events = client.subscribe("/w/a_b").await.unwrap();
+    let db = common::database().await;
+    let client = connected(&db).await;
+    for key in [
+        "/w/a_b/x", "/w/aXb/y", "/w/a%b", "/w/a%/z", "/w/A_b", "/w/a_b ",
+    ] {
         client
-            .put("/w/aXb/y", b"changed", Mode::Persistent)
+            .put(key, key.as_bytes(), Mode::Persistent)
             .await
             .unwrap();
-        client.delete("/w/a_b").await.unwrap();
-        assert_eq!(
-            next_event(&mut events, "Removed /w/a_b/x").await,
-            Event::new(Removed, "/w/a_b/x", "/w/a_b/x"),
-            "a subscription to /w/a_b sees neither /w/aXb/y nor /w/A_b"
-        );
-        for (key, present) in [
-            ("/w/a_b/x", false),
-            ("/w/aXb/y", true),
-            ("/w/a%b", true),
-            ("/w/A_b", true),
-            ("/w/a_b ", true),
-        ] {
-            assert_eq!(client.exists(key).await.unwrap(), present, "{key:?}");
-        }
-        client.close().await.unwrap();
-    })
-    .await;
+    }
+    assert_eq!(client.children("/w/a_b").await.unwrap(), ["x"]);
+    assert_eq!(client.children("/w/a%").await.unwrap(), ["z"]);
+    assert_eq!(
+        client.children("/w").await.unwrap(),
+        ["A_b", "a%", "a%b", "aXb", "a_b", "a_b "]
+    );
+    let mut events = client.subscribe("/w/a_b").await.unwrap();
+    client
+        .put("/w/aXb/y", b"changed", Mode::Persistent)
+        .await
+        .unwrap();
+    client.delete("/w/a_b").await.unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Removed, "/w/a_b/x", "/w/a_b/x"),
+        "a subscription to /w/a_b sees neither /w/aXb/y nor /w/A_b"
+    );
+    for (key, present) in [
+        ("/w/a_b/x", false),
+        ("/w/aXb/y", true),
+        ("/w/a%b", true),
+        ("/w/A_b", true),
+        ("/w/a_b ", true),
+    ] {
+        assert_eq!(client.exists(key).await.unwrap(), present, "{key:?}");
+    }
+    client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_expired_client_cannot_write_or_lock_until_it_has_a_new_session() {
-    with_database(|db| async move {
-        let client = connected(&db).await;
-        let mut states = client.connection_listener();
-        assert_eq!(states.next().await, Some(Connected));
-        client.put("/exp/e", b"1", Mode::Ephemeral).await.unwrap();
-        let old = client.client_id();
-        common::expire(&db, &client).await.unwrap();
-        // Whichever call or heartbeat comes first, a dead session never writes.
-        let outcome = client.put("/exp/p", b"x", Mode::Persistent).await;
-        assert!(
-            matches!(
-                outcome,
-                Err(RegistryError::SessionLost { .. } | RegistryError::NotConnected { .. })
-            ) || client.client_id() != old,
-            "a put by an expired session must fail, got {outcome:?}"
-        );
-        let mut seen = Vec::new();
-        assert!(
-            wait_for_state(&mut states, EVENT_WAIT, &mut seen, |s| s == Connected).await,
-            "expected a new session; saw {seen:?}"
-        );
-        assert_eq!(seen, [SessionLost, Connected]);
-        assert_eq!(
-            client.get("/exp/e").await.unwrap().as_deref(),
-            Some(&b"1"[..])
-        );
-        client.put("/exp/p", b"x", Mode::Persistent).await.unwrap();
-        client.close().await.unwrap();
-    })
-    .await;
+    let db = common::database().await;
+    let client = connected(&db).await;
+    let mut states = client.connection_listener();
+    assert_eq!(states.next().await, Some(Connected));
+    client.put("/exp/e", b"1", Mode::Ephemeral).await.unwrap();
+    let old = client.client_id();
+    common::expire(&db, &client).await.unwrap();
+    // Whichever call or heartbeat comes first, a dead session never writes.
+    let outcome = client.put("/exp/p", b"x", Mode::Persistent).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(RegistryError::SessionLost { .. } | RegistryError::NotConnected { .. })
+        ) || client.client_id() != old,
+        "a put by an expired session must fail, got {outcome:?}"
+    );
+    let seen = expect_state(&mut states, EVENT_WAIT, Connected)
+        .await
+        .unwrap_or_else(|failure| panic!("a new session: {failure}"));
+    assert_eq!(seen, [SessionLost, Connected]);
+    assert_eq!(
+        client.get("/exp/e").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    client.put("/exp/p", b"x", Mode::Persistent).await.unwrap();
+    client.close().await.unwrap();
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The registry conformance kit against a real ZooKeeper (`CONSOLE_TEST_ZK`, default
 //! 127.0.0.1:2181, started by `deploy/zookeeper.sh start`), including the SIGKILL crash case and
 //! the unreachable-server case. Each case runs in a namespace of its own, deleted afterwards.
+//! The cases are `zk_conformance::<case>`, so `cargo test zk_` runs them with every other
+//! ZooKeeper test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,13 +13,13 @@ use async_trait::async_trait;
 use registry_api::RegistryError;
 use registry_api::testkit::Environment;
 use registry_zookeeper::{ZookeeperConfig, ZookeeperRegistry};
-use serde::{Deserialize, Serialize};
+use test_support::ports::free_port;
+use test_support::zookeeper::{self, Namespace};
 
 /// One namespace on the test server; clients use a 2 s session timeout.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 struct ZookeeperEnvironment {
-    servers: String,
-    namespace: String,
+    namespace: Namespace,
 }
 
 #[async_trait]
@@ -26,31 +28,36 @@ impl Environment for ZookeeperEnvironment {
 
     async fn create() -> Result<Self, String> {
         common::init_logging();
-        let servers = common::servers();
-        common::require_server(&servers).await?;
+        let servers = zookeeper::servers();
+        zookeeper::check(&servers).await?;
         Ok(Self {
-            servers,
-            namespace: common::unique_namespace("conformance"),
+            namespace: Namespace::new(&servers, "conformance").await,
         })
     }
 
+    /// `description` is `<servers> <namespace path>`.
     async fn attach(description: &str) -> Result<Self, String> {
-        serde_json::from_str(description).map_err(|error| format!("bad description: {error}"))
+        let (servers, path) = description
+            .split_once(' ')
+            .ok_or_else(|| format!("bad description: {description}"))?;
+        Ok(Self {
+            namespace: Namespace::attach(servers, path),
+        })
     }
 
     fn describe(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        format!("{} {}", self.namespace.servers(), self.namespace.path())
     }
 
     fn new_client(&self) -> Result<ZookeeperRegistry, RegistryError> {
-        ZookeeperRegistry::new(common::config(&self.servers, &self.namespace))
+        ZookeeperRegistry::new(common::config_in(&self.namespace))
     }
 
     fn unreachable_client(&self, timeout: Duration) -> Option<ZookeeperRegistry> {
         let config = ZookeeperConfig {
-            servers: format!("127.0.0.1:{}", closed_port()),
+            servers: format!("127.0.0.1:{}", free_port()),
             connect_timeout_ms: timeout.as_millis() as u64,
-            ..common::config(&self.servers, &self.namespace)
+            ..common::config_in(&self.namespace)
         };
         ZookeeperRegistry::new(config).ok()
     }
@@ -73,14 +80,10 @@ impl Environment for ZookeeperEnvironment {
     }
 
     async fn destroy(&self) {
-        common::delete_namespace(&self.servers, &self.namespace).await;
+        self.namespace.delete().await;
     }
 }
 
-/// A local port where nothing listens (bound by us a moment ago, then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+mod zk_conformance {
+    registry_api::registry_conformance_tests!(super::ZookeeperEnvironment);
 }
-
-registry_api::registry_conformance_tests!(ZookeeperEnvironment);

@@ -8,13 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
-use common::server::{PrivateZookeeper, free_port};
-use registry_api::{
-    ConnectionListener, ConnectionState, Event, EventKind, Mode, Registry, RegistryError,
-    RegistryExt, Subscription,
-};
+use registry_api::testkit::{expect_next, expect_state, next_event};
+use registry_api::{ConnectionState, Event, EventKind, Mode, Registry, RegistryError, RegistryExt};
 use registry_zookeeper::{ZookeeperConfig, ZookeeperRegistry};
+use test_support::eventually;
+use test_support::ports::free_port;
+use test_support::proxy::TcpProxy;
+use test_support::zookeeper::{self, Namespace, PrivateZookeeper};
 use zookeeper_client as zk;
 
 use ConnectionState::{Connected, Reconnected, SessionLost, Suspended};
@@ -22,60 +22,6 @@ use EventKind::{Added, Removed, Updated};
 
 /// Generous bound for anything that should happen promptly (an event, a state change).
 const PROMPTLY: Duration = Duration::from_secs(15);
-
-async fn next_event(subscription: &mut Subscription, within: Duration) -> Event {
-    match tokio::time::timeout(within, subscription.next()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("the subscription to {} ended", subscription.prefix()),
-        Err(_) => panic!("no event on {} within {within:?}", subscription.prefix()),
-    }
-}
-
-async fn expect_next(subscription: &mut Subscription, kind: EventKind, path: &str, value: &str) {
-    let event = next_event(subscription, PROMPTLY).await;
-    assert_eq!(
-        event,
-        Event::new(kind, path, value),
-        "unexpected event on {}",
-        subscription.prefix()
-    );
-}
-
-/// Collects states from `listener` until `state` arrives; returns everything seen.
-async fn states_until(
-    listener: &mut ConnectionListener,
-    state: ConnectionState,
-    within: Duration,
-) -> Vec<ConnectionState> {
-    let mut seen = Vec::new();
-    let reached = tokio::time::timeout(within, async {
-        while let Some(next) = listener.next().await {
-            seen.push(next);
-            if next == state {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(
-        reached.is_ok() && seen.last() == Some(&state),
-        "expected {state:?} within {within:?}; saw {seen:?}"
-    );
-    seen
-}
-
-/// Polls `condition` every 20 ms until it holds, failing after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A raw ZooKeeper client without credentials, outside any namespace.
 async fn raw_client(servers: &str) -> zk::Client {
@@ -90,11 +36,11 @@ async fn raw_client(servers: &str) -> zk::Client {
 async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals() {
     common::init_logging();
     let server = PrivateZookeeper::start().await;
-    let namespace = common::unique_namespace("restart");
+    let namespace = Namespace::new(&server.servers(), "restart").await;
     // Long enough to outlast a restart of the server on a busy machine.
     let config = ZookeeperConfig {
         session_timeout_ms: 20_000,
-        ..common::config(&server.servers(), &namespace)
+        ..common::config_in(&namespace)
     };
     let holder = common::connected_with(config.clone()).await;
     let watcher = std::sync::Arc::new(common::connected_with(config).await);
@@ -103,14 +49,16 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
         .put("/nodes/a", b"alive", Mode::Ephemeral)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let guard = holder.lock("/locks/l", None).await.unwrap();
     // A waiter queued behind the holder, across the restart (its watch must survive it).
     let waiter = {
         let watcher = watcher.clone();
         tokio::spawn(async move { watcher.lock("/locks/l", None).await })
     };
-    eventually(PROMPTLY, "the waiter should queue up", || async {
+    eventually("the waiter queues up", PROMPTLY, || async {
         holder.children("/locks/l").await.unwrap().len() == 2
     })
     .await;
@@ -119,7 +67,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
     let mut watcher_states = watcher.connection_listener();
 
     server.stop().await;
-    states_until(&mut holder_states, Suspended, PROMPTLY).await;
+    expect_state(&mut holder_states, PROMPTLY, Suspended)
+        .await
+        .unwrap();
     assert!(
         guard.is_valid(),
         "a lock must stay valid while merely suspended"
@@ -133,12 +83,16 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
     );
     server.resume().await;
 
-    let seen = states_until(&mut holder_states, Reconnected, Duration::from_secs(30)).await;
+    let seen = expect_state(&mut holder_states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(
         !seen.contains(&SessionLost),
         "the session should survive a restart within its timeout; saw {seen:?}"
     );
-    let seen = states_until(&mut watcher_states, Reconnected, Duration::from_secs(30)).await;
+    let seen = expect_state(&mut watcher_states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(!seen.contains(&SessionLost), "watcher saw {seen:?}");
     assert_eq!(
         holder.session_id(),
@@ -152,7 +106,9 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
         .put("/nodes/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/marker", "m").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/marker", b"m")
+        .await
+        .unwrap();
     assert_eq!(
         watcher.get("/nodes/a").await.unwrap().as_deref(),
         Some(&b"alive"[..])
@@ -175,22 +131,26 @@ async fn zk_restart_within_session_timeout_keeps_the_session_and_its_ephemerals(
 async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     common::init_logging();
     let server = PrivateZookeeper::start().await;
-    let namespace = common::unique_namespace("outage");
-    let holder = common::connected(&server.servers(), &namespace).await;
-    let peer = common::connected(&server.servers(), &namespace).await;
+    let namespace = Namespace::new(&server.servers(), "outage").await;
+    let holder = common::connected_with(common::config_in(&namespace)).await;
+    let peer = common::connected_with(common::config_in(&namespace)).await;
     let mut events = peer.subscribe("/nodes").await.unwrap();
     holder
         .put("/nodes/a", b"alive", Mode::Ephemeral)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let guard = holder.lock("/locks/l", None).await.unwrap();
     let old_session = holder.session_id().unwrap();
     let mut states = holder.connection_listener();
 
     server.stop().await;
     // The client concludes the expiry itself after 1.4 session timeouts without a server.
-    let seen = states_until(&mut states, SessionLost, Duration::from_secs(20)).await;
+    let seen = expect_state(&mut states, Duration::from_secs(20), SessionLost)
+        .await
+        .unwrap();
     assert!(
         seen.contains(&Suspended),
         "Suspended comes before SessionLost; saw {seen:?}"
@@ -202,12 +162,14 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     server.resume().await;
 
     // The new session re-creates the ephemeral once the server has removed the old one.
-    states_until(&mut states, Connected, Duration::from_secs(40)).await;
+    expect_state(&mut states, Duration::from_secs(40), Connected)
+        .await
+        .unwrap();
     let new_session = holder.session_id().unwrap();
     assert_ne!(new_session, old_session, "a new session after the loss");
     let raw = raw_client(&server.servers()).await;
     let stat = raw
-        .check_stat(&format!("{namespace}/nodes/a"))
+        .check_stat(&format!("{}/nodes/a", namespace.path()))
         .await
         .unwrap()
         .expect("the ephemeral is re-created");
@@ -217,8 +179,12 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
     );
 
     // The peer (which lost its own session too) sees the old node go and the new one come.
-    expect_next(&mut events, Removed, "/nodes/a", "alive").await;
-    expect_next(&mut events, Added, "/nodes/a", "alive").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/nodes/a", b"alive")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/nodes/a", b"alive")
+        .await
+        .unwrap();
     let taken = peer
         .try_lock("/locks/l", Duration::from_secs(10))
         .await
@@ -233,14 +199,13 @@ async fn zk_outage_past_session_timeout_loses_the_session_then_reregisters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "resync");
-    let proxy = Proxy::start(&servers).await;
-    let writer = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "resync").await;
+    let proxy = TcpProxy::start(&servers).await;
+    let writer = common::connected_with(common::config_in(&namespace)).await;
     let watcher = common::connected_with(ZookeeperConfig {
         session_timeout_ms: 20_000,
-        ..common::config(&proxy.servers(), &namespace.name)
+        ..common::config(&proxy.addr().to_string(), namespace.path())
     })
     .await;
     for (key, value) in [("/w/changed", "v1"), ("/w/gone", "g"), ("/w/same", "s")] {
@@ -254,21 +219,25 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
     let mut states = watcher.connection_listener();
 
     proxy.cut();
-    states_until(&mut states, Suspended, PROMPTLY).await;
+    expect_state(&mut states, PROMPTLY, Suspended)
+        .await
+        .unwrap();
     writer
         .put("/w/changed", b"v2", Mode::Persistent)
         .await
         .unwrap();
     writer.delete("/w/gone").await.unwrap();
     writer.put("/w/new", b"n", Mode::Persistent).await.unwrap();
-    proxy.restore();
-    let seen = states_until(&mut states, Reconnected, Duration::from_secs(30)).await;
+    proxy.pass();
+    let seen = expect_state(&mut states, Duration::from_secs(30), Reconnected)
+        .await
+        .unwrap();
     assert!(!seen.contains(&SessionLost), "saw {seen:?}");
     assert_eq!(watcher.session_id(), session);
 
     let mut got = BTreeSet::new();
     for _ in 0..3 {
-        let event = next_event(&mut events, PROMPTLY).await;
+        let event = next_event(&mut events, PROMPTLY).await.unwrap();
         got.insert(format!("{event:?}"));
     }
     let expected: BTreeSet<String> = [
@@ -284,7 +253,9 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
         .put("/w/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/w/marker", "m").await;
+    expect_next(&mut events, PROMPTLY, Added, "/w/marker", b"m")
+        .await
+        .unwrap();
     writer.close().await.unwrap();
     watcher.close().await.unwrap();
 }
@@ -292,14 +263,13 @@ async fn zk_changes_during_a_connection_loss_are_delivered_after_reconnecting() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_namespaces_keep_clusters_apart() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
+    let servers = zookeeper::servers();
     let (first_ns, second_ns) = (
-        common::Namespace::new(&servers, "cluster"),
-        common::Namespace::new(&servers, "cluster"),
+        Namespace::new(&servers, "cluster").await,
+        Namespace::new(&servers, "cluster").await,
     );
-    let first = common::connected_with(first_ns.config()).await;
-    let second = common::connected_with(second_ns.config()).await;
+    let first = common::connected_with(common::config_in(&first_ns)).await;
+    let second = common::connected_with(common::config_in(&second_ns)).await;
     let mut first_events = first.subscribe("/nodes").await.unwrap();
     first
         .put("/nodes/x", b"first", Mode::Ephemeral)
@@ -325,12 +295,16 @@ async fn zk_namespaces_keep_clusters_apart() {
         both.0.unwrap().is_some() && both.1.unwrap().is_some(),
         "the same lock path in two namespaces is two locks"
     );
-    expect_next(&mut first_events, Added, "/nodes/x", "first").await;
+    expect_next(&mut first_events, PROMPTLY, Added, "/nodes/x", b"first")
+        .await
+        .unwrap();
     first
         .put("/nodes/marker", b"m", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut first_events, Added, "/nodes/marker", "m").await;
+    expect_next(&mut first_events, PROMPTLY, Added, "/nodes/marker", b"m")
+        .await
+        .unwrap();
     first.close().await.unwrap();
     second.close().await.unwrap();
 }
@@ -338,11 +312,10 @@ async fn zk_namespaces_keep_clusters_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_digest_keeps_clients_without_the_credentials_out() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let mut guard = common::Namespace::new(&servers, "digest");
-    guard.digest = "console:s3cret".to_owned();
-    let namespace = guard.name.clone();
+    let servers = zookeeper::servers();
+    let mut guard = Namespace::new(&servers, "digest").await;
+    guard.set_digest("console:s3cret");
+    let namespace = guard.path().to_owned();
     let with_digest = |digest: &str| ZookeeperConfig {
         digest: digest.into(),
         ..common::config(&servers, &namespace)
@@ -402,7 +375,13 @@ async fn zk_digest_keeps_clients_without_the_credentials_out() {
     assert_eq!(owner.get("/nodes/p").await.unwrap(), None);
     owner.close().await.unwrap();
     colleague.close().await.unwrap();
-    drop(guard);
+    let admin = common::connected_with(ZookeeperConfig {
+        namespace: "/".to_owned(),
+        ..with_digest("console:s3cret")
+    })
+    .await;
+    admin.delete(&namespace).await.unwrap();
+    admin.close().await.unwrap();
     let leftover = raw.check_stat(&namespace).await.unwrap();
     assert!(
         leftover.is_none(),
@@ -447,11 +426,10 @@ async fn zk_wrong_servers_fail_clearly_within_connect_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "locks");
-    let holder = common::connected_with(namespace.config()).await;
-    let waiter = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "locks").await;
+    let holder = common::connected_with(common::config_in(&namespace)).await;
+    let waiter = common::connected_with(common::config_in(&namespace)).await;
     let guard = holder.lock("/locks/c", None).await.unwrap();
     // A dropped future, a timed-out lock, and a timed-out untimed lock.
     let dropped = tokio::time::timeout(Duration::from_millis(300), waiter.lock("/locks/c", None));
@@ -464,15 +442,15 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
         "{timed:?}"
     );
     eventually(
+        "only the holder's node remains",
         Duration::from_secs(5),
-        "only the holder's node should remain",
         || async { holder.children("/locks/c").await.unwrap().len() == 1 },
     )
     .await;
     guard.release().await.unwrap();
     eventually(
+        "the released lock has left no node",
         Duration::from_secs(5),
-        "a released lock leaves no node",
         || async { holder.children("/locks/c").await.unwrap().is_empty() },
     )
     .await;
@@ -489,10 +467,9 @@ async fn zk_cancelled_lock_attempts_leave_no_node_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "fencing");
-    let client = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "fencing").await;
+    let client = common::connected_with(common::config_in(&namespace)).await;
     let first = client.lock("/locks/f", None).await.unwrap();
     let first_token = first.fencing_token();
     first.release().await.unwrap();
@@ -515,22 +492,25 @@ async fn zk_fencing_tokens_increase_even_when_the_lock_directory_is_recreated() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "tree");
-    let client = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "tree").await;
+    let client = common::connected_with(common::config_in(&namespace)).await;
     let mut events = client.subscribe("/tree").await.unwrap();
     client
         .put("/tree/a/b/c", b"v", Mode::Persistent)
         .await
         .unwrap();
     let _lock = client.lock("/tree/lock", None).await.unwrap();
-    expect_next(&mut events, Added, "/tree/a/b/c", "v").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/a/b/c", b"v")
+        .await
+        .unwrap();
     assert_eq!(client.get("/tree/a").await.unwrap(), None);
     assert!(!client.exists("/tree/a/b").await.unwrap());
     assert_eq!(client.children("/tree").await.unwrap(), ["a", "lock"]);
     client.delete("/tree/a/b/c").await.unwrap();
-    expect_next(&mut events, Removed, "/tree/a/b/c", "v").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/tree/a/b/c", b"v")
+        .await
+        .unwrap();
     assert_eq!(
         client.children("/tree").await.unwrap(),
         ["lock"],
@@ -541,38 +521,53 @@ async fn zk_implied_parents_and_lock_nodes_are_not_keys() {
         .put("/tree/p/x", b"x", Mode::Persistent)
         .await
         .unwrap();
-    expect_next(&mut events, Added, "/tree/p/x", "x").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/p/x", b"x")
+        .await
+        .unwrap();
     client.put("/tree/p", b"p", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Added, "/tree/p", "p").await;
+    expect_next(&mut events, PROMPTLY, Added, "/tree/p", b"p")
+        .await
+        .unwrap();
     client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_put_changes_a_keys_mode_atomically_and_respects_owners() {
     common::init_logging();
-    let servers = common::servers();
-    common::require_server(&servers).await.unwrap();
-    let namespace = common::Namespace::new(&servers, "modes");
-    let owner = common::connected_with(namespace.config()).await;
-    let other = common::connected_with(namespace.config()).await;
+    let servers = zookeeper::servers();
+    let namespace = Namespace::new(&servers, "modes").await;
+    let owner = common::connected_with(common::config_in(&namespace)).await;
+    let other = common::connected_with(common::config_in(&namespace)).await;
     let mut events = other.subscribe("/k").await.unwrap();
     owner.put("/k", b"p", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Added, "/k", "p").await;
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"p")
+        .await
+        .unwrap();
     owner.put("/k", b"e", Mode::Ephemeral).await.unwrap();
-    expect_next(&mut events, Removed, "/k", "p").await;
-    expect_next(&mut events, Added, "/k", "e").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/k", b"p")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"e")
+        .await
+        .unwrap();
     assert!(matches!(
         other.put("/k", b"x", Mode::Persistent).await,
         Err(RegistryError::Conflict { .. })
     ));
     owner.put("/k", b"p2", Mode::Persistent).await.unwrap();
-    expect_next(&mut events, Removed, "/k", "e").await;
-    expect_next(&mut events, Added, "/k", "p2").await;
+    expect_next(&mut events, PROMPTLY, Removed, "/k", b"e")
+        .await
+        .unwrap();
+    expect_next(&mut events, PROMPTLY, Added, "/k", b"p2")
+        .await
+        .unwrap();
     other
         .put("/k", b"theirs", Mode::Persistent)
         .await
         .expect("a persistent key can be overwritten by anyone");
-    expect_next(&mut events, Updated, "/k", "theirs").await;
+    expect_next(&mut events, PROMPTLY, Updated, "/k", b"theirs")
+        .await
+        .unwrap();
 
     owner
         .put("/parent/child", b"c", Mode::Persistent)

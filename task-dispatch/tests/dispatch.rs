@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::fake::{FakeActions, InProcessNotifier, World};
 use serde_json::json;
@@ -16,6 +16,8 @@ use task_dispatch::{
     Action, AppId, AppState, Dispatcher, DispatcherConfig, Error, NewApp, Phase, Store, TaskId,
     TaskStatus,
 };
+use test_support::eventually;
+use test_support::wait::holds_for;
 
 /// One simulated console node: a dispatcher on a runtime of its own.
 struct Node {
@@ -103,7 +105,7 @@ async fn set_live(nodes: &[&Node], live: &[&str]) {
     let mut expected: Vec<String> = live.iter().map(|s| (*s).to_owned()).collect();
     expected.sort();
     for node in nodes {
-        wait_until(
+        eventually(
             "the node sees the new live set",
             Duration::from_secs(10),
             || {
@@ -112,22 +114,6 @@ async fn set_live(nodes: &[&Node], live: &[&str]) {
             },
         )
         .await;
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, failing after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -208,7 +194,7 @@ async fn mysql_four_dispatchers_run_2000_tasks_while_one_is_killed() {
                 })
                 .await;
             accepted.push(task);
-            wait_until(
+            eventually(
                 "n2 is acting on the held app",
                 Duration::from_secs(30),
                 || {
@@ -281,7 +267,7 @@ async fn mysql_four_dispatchers_run_2000_tasks_while_one_is_killed() {
     }
     assert!(killed);
 
-    wait_until("every task is finished", Duration::from_secs(300), || {
+    eventually("every task is finished", Duration::from_secs(300), || {
         let url = db.url.clone();
         async move { unfinished_tasks(&url).await == 0 }
     })
@@ -408,7 +394,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
     .unwrap();
     assert!(!dispatcher.is_ready());
     dispatcher.nodes_changed(["solo:10000"]);
-    wait_until("the node is ready", Duration::from_secs(5), || {
+    eventually("the node is ready", Duration::from_secs(5), || {
         let ready = dispatcher.is_ready();
         async move { ready }
     })
@@ -421,7 +407,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
         .await
         .unwrap()
         .task;
-    wait_until("the start succeeded", Duration::from_secs(10), || async {
+    eventually("the start succeeded", Duration::from_secs(10), || async {
         task_status(&store, start.id).await == TaskStatus::Succeeded
     })
     .await;
@@ -440,7 +426,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
     // queue: idle load is one poll per interval per node, whatever the number of apps.
     let reads_before = dispatcher.stats().task_queue_reads.load(Relaxed);
     let probes_before = world.probes_by("solo:10000");
-    wait_until("ten more probes", Duration::from_secs(10), || {
+    eventually("ten more probes", Duration::from_secs(10), || {
         let probes = world.probes_by("solo:10000");
         async move { probes >= probes_before + 10 }
     })
@@ -453,7 +439,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
 
     // The process dies: the monitor marks the app FAILED with the reason.
     world.crash(app);
-    wait_until(
+    eventually(
         "the monitor found the app dead",
         Duration::from_secs(10),
         || async { app_state(&store, app).await == AppState::Failed },
@@ -482,7 +468,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
         .await
         .unwrap()
         .task;
-    wait_until("restart and stop ran", Duration::from_secs(10), || async {
+    eventually("restart and stop ran", Duration::from_secs(10), || async {
         task_status(&store, stop.id).await == TaskStatus::Succeeded
     })
     .await;
@@ -535,7 +521,7 @@ async fn mysql_a_joining_node_adopts_running_apps_without_restarting_them() {
         n1.run(async move { d.submit(app, Action::Start, None).await.unwrap() })
             .await;
     }
-    wait_until("every app runs", Duration::from_secs(30), || async {
+    eventually("every app runs", Duration::from_secs(30), || async {
         let mut all = true;
         for &app in &apps {
             all &= app_state(&client, app).await == AppState::Running;
@@ -552,7 +538,7 @@ async fn mysql_a_joining_node_adopts_running_apps_without_restarting_them() {
         .filter(|&app| n3.dispatcher.owner_of(app).as_deref() == Some("n3"))
         .collect();
     assert!(!moved.is_empty(), "some apps move to the new node");
-    wait_until(
+    eventually(
         "n3 holds the leases of its apps",
         Duration::from_secs(30),
         || async {
@@ -566,7 +552,7 @@ async fn mysql_a_joining_node_adopts_running_apps_without_restarting_them() {
     )
     .await;
     let probes = world.probes_by("n3");
-    wait_until("n3 monitors them", Duration::from_secs(10), || {
+    eventually("n3 monitors them", Duration::from_secs(10), || {
         let more = world.probes_by("n3") > probes;
         async move { more }
     })
@@ -591,7 +577,7 @@ async fn mysql_a_joining_node_adopts_running_apps_without_restarting_them() {
         .run(async move { d.submit(app, Action::Stop, None).await.unwrap() })
         .await
         .task;
-    wait_until("the stop ran", Duration::from_secs(10), || async {
+    eventually("the stop ran", Duration::from_secs(10), || async {
         task_status(&client, stop.id).await == TaskStatus::Succeeded
     })
     .await;
@@ -632,7 +618,7 @@ async fn mysql_a_node_that_loses_its_session_stops_at_once_and_a_peer_takes_over
         .run(async move { d.submit(app, Action::Start, None).await.unwrap() })
         .await
         .task;
-    wait_until("n1 is starting the app", Duration::from_secs(10), || {
+    eventually("n1 is starting the app", Duration::from_secs(10), || {
         let busy = world.in_flight_on("n1").contains(&app);
         async move { busy }
     })
@@ -640,7 +626,7 @@ async fn mysql_a_node_that_loses_its_session_stops_at_once_and_a_peer_takes_over
     let epoch = client.node_epoch("n1").await.unwrap().unwrap();
 
     n1.dispatcher.session_lost();
-    wait_until("n1 dropped its call", Duration::from_secs(5), || {
+    eventually("n1 dropped its call", Duration::from_secs(5), || {
         let idle = world.in_flight_on("n1").is_empty();
         async move { idle }
     })
@@ -654,7 +640,7 @@ async fn mysql_a_node_that_loses_its_session_stops_at_once_and_a_peer_takes_over
     // The registry tells n2 that n1 is gone: n2 fences n1's session and runs the task again.
     world.release(app);
     set_live(&[&n2], &["n2"]).await;
-    wait_until(
+    eventually(
         "the start succeeded on n2",
         Duration::from_secs(10),
         || async { task_status(&client, start.id).await == TaskStatus::Succeeded },
@@ -671,7 +657,7 @@ async fn mysql_a_node_that_loses_its_session_stops_at_once_and_a_peer_takes_over
     // n1 comes back: a new epoch; the app returns to it and is adopted as it is.
     n1.dispatcher.session_restored(["n1", "n2"]);
     set_live(&[&n2], &["n1", "n2"]).await;
-    wait_until(
+    eventually(
         "n1 holds the app again",
         Duration::from_secs(10),
         || async {
@@ -721,7 +707,7 @@ async fn mysql_a_busy_live_owner_finishes_its_action_before_handing_over() {
             (start, stop)
         })
         .await;
-    wait_until("n1 is starting the app", Duration::from_secs(10), || {
+    eventually("n1 is starting the app", Duration::from_secs(10), || {
         let busy = world.in_flight_on("n1").contains(&app);
         async move { busy }
     })
@@ -732,14 +718,21 @@ async fn mysql_a_busy_live_owner_finishes_its_action_before_handing_over() {
     set_live(&[&n1, &n2], &["n1", "n2"]).await;
     // Give n2 time to (wrongly) take over: several lease retries. Taking over now would show
     // as an overlapping call at once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        client.get_app(app).await.unwrap().lease.map(|l| l.node_id),
-        Some("n1".to_owned()),
-        "n2 waits while n1 acts"
-    );
+    holds_for(
+        "n2 waits while n1 acts",
+        Duration::from_millis(500),
+        || async {
+            let holder = client.get_app(app).await.unwrap().lease.map(|l| l.node_id);
+            if holder.as_deref() == Some("n1") {
+                Ok(())
+            } else {
+                Err(format!("the lease is {holder:?}"))
+            }
+        },
+    )
+    .await;
     world.release(app);
-    wait_until("the stop ran", Duration::from_secs(10), || async {
+    eventually("the stop ran", Duration::from_secs(10), || async {
         task_status(&client, stop.id).await == TaskStatus::Succeeded
     })
     .await;

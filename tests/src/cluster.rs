@@ -20,6 +20,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use test_support::mariadb::{MariaDb, TestDatabase};
+use test_support::proxy::TcpProxy;
+use test_support::wait::{eventually, poll_until};
+use test_support::zookeeper::{self, Namespace, PrivateZookeeper};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -27,10 +31,6 @@ use crate::api::{Api, App, NodeInfo};
 use crate::binary;
 use crate::node::Node;
 use crate::processes::{self, RUN_TAG_VAR};
-use crate::proxy::TcpProxy;
-use crate::services::{self, MariaDb, TestDatabase, ZkNamespace};
-use crate::wait::eventually;
-use crate::zookeeper_server::PrivateZookeeper;
 
 /// How long a cluster may take to start and agree on its members.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,7 +154,7 @@ pub struct Cluster {
     mariadb: MariaDb,
     store_db: TestDatabase,
     registry_db: Option<TestDatabase>,
-    namespace: Option<ZkNamespace>,
+    namespace: Option<Namespace>,
     zookeeper: Option<PrivateZookeeper>,
     proxy: Option<TcpProxy>,
     nodes: Vec<Node>,
@@ -185,7 +185,7 @@ impl Cluster {
             .expect("create the run directory")
             .keep();
         let run_lock = processes::RunLock::acquire(&run_dir);
-        let token = services::unique_token();
+        let token = test_support::unique_token();
         let mariadb = MariaDb::from_env();
         let store_db = mariadb
             .create_database(&format!("cluster_test_{token}_store"))
@@ -207,14 +207,15 @@ impl Cluster {
         match options.registry {
             RegistryKind::Zookeeper => {
                 let servers = if options.private_zookeeper {
-                    let server = PrivateZookeeper::start(&cluster.run_dir.join("zookeeper")).await;
+                    let server =
+                        PrivateZookeeper::start_in(&cluster.run_dir.join("zookeeper")).await;
                     let servers = server.servers();
                     cluster.zookeeper = Some(server);
                     servers
                 } else {
-                    services::zookeeper_servers()
+                    zookeeper::servers()
                 };
-                cluster.namespace = Some(ZkNamespace::new(&servers).await);
+                cluster.namespace = Some(Namespace::new(&servers, "cluster-test").await);
             }
             RegistryKind::Mysql => {
                 cluster.registry_db = Some(
@@ -245,14 +246,12 @@ impl Cluster {
 
     /// The name of the task-store database (`database.url`) the nodes share.
     pub fn store_database(&self) -> &str {
-        &self.store_db.name
+        self.store_db.name()
     }
 
     /// The name of the registry database (MySQL registry only).
     pub fn registry_database(&self) -> Option<&str> {
-        self.registry_db
-            .as_ref()
-            .map(|database| database.name.as_str())
+        self.registry_db.as_ref().map(|database| database.name())
     }
 
     pub fn session_timeout(&self) -> Duration {
@@ -343,23 +342,21 @@ impl Cluster {
             RegistryKind::Zookeeper => {
                 let namespace = self.namespace.as_ref().expect("a ZooKeeper namespace");
                 RegistrySection::Zookeeper {
-                    servers: namespace.servers.clone(),
-                    namespace: namespace.path.clone(),
+                    servers: namespace.servers().to_owned(),
+                    namespace: namespace.path().to_owned(),
                 }
             }
             RegistryKind::Mysql => {
                 let database = self.registry_db.as_ref().expect("a registry database");
                 RegistrySection::Mysql {
-                    url: format!("mysql://{database_host}/{}", database.name),
+                    url: format!("mysql://{database_host}/{}", database.name()),
                     username: self.mariadb.username.clone(),
                     password: self.mariadb.password.clone(),
                 }
             }
         };
         ConfigTemplate {
-            store_url: self
-                .mariadb
-                .url_with_credentials(&database_host, &self.store_db.name),
+            store_url: self.mariadb.url(&database_host, self.store_db.name()),
             registry,
             options: self.options.clone(),
         }
@@ -443,7 +440,7 @@ impl Cluster {
         let apis = self.live_apis();
         let report = self.log_reports(40);
         let left = timeout.saturating_sub(started.elapsed());
-        let outcome = crate::wait::poll_until(left, || {
+        let outcome = poll_until(left, || {
             let apis = apis.clone();
             let expected = expected.clone();
             async move {
@@ -674,10 +671,10 @@ impl Drop for Cluster {
             node.kill_now();
         }
         // `deploy/zookeeper.sh clean` of a private server (its command line names the run
-        // directory, so it would be killed as a tagged process otherwise). Its namespace goes
-        // with it.
-        if self.zookeeper.take().is_some() {
-            self.namespace = None;
+        // directory, so it would be killed as a tagged process otherwise), after its namespace.
+        if let Some(server) = self.zookeeper.take() {
+            drop(self.namespace.take());
+            drop(server);
         }
         let killed = processes::kill_tagged(&self.run_tag());
         if killed > 0 && !failed {
@@ -688,30 +685,10 @@ impl Drop for Cluster {
         }
         // The proxy's tasks live on the test's runtime; stop them before blocking below.
         self.proxy = None;
-        let store_db = self.store_db.clone();
-        let registry_db = self.registry_db.clone();
-        let namespace = self.namespace.clone();
-        // Drop runs inside the test's runtime (or while unwinding): clean up on a thread of
-        // its own with its own runtime.
-        let cleaned = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the teardown");
-            runtime.block_on(async {
-                store_db.drop_database().await;
-                if let Some(database) = registry_db {
-                    database.drop_database().await;
-                }
-                if let Some(namespace) = namespace {
-                    namespace.delete().await;
-                }
-            });
-        })
-        .join();
-        if cleaned.is_err() {
-            eprintln!("the teardown of {} panicked", self.run_dir.display());
-        }
+        // Each guard cleans up on a thread of its own (this runs inside the test's runtime, or
+        // while unwinding) and waits for it; the store database goes when the fields drop.
+        drop(self.registry_db.take());
+        drop(self.namespace.take());
         if failed || std::env::var_os("CLUSTER_TESTS_KEEP").is_some() {
             eprintln!(
                 "kept the run directory {} (node logs, configs, markers)",

@@ -3,7 +3,11 @@
 //!
 //! A test builds a [`Cluster`] from [`Options`] (registry kind, node count, timings), drives it
 //! through each node's [`Api`], and synchronises on conditions with deadlines ([`wait`]), never
-//! on fixed sleeps. The acceptance tests of the clustered console are in `tests/acceptance.rs`.
+//! on fixed sleeps. The acceptance tests of the clustered console are in `tests/acceptance/`.
+//!
+//! The generic test helpers (waiting, the TCP proxy, ZooKeeper namespaces and the private
+//! server, MariaDB databases, free ports) live in the `test-support` crate; [`wait`] and
+//! [`services`] re-export the ones `cluster-bench` uses.
 //!
 //! # The binary
 //! [`binary::console_server`] builds `console-server` once per test process with the `cargo`
@@ -31,13 +35,15 @@ pub mod api;
 pub mod binary;
 pub mod cluster;
 pub mod node;
-pub mod ports;
 pub mod processes;
-pub mod proxy;
-pub mod services;
-pub mod wait;
-pub mod zookeeper_server;
 
 pub use api::{Answer, Api, App, Body, Id, NodeInfo, Task};
 pub use cluster::{Cluster, Options, RegistryKind};
+pub use test_support::wait;
 pub use wait::{eventually, holds_for, poll_until};
+
+/// The shared services, as `test_support` gives them.
+pub mod services {
+    pub use test_support::mariadb::MariaDb;
+    pub use test_support::zookeeper::servers as zookeeper_servers;
+}

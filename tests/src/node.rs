@@ -6,7 +6,7 @@
 //!   process's stdout and stderr across restarts, each start after a `=== harness:` line.
 //! - The process gets the test's environment minus every `CONSOLE*` variable (they would
 //!   override the YAML), plus `RUST_LOG` (`CLUSTER_TESTS_LOG`, default `info`) and
-//!   [`RUN_TAG_VAR`](crate::processes::RUN_TAG_VAR), which its apps inherit, plus the node's own
+//!   [`RUN_TAG_VAR`], which its apps inherit, plus the node's own
 //!   variables ([`Node::set_env`]), set last.
 //! - It is started with `PR_SET_PDEATHSIG = SIGKILL`: if the test process dies without its
 //!   teardown, the kernel kills the console too. (Its apps run in sessions of their own and are
@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use test_support::ports::free_port;
+use test_support::wait::{self, poll_until};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use crate::api::Api;
 use crate::processes::{self, RUN_TAG_VAR};
-use crate::wait::{self, poll_until};
 
 /// How long a node may take from spawn to answering `/healthz`.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,7 +131,7 @@ impl Node {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         fs::create_dir_all(self.data_dir()).expect("create the node's directory");
         let mut port = if self.port == 0 {
-            crate::ports::free_port()
+            free_port()
         } else {
             self.port
         };
@@ -147,7 +148,7 @@ impl Node {
                         self.id
                     );
                     self.child = None;
-                    port = crate::ports::free_port();
+                    port = free_port();
                 }
                 Err(why) => {
                     panic!(

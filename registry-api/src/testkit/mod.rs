@@ -4,20 +4,23 @@
 //! in it) and calls one macro:
 //!
 //! ```text
-//! registry_api::registry_conformance_tests!(ZookeeperEnvironment);
+//! mod zk_conformance {
+//!     registry_api::registry_conformance_tests!(super::ZookeeperEnvironment);
+//! }
 //! ```
 //!
 //! which expands to one `#[test]` per case, named after the case, so a failing case is reported
-//! by name with a message that says what was expected. Backends that live in one process only
+//! by name with a message that says what was expected. The module carries the backend's test
+//! prefix (`zk_`, `mysql_`, `standalone_`), so that filtering the tests by it (`cargo test zk_`)
+//! runs the kit with the backend's other tests. Backends that live in one process only
 //! (the `standalone` registry) use `registry_conformance_tests!(Env, single_process)`, which
 //! leaves out the two cases that need a server in another process: the SIGKILL crash case and the
 //! unreachable-server case.
 //!
 //! Each case runs under a deadline, on a fresh environment that is destroyed afterwards. The
-//! cases live in [`cases`], and those about dropped calls in [`cases_cancellation`].
+//! cases live in [`cases`].
 
 pub mod cases;
-pub mod cases_cancellation;
 mod child;
 
 use std::fmt;
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::connection::{ConnectionListener, ConnectionState};
 use crate::error::RegistryError;
 use crate::event::{Event, EventKind};
 use crate::registry::Registry;
@@ -225,16 +229,59 @@ pub async fn expect_next(
     value: &[u8],
 ) -> Result<(), Failure> {
     let expected = Event::new(kind, path, value);
+    let event = next_event(subscription, within)
+        .await
+        .map_err(|Failure(why)| Failure(format!("expected {expected:?}, but {why}")))?;
+    crate::ensure!(
+        event == expected,
+        "expected {expected:?} as the next event, got {event:?}"
+    );
+    Ok(())
+}
+
+/// The next event on the subscription, whatever it is, within `within`.
+pub async fn next_event(
+    subscription: &mut Subscription,
+    within: Duration,
+) -> Result<Event, Failure> {
     match tokio::time::timeout(within, subscription.next()).await {
-        Ok(Some(event)) if event == expected => Ok(()),
-        Ok(Some(event)) => Err(Failure(format!(
-            "expected {expected:?} as the next event, got {event:?}"
-        ))),
+        Ok(Some(event)) => Ok(event),
         Ok(None) => Err(Failure(format!(
-            "expected {expected:?}, but the subscription ended"
+            "the subscription to {} ended",
+            subscription.prefix()
         ))),
         Err(_) => Err(Failure(format!(
-            "expected {expected:?} within {within:?}, but no event came"
+            "no event on {} within {within:?}",
+            subscription.prefix()
+        ))),
+    }
+}
+
+/// Waits until `listener` reports `state` (skipping other states), within `within`; answers
+/// every state it reported on the way, `state` last.
+pub async fn expect_state(
+    listener: &mut ConnectionListener,
+    within: Duration,
+    state: ConnectionState,
+) -> Result<Vec<ConnectionState>, Failure> {
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(within, async {
+        while let Some(next) = listener.next().await {
+            seen.push(next);
+            if next == state {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    match reached {
+        Ok(true) => Ok(seen),
+        Ok(false) => Err(Failure(format!(
+            "expected {state:?}, but the listener ended; saw {seen:?}"
+        ))),
+        Err(_) => Err(Failure(format!(
+            "expected {state:?} within {within:?}; saw {seen:?}"
         ))),
     }
 }
@@ -297,8 +344,6 @@ macro_rules! registry_conformance_tests {
             session_loss_recreates_ephemerals_and_invalidates_locks,
             calls_after_close_fail_with_closed,
             leader_election_grants_one_and_fails_over,
-        );
-        $crate::__registry_conformance_cases!($env, cases_cancellation;
             a_dropped_lock_call_leaves_no_claim_behind,
             a_lock_call_dropped_mid_acquisition_leaves_no_claim_behind,
             dropped_writes_are_recreated_as_asked_after_session_loss,
@@ -311,15 +356,12 @@ macro_rules! registry_conformance_tests {
 #[macro_export]
 macro_rules! __registry_conformance_cases {
     ($env:ty; $($case:ident),* $(,)?) => {
-        $crate::__registry_conformance_cases!($env, cases; $($case),*);
-    };
-    ($env:ty, $module:ident; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 $crate::testkit::run_case::<$env, _, _>(
                     stringify!($case),
-                    |env| $crate::testkit::$module::$case(env),
+                    |env| $crate::testkit::cases::$case(env),
                 );
             }
         )*

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use test_support::eventually;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::*;
@@ -62,15 +63,6 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Polls `condition` until it holds; panics naming `what` after [`DEADLINE`].
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn dead_reason(executor: &ProcessExecutor, app: &AppRef<'_>, handle: &Handle) -> String {
     match executor.probe(app, handle).await {
         Liveness::Dead { reason } => reason,
@@ -81,8 +73,9 @@ async fn dead_reason(executor: &ProcessExecutor, app: &AppRef<'_>, handle: &Hand
 /// Waits until the process named by `handle` has left /proc or exited (a zombie).
 async fn wait_until_exited(handle: &ProcessHandle) {
     let pid = i32::try_from(handle.pid).unwrap();
-    wait_until(
+    eventually(
         &format!("process {pid} has exited"),
+        DEADLINE,
         async || match proc_stat::read(pid).unwrap() {
             None => true,
             Some(stat) => stat.start_time_ticks != handle.start_time_ticks || stat.has_exited(),
@@ -161,12 +154,12 @@ async fn process_start_probe_log_and_graceful_stop() {
     assert_eq!(started.log_path, fixture.executor.log_path(7));
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
-    wait_until("the marker has a line", async || {
+    eventually("the marker has a line", DEADLINE, async || {
         lines(&marker) == ["started"]
     })
     .await;
     let expected = format!("hello from app 7, hi there, in {}", workdir.display());
-    wait_until("the app's output is in its log", async || {
+    eventually("the app's output is in its log", DEADLINE, async || {
         lines(&started.log_path).contains(&expected)
     })
     .await;
@@ -182,13 +175,13 @@ async fn process_start_probe_log_and_graceful_stop() {
 
     // The grace period is a minute, so a SIGTERM death proves that SIGKILL was not needed.
     fixture.executor.stop(&app, &handle).await.unwrap();
-    wait_until("probe explains the SIGTERM death", async || {
+    eventually("probe explains the SIGTERM death", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} was killed by SIGTERM")
     })
     .await;
     // Reaped: not even a zombie is left.
-    wait_until("the process has left /proc", async || {
+    eventually("the process has left /proc", DEADLINE, async || {
         proc_stat::read(pid)
             .unwrap()
             .is_none_or(|stat| stat.start_time_ticks != started.start_time_ticks)
@@ -215,7 +208,10 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
 
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
-    wait_until("the trap is set", async || lines(&marker) == ["started"]).await;
+    eventually("the trap is set", DEADLINE, async || {
+        lines(&marker) == ["started"]
+    })
+    .await;
     let child_pid: i32 = lines(&child_pid_file)[0].parse().unwrap();
     let child = proc_stat::read(child_pid).unwrap().unwrap();
     assert_eq!(child.pgrp, i32::try_from(process(&handle).pid).unwrap());
@@ -227,7 +223,7 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
         "SIGKILL came before the grace period ended"
     );
     let pid = process(&handle).pid;
-    wait_until("probe explains the SIGKILL death", async || {
+    eventually("probe explains the SIGKILL death", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} was killed by SIGKILL")
     })
@@ -253,7 +249,7 @@ async fn process_probe_explains_an_exit_on_its_own() {
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
-    wait_until("probe explains the exit", async || {
+    eventually("probe explains the exit", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} exited with status 3")
     })
@@ -310,7 +306,7 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
     // (a fatal signal takes effect when sent); so a SIGKILL death proves that nothing was sent.
     drop(guard);
     let pid = process(&handle).pid;
-    wait_until("probe explains the SIGKILL death", async || {
+    eventually("probe explains the SIGKILL death", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} was killed by SIGKILL")
     })
@@ -334,7 +330,10 @@ async fn process_start_adopts_an_alive_previous_instance() {
 
     let first = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&first);
-    wait_until("the first instance ran", async || lines(&marker).len() == 1).await;
+    eventually("the first instance ran", DEADLINE, async || {
+        lines(&marker).len() == 1
+    })
+    .await;
 
     let adopted = fixture.executor.start(&app, Some(&first)).await.unwrap();
     assert_eq!(adopted, first);
@@ -347,7 +346,7 @@ async fn process_start_adopts_an_alive_previous_instance() {
     guard.guard(&second);
     assert_ne!(second, first);
     assert_eq!(starts(), 2);
-    wait_until("the second instance ran", async || {
+    eventually("the second instance ran", DEADLINE, async || {
         lines(&marker).len() == 2
     })
     .await;
@@ -365,7 +364,10 @@ async fn process_handles_from_another_boot_or_host() {
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
-    wait_until("the app ran", async || lines(&marker) == ["started"]).await;
+    eventually("the app ran", DEADLINE, async || {
+        lines(&marker) == ["started"]
+    })
+    .await;
 
     // Another boot of this host: the process is gone, whatever now holds the pid.
     let mut other_boot = process(&handle).clone();
@@ -614,7 +616,10 @@ async fn process_app_survives_the_console_being_sigkilled() {
     guard.guard(&handle);
     let started = process(&handle).clone();
     let pid = i32::try_from(started.pid).unwrap();
-    wait_until("the app ran", async || lines(&marker) == ["started"]).await;
+    eventually("the app ran", DEADLINE, async || {
+        lines(&marker) == ["started"]
+    })
+    .await;
 
     // SIGKILL the console that started the app; the app lives on in its own session.
     console.kill().await.unwrap();

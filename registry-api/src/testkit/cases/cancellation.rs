@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{CaseResult, Context, Environment, Failure, connected, expect_event, expect_next};
+use super::super::{
+    CaseResult, Context, Environment, Failure, connected, expect_event, expect_next,
+};
 use crate::connection::ConnectionState;
 use crate::ensure;
 use crate::error::RegistryError;

@@ -1,7 +1,8 @@
 //! Free loopback ports.
 
-/// A port of 127.0.0.1 nothing listens on right now (bound, then released). Another process may
-/// take it before it is used; [`crate::node`] retries with a new port when a node cannot bind.
+/// A port of 127.0.0.1 nothing listens on right now (bound, then released): for a server a test
+/// starts, or as an address where nothing answers. Another process may take it before it is
+/// used; a caller that starts a server on it retries with a new port when it cannot bind.
 ///
 /// # Panics
 /// When no port can be bound at all.

@@ -1,0 +1,78 @@
+//! Store tests, each on MariaDB (`mysql_*`) and SQLite (`sqlite_*`), each in its own database.
+//!
+//! | module | what |
+//! |---|---|
+//! | `apps` | apps and the submission of tasks |
+//! | `claims` | claiming and running tasks through the state machine |
+//! | `leases` | node sessions and app leases, fencing |
+//! | `maintenance` | monitoring, the purge, the baseline's full scan |
+//! | `schema` | connecting, migrations, indexes |
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod apps;
+mod claims;
+mod leases;
+mod maintenance;
+mod schema;
+
+use serde_json::json;
+use task_dispatch::{Adoption, Claim, NewApp, NodeLease, Outcome, Phase, Store, Task};
+
+pub(crate) fn new_app(name: &str) -> NewApp {
+    NewApp {
+        name: name.to_owned(),
+        executor: "process".to_owned(),
+        spec: json!({"command": ["sh", "-c", "sleep 1000"]}),
+    }
+}
+
+/// Registers `node`, adopts `app_id` for it (nobody else live) and returns its lease.
+pub(crate) async fn own(store: &Store, node: &str, app_id: i64) -> NodeLease {
+    let lease = store.register_node(node).await.unwrap();
+    match store.adopt_app(&lease, app_id, |_| false).await.unwrap() {
+        Adoption::Adopted(_) => lease,
+        other => panic!("adoption of {app_id} by {node}: {other:?}"),
+    }
+}
+
+/// Claims the app's next task and expects it to be runnable.
+pub(crate) async fn claim_next(
+    store: &Store,
+    lease: &NodeLease,
+    app_id: i64,
+) -> (Task, task_dispatch::App, &'static [Phase]) {
+    let task = store
+        .next_task(app_id)
+        .await
+        .unwrap()
+        .expect("a task to claim");
+    match store.claim_task(lease, &task, 3).await.unwrap() {
+        Claim::Run { task, app, phases } => (task, *app, phases),
+        Claim::Finished(task) => panic!("task finished at claim: {task:?}"),
+    }
+}
+
+/// Runs the app's next task through every phase with success.
+pub(crate) async fn run_next_ok(
+    store: &Store,
+    lease: &NodeLease,
+    app_id: i64,
+) -> (Task, task_dispatch::App) {
+    let (task, mut app, phases) = claim_next(store, lease, app_id).await;
+    for (i, phase) in phases.iter().enumerate() {
+        if i > 0 {
+            app = store.enter_phase(lease, &app, *phase).await.unwrap();
+        }
+        if i + 1 == phases.len() {
+            let handle = Some(json!({"pid": 42}));
+            return store
+                .finish_task(lease, &task, &app, *phase, Outcome::Succeeded { handle })
+                .await
+                .unwrap();
+        }
+    }
+    unreachable!("an action has at least one phase")
+}

@@ -1,0 +1,114 @@
+//! What runs besides tasks: monitoring marks dead apps, the purge of old tasks, the baseline's
+//! full scan.
+
+use task_dispatch::{Action, AppState, Entity, Error, TaskStatus};
+
+use crate::common;
+use crate::on_both_backends;
+use crate::{new_app, own, run_next_ok};
+
+async fn monitoring_marks_a_dead_running_app_failed(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("mon")).await.unwrap();
+    let lease = own(&store, "n1", app.id).await;
+    let created = store.get_app(app.id).await.unwrap();
+    assert!(matches!(
+        store.mark_app_dead(&lease, &created, "gone").await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap();
+    let (_, running) = run_next_ok(&store, &lease, app.id).await;
+    let dead = store
+        .mark_app_dead(&lease, &running, "process 42 exited")
+        .await
+        .unwrap();
+    assert_eq!(dead.state, AppState::Failed);
+    assert_eq!(store.get_app(app.id).await.unwrap(), dead);
+    // A second probe acting on the stale copy loses.
+    assert!(matches!(
+        store.mark_app_dead(&lease, &running, "again").await,
+        Err(Error::Conflict(_))
+    ));
+}
+on_both_backends!(monitoring_marks_a_dead_running_app_failed =>
+    mysql_monitoring_marks_a_dead_running_app_failed, sqlite_monitoring_marks_a_dead_running_app_failed);
+
+async fn purge_deletes_only_old_finished_tasks(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("purge")).await.unwrap();
+    let lease = own(&store, "n1", app.id).await;
+    store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap();
+    let (finished, _) = run_next_ok(&store, &lease, app.id).await;
+    let pending = store
+        .submit_task(app.id, Action::Stop, None)
+        .await
+        .unwrap()
+        .task;
+    assert_eq!(
+        store.count_unfinished_tasks().await.unwrap(),
+        [(TaskStatus::Pending, 1), (TaskStatus::Running, 0)]
+    );
+    let finished_at = finished
+        .finished_at
+        .expect("a finished task has finished_at");
+    // Nothing finished before the cutoff: nothing goes.
+    assert_eq!(
+        store.purge_finished_tasks(finished_at, 100).await.unwrap(),
+        0
+    );
+    // A cutoff after it: the finished task goes, the pending one stays.
+    assert_eq!(
+        store
+            .purge_finished_tasks(finished_at + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.get_task(finished.id).await,
+        Err(Error::NotFound {
+            entity: Entity::Task,
+            ..
+        })
+    ));
+    assert_eq!(
+        store.get_task(pending.id).await.unwrap().status,
+        TaskStatus::Pending
+    );
+    assert_eq!(store.purge_finished_tasks(i64::MAX, 100).await.unwrap(), 0);
+}
+on_both_backends!(purge_deletes_only_old_finished_tasks =>
+    mysql_purge_deletes_only_old_finished_tasks, sqlite_purge_deletes_only_old_finished_tasks);
+
+async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
+    let store = db.store().await;
+    let busy = store.create_app(new_app("busy")).await.unwrap();
+    let done = store.create_app(new_app("done")).await.unwrap();
+    let lease = own(&store, "n1", done.id).await;
+    store
+        .submit_task(done.id, Action::Start, None)
+        .await
+        .unwrap();
+    run_next_ok(&store, &lease, done.id).await;
+    store
+        .submit_task(busy.id, Action::Start, None)
+        .await
+        .unwrap();
+    let indexed = store.apps_with_unfinished_tasks().await.unwrap();
+    assert_eq!(indexed, [busy.id]);
+    assert_eq!(
+        store
+            .apps_with_unfinished_tasks_by_full_scan()
+            .await
+            .unwrap(),
+        indexed
+    );
+}
+on_both_backends!(full_scan_baseline_finds_the_same_apps =>
+    mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);

@@ -1,0 +1,38 @@
+//! What the tests of every crate share; a dev-dependency only, never published.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`wait`] | [`eventually`]: poll a condition until it holds or a deadline passes (never a fixed sleep); [`wait::poll_until`], [`wait::holds_for`] |
+//! | [`proxy`] | [`proxy::TcpProxy`]: a loopback proxy a test switches between pass, cut and black hole |
+//! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop |
+//! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
+//! | [`ports`] | [`ports::free_port`] |
+//!
+//! # Services
+//! | variable | default | started by |
+//! |---|---|---|
+//! | `CONSOLE_TEST_ZK` | `127.0.0.1:2181` | `deploy/zookeeper.sh start` |
+//! | `CONSOLE_TEST_MYSQL_URL` | `mysql://root@127.0.0.1:3306` | `deploy/mariadb.sh start` |
+//!
+//! A service that does not answer fails the test with a message naming the script that starts
+//! it; nothing is skipped.
+//!
+//! # Notable behaviors
+//! Every namespace and database is private to one test (a random name) and is removed when its
+//! guard is dropped, also when the test panics. Cleanup is best effort: it reports on stderr and
+//! never panics.
+
+pub mod mariadb;
+pub mod ports;
+pub mod proxy;
+pub mod wait;
+pub mod zookeeper;
+
+mod teardown;
+
+pub use wait::eventually;
+
+/// A random token of 12 lowercase hex digits, for names nobody else uses.
+pub fn unique_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}

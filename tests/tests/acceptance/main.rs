@@ -1,0 +1,75 @@
+//! The acceptance tests of the clustered console (issue 6), each for the ZooKeeper and the MySQL
+//! registry: real `console-server` processes, real ZooKeeper and MariaDB, real signals.
+//!
+//! Each scenario is one `async fn(RegistryKind)`; [`both_registries!`] turns it into a `zk_...`
+//! and a `mysql_...` test. Timing bounds are the acceptance criteria themselves; every measured
+//! duration is printed as a `measured:` line (see it with `--nocapture`).
+//!
+//! | module | scenarios |
+//! |---|---|
+//! | `membership` | 1. 30 apps spread over three nodes; 3. a joining node takes apps |
+//! | `failover` | 2. a SIGKILLed node's apps are adopted; 4. SIGTERM hands apps over |
+//! | `concurrent_starts` | 5. concurrent starts start one process |
+//! | `outage` | 6. the registry goes away and comes back |
+//! | `bad_input` | 7. bad input changes nothing |
+//! | `checks` | what the scenarios check on a running cluster |
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use cluster_tests::RegistryKind;
+use tokio::time::Instant;
+
+/// How long 30 apps may take to reach RUNNING, or a cluster to settle after a change.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// How long `owned_apps` (published by each node about once a second) may take to add up.
+const LOAD_PUBLISHED: Duration = Duration::from_secs(10);
+
+/// Turns a scenario into one test per registry.
+macro_rules! both_registries {
+    ($scenario:ident => $zk:ident, $mysql:ident) => {
+        #[tokio::test]
+        async fn $zk() {
+            $crate::timed(
+                stringify!($zk),
+                $scenario(cluster_tests::RegistryKind::Zookeeper),
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn $mysql() {
+            $crate::timed(
+                stringify!($mysql),
+                $scenario(cluster_tests::RegistryKind::Mysql),
+            )
+            .await;
+        }
+    };
+}
+
+/// Runs a scenario and prints how long it took, teardown included.
+async fn timed(name: &str, scenario: impl std::future::Future<Output = ()>) {
+    let started = Instant::now();
+    scenario.await;
+    eprintln!("measured: {name} passed in {} ms", ms(started.elapsed()));
+}
+
+fn label(kind: RegistryKind) -> &'static str {
+    match kind {
+        RegistryKind::Zookeeper => "zk",
+        RegistryKind::Mysql => "mysql",
+    }
+}
+
+fn ms(duration: Duration) -> u128 {
+    duration.as_millis()
+}
+
+mod bad_input;
+mod checks;
+mod concurrent_starts;
+mod failover;
+mod membership;
+mod outage;
