@@ -30,7 +30,7 @@ mod secret;
 mod standalone;
 mod subscription;
 
-#[cfg(feature = "testkit")]
+#[cfg(any(feature = "testkit", doc))]
 pub mod testkit;
 
 pub use connection::{ConnectionListener, ConnectionState, ConnectionStates};
