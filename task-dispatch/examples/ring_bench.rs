@@ -17,51 +17,17 @@
 //! - `moved_over_ideal`: the fraction of keys whose owner changes when `10.9.9.9:10000` joins,
 //!   over the ideal 1/(N+1).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use task_dispatch::{Ring, RingKind};
 
-/// Counts live heap bytes so that `ring_bytes` is measured, not estimated.
-struct CountingAlloc;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a side
-// effect that does not touch the memory handed out.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours, forwarded.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours, forwarded.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours, forwarded.
-        let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new_ptr.is_null() {
-            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        }
-        new_ptr
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+use counting_alloc::live_bytes;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure a hash ring: build time, lookup time, memory, balance and churn")]
@@ -114,11 +80,11 @@ fn run(args: &Args, kind: RingKind) -> Result<String, task_dispatch::TooManyNode
     // Build: the ring kept for the rest of the run is the measured one; a fast ring is built a
     // few more times (up to ~200 ms) and the best time is kept, so timer resolution does not
     // dominate a microsecond build.
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = live_bytes();
     let started = Instant::now();
     let ring = Ring::new(kind, nodes.iter().cloned())?;
     let mut build = started.elapsed();
-    let ring_bytes = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let ring_bytes = live_bytes().saturating_sub(before);
     let budget = Instant::now();
     while budget.elapsed() < Duration::from_millis(200) && build < Duration::from_millis(20) {
         let started = Instant::now();

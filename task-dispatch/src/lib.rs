@@ -1,6 +1,7 @@
 //! task-dispatch: who owns which app, and how a start/stop request reaches its owner.
 //!
 //! - [`Ring`]: consistent hashing of app ids over the set of live node ids.
+//! - [`Assignment`]: bounded-load rendezvous over app weights and node capacities.
 //! - [`Store`]: apps and tasks in MySQL/MariaDB or SQLite, node sessions and fencing.
 //! - [`state`]: the app state machine's one transition table.
 //! - [`Membership`]: which apps this node owns, from registry events (pure logic).
@@ -58,6 +59,7 @@
 //! ```
 
 mod actions;
+mod assignment;
 mod clock;
 mod dispatcher;
 mod error;
@@ -68,6 +70,10 @@ pub mod state;
 mod store;
 
 pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
+pub use assignment::{
+    Assignment, AssignmentError, AssignmentKind, Change, Epsilon, LoadBound, MAX_CAPACITY,
+    NodeLoad, Placement,
+};
 pub use clock::{unix_millis, unix_millis_at};
 pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig, PollStrategy};
 pub use error::{Entity, Error, Result};

@@ -51,6 +51,13 @@ use std::str::FromStr;
 
 pub use murmur3::{hash64, hash64_with_seed};
 
+// The per-key rendezvous score, shared with the bounded-load assignment so that both rank
+// nodes in exactly the same order.
+pub(crate) use murmur3::fmix64;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use rendezvous::avx2;
+pub(crate) use rendezvous::{LANES, NodeWords, key_halves, mix};
+
 use rendezvous::RendezvousRing;
 use streampark::{STREAMPARK_REPLICAS, StreamParkRing, render_decimal};
 
@@ -229,6 +236,13 @@ impl Ring {
             Imp::StreamPark(ring) => ring.get_hash(hash).map(|i| i as usize),
         }
     }
+}
+
+/// The Murmur3 hash of an app's key (its id in decimal): what every ring and assignment ranks.
+#[must_use]
+pub(crate) fn app_hash(app_id: i64) -> i64 {
+    let mut buf = [0u8; 21];
+    hash64(app_key(app_id, &mut buf))
 }
 
 /// Renders `app_id` in decimal into `buf` without allocating; returns the rendered bytes.

@@ -19,7 +19,7 @@
 use super::murmur3::{self, fmix64};
 
 /// Lanes per group: one AVX2 register of `u32`.
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 /// Nodes per block: a packed lane holds a 24-bit score and an 8-bit position in the block;
 /// blocks are then compared by (score, block order).
 const BLOCK: usize = 256;
@@ -66,10 +66,10 @@ impl RendezvousRing {
             if lane == 0 {
                 groups.push(Group::default());
             }
-            let h = fmix64(murmur3::hash64(id.as_bytes()) as u64 ^ 0x9e37_79b9_7f4a_7c15);
+            let words = NodeWords::of(id);
             if let Some(group) = groups.last_mut() {
-                group.salt[lane] = h as u32;
-                group.multiplier[lane] = (h >> 32) as u32 | 1;
+                group.salt[lane] = words.salt;
+                group.multiplier[lane] = words.multiplier;
                 group.keep[lane] = !TAG_MASK;
                 // `index % BLOCK` is below 256.
                 group.tag[lane] = TAG_MASK - (index % BLOCK) as u32;
@@ -86,7 +86,7 @@ impl RendezvousRing {
     /// The index of the owner of a key whose Murmur3 hash is `key_hash`; `None` on an empty ring.
     #[inline]
     pub(crate) fn owner_of_hash(&self, key_hash: i64) -> Option<usize> {
-        let (lo, hi) = (key_hash as u32, (key_hash as u64 >> 32) as u32);
+        let (lo, hi) = key_halves(key_hash);
         let mut best: Option<(u32, usize)> = None;
         for (block, groups) in self.groups.chunks(GROUPS_PER_BLOCK).enumerate() {
             let packed = self.block_max(groups, lo, hi);
@@ -123,6 +123,41 @@ fn detect_simd() -> Simd {
 /// The multiplier of the score's second round (an odd constant with well-spread bits).
 const MIX: u32 = 0x2c1b_3c6d;
 
+/// A node's two words of the score, derived from Murmur3 of its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeWords {
+    pub(crate) salt: u32,
+    pub(crate) multiplier: u32,
+}
+
+impl NodeWords {
+    /// The words of the node `id`.
+    pub(crate) fn of(id: &str) -> Self {
+        let h = fmix64(murmur3::hash64(id.as_bytes()) as u64 ^ 0x9e37_79b9_7f4a_7c15);
+        Self {
+            salt: h as u32,
+            multiplier: (h >> 32) as u32 | 1,
+        }
+    }
+}
+
+/// The 32-bit mix of a key (hash halves `lo`, `hi`) on a node; its top 24 bits are the score.
+///
+/// This is the definition every path computes (the SIMD lanes perform the same steps).
+#[inline]
+pub(crate) const fn mix(lo: u32, hi: u32, salt: u32, multiplier: u32) -> u32 {
+    let mut x = (lo ^ salt).wrapping_mul(multiplier);
+    x ^= hi;
+    x = (x ^ (x >> 15)).wrapping_mul(MIX);
+    x ^ (x >> 12)
+}
+
+/// The halves `(lo, hi)` of a key's Murmur3 hash, as the score reads them.
+#[inline]
+pub(crate) const fn key_halves(key_hash: i64) -> (u32, u32) {
+    (key_hash as u32, (key_hash as u64 >> 32) as u32)
+}
+
 /// The highest packed score (score in the top 24 bits, tag below) over a block's groups.
 ///
 /// This is the definition; the SIMD versions must compute exactly the same value.
@@ -130,10 +165,7 @@ fn block_max(groups: &[Group], lo: u32, hi: u32) -> u32 {
     let mut best = 0;
     for group in groups {
         for lane in 0..LANES {
-            let mut x = (lo ^ group.salt[lane]).wrapping_mul(group.multiplier[lane]);
-            x ^= hi;
-            x = (x ^ (x >> 15)).wrapping_mul(MIX);
-            x ^= x >> 12;
+            let x = mix(lo, hi, group.salt[lane], group.multiplier[lane]);
             best = best.max((x & group.keep[lane]) | group.tag[lane]);
         }
     }
@@ -145,34 +177,61 @@ fn block_max(groups: &[Group], lo: u32, hi: u32) -> u32 {
 #[target_feature(enable = "avx2")]
 fn block_max_avx2(groups: &[Group], lo: u32, hi: u32) -> u32 {
     use std::arch::x86_64::{
-        __m256i, _mm256_and_si256, _mm256_loadu_si256, _mm256_max_epu32, _mm256_mullo_epi32,
-        _mm256_or_si256, _mm256_set1_epi32, _mm256_setzero_si256, _mm256_srli_epi32,
-        _mm256_storeu_si256, _mm256_xor_si256,
+        _mm256_and_si256, _mm256_max_epu32, _mm256_or_si256, _mm256_set1_epi32,
+        _mm256_setzero_si256, _mm256_storeu_si256,
     };
-    fn load(lanes: &[u32; LANES]) -> __m256i {
-        // SAFETY: `lanes` is 32 readable bytes, and `loadu` has no alignment requirement.
-        unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
-    }
     // The casts reinterpret bits (`set1` takes i32); nothing is truncated.
     let lo = _mm256_set1_epi32(lo as i32);
     let hi = _mm256_set1_epi32(hi as i32);
-    let mix = _mm256_set1_epi32(MIX as i32);
     let mut best = _mm256_setzero_si256();
     for group in groups {
-        let mut x = _mm256_mullo_epi32(
-            _mm256_xor_si256(lo, load(&group.salt)),
-            load(&group.multiplier),
+        let x = avx2::mix(
+            lo,
+            hi,
+            avx2::load(&group.salt),
+            avx2::load(&group.multiplier),
         );
-        x = _mm256_xor_si256(x, hi);
-        x = _mm256_mullo_epi32(_mm256_xor_si256(x, _mm256_srli_epi32::<15>(x)), mix);
-        x = _mm256_xor_si256(x, _mm256_srli_epi32::<12>(x));
-        let packed = _mm256_or_si256(_mm256_and_si256(x, load(&group.keep)), load(&group.tag));
+        let packed = _mm256_or_si256(
+            _mm256_and_si256(x, avx2::load(&group.keep)),
+            avx2::load(&group.tag),
+        );
         best = _mm256_max_epu32(best, packed);
     }
     let mut lanes = [0u32; LANES];
     // SAFETY: `lanes` is 32 writable bytes, and `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), best) };
     lanes.into_iter().fold(0, u32::max)
+}
+
+/// [`mix`] on eight lanes at once, shared by every AVX2 path.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_mullo_epi32, _mm256_set1_epi32, _mm256_srli_epi32,
+        _mm256_xor_si256,
+    };
+
+    use super::{LANES, MIX};
+
+    /// Eight `u32` lanes from memory.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn load(lanes: &[u32; LANES]) -> __m256i {
+        // SAFETY: `lanes` is 32 readable bytes, and `loadu` has no alignment requirement.
+        unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
+    }
+
+    /// The same integer steps as [`super::mix`], lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn mix(lo: __m256i, hi: __m256i, salt: __m256i, multiplier: __m256i) -> __m256i {
+        // The cast reinterprets bits (`set1` takes i32).
+        let mix = _mm256_set1_epi32(MIX as i32);
+        let mut x = _mm256_mullo_epi32(_mm256_xor_si256(lo, salt), multiplier);
+        x = _mm256_xor_si256(x, hi);
+        x = _mm256_mullo_epi32(_mm256_xor_si256(x, _mm256_srli_epi32::<15>(x)), mix);
+        _mm256_xor_si256(x, _mm256_srli_epi32::<12>(x))
+    }
 }
 
 #[cfg(test)]
