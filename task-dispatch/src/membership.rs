@@ -135,6 +135,12 @@ impl Membership {
         &self.owned
     }
 
+    /// How many apps are known (owned or not).
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.known.len()
+    }
+
     /// Whether `node` is in the live set.
     #[must_use]
     pub fn is_live(&self, node: &str) -> bool {

@@ -92,4 +92,7 @@ pub struct DispatchStats {
     pub adoptions: AtomicU64,
     /// Apps found dead by a probe and marked FAILED.
     pub apps_found_dead: AtomicU64,
+    /// App workers started: one per app gained, one more each time a worker is replaced. Each
+    /// one reads its app at least once (to take the lease).
+    pub workers_started: AtomicU64,
 }

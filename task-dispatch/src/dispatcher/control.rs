@@ -368,6 +368,10 @@ impl Control {
             return;
         };
         self.next_worker += 1;
+        self.shared
+            .stats
+            .workers_started
+            .fetch_add(1, Ordering::Relaxed);
         let id = self.next_worker;
         let wake = Arc::new(Notify::new());
         let (release, release_rx) = watch::channel(false);
@@ -412,6 +416,7 @@ impl Control {
             ring: self.membership.ring().clone(),
             ready: self.lease.is_some() && self.membership.is_ready(),
             owned: self.membership.owned().len(),
+            tracked: self.membership.tracked(),
         });
     }
 }

@@ -91,6 +91,7 @@ struct View {
     ring: Arc<Ring>,
     ready: bool,
     owned: usize,
+    tracked: usize,
 }
 
 impl Shared {
@@ -142,6 +143,7 @@ impl Dispatcher {
                 ring: membership.ring().clone(),
                 ready: false,
                 owned: 0,
+                tracked: 0,
             }),
             config,
             store,
@@ -271,6 +273,13 @@ impl Dispatcher {
     #[must_use]
     pub fn owned_apps(&self) -> usize {
         self.handle.shared.view().owned
+    }
+
+    /// How many apps this node keeps track of (owned or not): the active apps and those with
+    /// unfinished tasks that it has seen.
+    #[must_use]
+    pub fn tracked_apps(&self) -> usize {
+        self.handle.shared.view().tracked
     }
 
     /// This node's id.
