@@ -83,7 +83,8 @@ pub struct DispatchStats {
     pub tasks_succeeded: AtomicU64,
     /// Tasks this node finished FAILED (executor errors, refusals, abandoned).
     pub tasks_failed: AtomicU64,
-    /// Fallback polls run.
+    /// Reads of the unfinished-task index: fallback polls, and checks of woken apps that the
+    /// node does not own (a batch of ids per read).
     pub polls: AtomicU64,
     /// Reads of one app's task queue by its worker: one per task run plus one to find the
     /// queue empty after a wake. Monitoring a running app reads none.

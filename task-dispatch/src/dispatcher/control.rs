@@ -5,7 +5,7 @@
 //! session loss, a membership change or a shutdown is acted on at once even while the database
 //! is slow or down.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,6 +23,11 @@ use crate::store::{AppId, NodeLease};
 
 /// How long the loop waits before it tries again to register a new epoch.
 const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// How many woken apps wait for a check at most. Beyond that they are dropped in favour of
+/// one full poll, which finds every app with unfinished tasks anyway: a flood of wakes costs a
+/// bounded set and one read at a time.
+pub(super) const MAX_UNCHECKED_WAKES: usize = 256;
 
 /// Reports to the control loop from its own tasks.
 #[derive(Debug)]
@@ -45,6 +50,7 @@ pub(super) enum Internal {
 #[derive(Debug)]
 pub(super) enum Read {
     Active(Result<Vec<AppId>>),
+    /// Apps with unfinished tasks: all of them (a poll) or those among checked wakes.
     Unfinished(Result<Vec<AppId>>),
 }
 
@@ -66,8 +72,16 @@ pub(super) struct Control {
     pub(super) workers: HashMap<AppId, WorkerHandle>,
     pub(super) next_worker: u64,
     pub(super) internal: mpsc::UnboundedSender<Internal>,
-    /// A poll is in flight.
-    pub(super) polling: bool,
+    /// A read of the task index (a poll or a check of woken apps) is in flight: at most one
+    /// runs at a time, whatever arrives meanwhile.
+    pub(super) reading_index: bool,
+    /// A full poll is due (the timer, a membership change, or more unchecked wakes than
+    /// [`MAX_UNCHECKED_WAKES`]); it runs next, before any check of single apps.
+    pub(super) poll_due: bool,
+    /// Woken apps this node does not own in its view (unknown ids, or apps it believes
+    /// another node owns): checked together against the task index by the next read, never one
+    /// by one, and tracked only if they have unfinished tasks.
+    pub(super) unchecked_wakes: BTreeSet<AppId>,
     /// Shutting down; these callers wait for the last worker to release.
     pub(super) stopping: bool,
     pub(super) shutdown: Vec<oneshot::Sender<()>>,
@@ -272,24 +286,45 @@ impl Control {
         self.poll();
     }
 
-    /// The fallback poll: apps with PENDING or RUNNING tasks. At most one runs at a time.
+    /// The fallback poll: apps with PENDING or RUNNING tasks.
     fn poll(&mut self) {
-        if self.lease.is_none() || self.polling {
+        self.poll_due = true;
+        self.read_index();
+    }
+
+    /// Starts the next read of the task index, unless one is in flight: a due poll first,
+    /// then a check of the woken apps this node does not own.
+    fn read_index(&mut self) {
+        if self.lease.is_none() || self.reading_index {
             return;
         }
-        self.polling = true;
-        self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
         let (store, internal) = (self.shared.store.clone(), self.internal.clone());
-        let strategy = self.shared.config.poll_strategy;
-        tokio::spawn(async move {
-            let ids = match strategy {
-                PollStrategy::Indexed => store.apps_with_unfinished_tasks().await,
-                PollStrategy::FullTableScan => {
-                    store.apps_with_unfinished_tasks_by_full_scan().await
-                }
-            };
-            let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
-        });
+        if self.poll_due {
+            self.poll_due = false;
+            self.unchecked_wakes.clear();
+            let strategy = self.shared.config.poll_strategy;
+            tokio::spawn(async move {
+                let ids = match strategy {
+                    PollStrategy::Indexed => store.apps_with_unfinished_tasks().await,
+                    PollStrategy::FullTableScan => {
+                        store.apps_with_unfinished_tasks_by_full_scan().await
+                    }
+                };
+                let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
+            });
+        } else if !self.unchecked_wakes.is_empty() {
+            let ids: Vec<AppId> = std::mem::take(&mut self.unchecked_wakes)
+                .into_iter()
+                .collect();
+            tokio::spawn(async move {
+                let ids = store.apps_with_unfinished_tasks_among(&ids).await;
+                let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
+            });
+        } else {
+            return;
+        }
+        self.reading_index = true;
+        self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
     }
 
     fn on_read(&mut self, read: Read) {
@@ -299,27 +334,50 @@ impl Control {
                 self.apply(change);
             }
             Read::Unfinished(Ok(ids)) => {
-                self.polling = false;
+                self.reading_index = false;
                 let change = self.membership.track(ids.iter().copied());
                 self.apply(change);
                 for app_id in ids {
-                    self.wake_app(app_id);
+                    self.signal_worker(app_id);
                 }
+                self.read_index();
             }
             Read::Active(Err(e)) => warn!(error = %e, "cannot list active apps"),
             Read::Unfinished(Err(e)) => {
-                self.polling = false;
-                warn!(error = %e, "poll failed");
+                self.reading_index = false;
+                warn!(error = %e, "cannot read the apps with unfinished tasks");
+                // The poll timer tries again; woken apps wait for it.
             }
         }
     }
 
+    /// A wake-up from a submitter (or any caller of `Dispatcher::wake`). An app this node owns
+    /// is handed to its worker at once. Any other id is only a hint: it is checked, with the
+    /// others that arrive meanwhile, against the task index, and tracked only if it has
+    /// unfinished tasks, so made-up ids cost neither memory nor a query each.
     fn wake_app(&mut self, app_id: AppId) {
         if self.lease.is_none() {
             return;
         }
-        let change = self.membership.track([app_id]);
-        self.apply(change);
+        if self.membership.owns(app_id) {
+            self.signal_worker(app_id);
+            return;
+        }
+        if self.unchecked_wakes.len() < MAX_UNCHECKED_WAKES {
+            self.unchecked_wakes.insert(app_id);
+        } else {
+            debug!(
+                limit = MAX_UNCHECKED_WAKES,
+                "too many woken apps to check one by one; polling instead"
+            );
+            self.unchecked_wakes.clear();
+            self.poll_due = true;
+        }
+        self.read_index();
+    }
+
+    /// Wakes the worker of an app this node owns (starting it if needed); nothing otherwise.
+    fn signal_worker(&mut self, app_id: AppId) {
         if !self.membership.owns(app_id) {
             return;
         }

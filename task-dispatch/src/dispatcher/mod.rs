@@ -27,7 +27,8 @@
 //! # Load at rest
 //! One indexed query per `poll_interval` (default 1 s): the ids of apps with PENDING or RUNNING
 //! tasks, read through `tasks_status_app`. Monitoring calls the executor's `probe`, not the
-//! database, unless an app is found dead.
+//! database, unless an app is found dead. Wakes for apps the node does not own are checked in
+//! batches through the same index, one read at a time.
 
 mod config;
 mod control;
@@ -163,7 +164,9 @@ impl Dispatcher {
             workers: HashMap::new(),
             next_worker: 0,
             internal,
-            polling: false,
+            reading_index: false,
+            poll_due: false,
+            unchecked_wakes: BTreeSet::new(),
             stopping: false,
             shutdown: Vec::new(),
         };
@@ -209,7 +212,14 @@ impl Dispatcher {
     }
 
     /// A signal that app `app_id` has a new task (from the console's end of an
-    /// [`OwnerNotifier`]). Ignored unless this node owns the app.
+    /// [`OwnerNotifier`]).
+    ///
+    /// # Notable behaviors
+    /// A hint, never trusted: an app this node owns is handed to its worker (which reads its
+    /// task queue); any other id is checked against the task index together with the others
+    /// woken meanwhile (one read at a time, at most 256 ids waiting, beyond which one full poll
+    /// replaces the checks) and tracked only if it has unfinished tasks. Wakes with made-up ids
+    /// therefore neither grow the node's memory nor cost a query each.
     pub fn wake(&self, app_id: AppId) {
         self.send(Command::Wake(app_id));
     }

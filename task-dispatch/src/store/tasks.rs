@@ -197,6 +197,43 @@ impl Store {
         Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
     }
 
+    /// Those of `ids` that name apps with PENDING or RUNNING tasks, sorted: how the dispatcher
+    /// checks a batch of wake-ups before it tracks anything. One statement through
+    /// `tasks_status_app`, whatever the batch holds (ids that do not exist are simply absent).
+    ///
+    /// # Notable behaviors
+    /// The list is padded to one of a few fixed lengths (repeating its last id), so that a
+    /// connection prepares at most three statements for any batch; batches longer than the
+    /// longest shape are read in several statements.
+    pub async fn apps_with_unfinished_tasks_among(&self, ids: &[AppId]) -> Result<Vec<AppId>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(*ID_LIST_SHAPES.last().unwrap_or(&1)) {
+            let Some(&last) = chunk.last() else { break };
+            let shape = ID_LIST_SHAPES
+                .iter()
+                .copied()
+                .find(|&len| len >= chunk.len())
+                .unwrap_or(chunk.len());
+            let sql = format!(
+                "SELECT DISTINCT app_id FROM tasks WHERE status IN ('PENDING', 'RUNNING') \
+                 AND app_id IN ({})",
+                vec!["?"; shape].join(", ")
+            );
+            let padded = chunk.iter().copied().chain(std::iter::repeat(last));
+            let ids: Vec<AppId> = on_pool!(self, db => {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+                for id in padded.take(shape) {
+                    query = query.bind(id);
+                }
+                query.fetch_all(db).await?
+            });
+            found.extend(ids);
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
     /// The same answer as [`Store::apps_with_unfinished_tasks`], found the way the StreamPark
     /// design did: read every row and column of the task table and filter in memory. For the
     /// benchmark baseline ([`crate::PollStrategy::FullTableScan`]) only.
@@ -259,6 +296,9 @@ impl Store {
         Ok(done)
     }
 }
+
+/// The lengths of the id lists that [`Store::apps_with_unfinished_tasks_among`] binds.
+const ID_LIST_SHAPES: [usize; 3] = [1, 16, 256];
 
 /// The answer to a repeated idempotency key: the first task, if the request is the same.
 fn repeat_of(first: Task, app_id: AppId, action: Action) -> Result<Submitted> {

@@ -112,3 +112,32 @@ async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
 }
 on_both_backends!(full_scan_baseline_finds_the_same_apps =>
     mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);
+
+/// The check of a batch of wake-ups: only the ids with unfinished tasks come back, whatever the
+/// length of the batch (one id, a padded shape, several statements) and however it repeats.
+async fn woken_ids_are_checked_against_the_task_index(db: &common::TestDb) {
+    let store = db.store().await;
+    let busy = store.create_app(new_app("busy")).await.unwrap();
+    let idle = store.create_app(new_app("idle")).await.unwrap();
+    store
+        .submit_task(busy.id, Action::Start, None)
+        .await
+        .unwrap();
+    let among = |ids: Vec<i64>| {
+        let store = store.clone();
+        async move { store.apps_with_unfinished_tasks_among(&ids).await.unwrap() }
+    };
+    assert_eq!(among(vec![]).await, Vec::<i64>::new());
+    assert_eq!(among(vec![busy.id]).await, [busy.id]);
+    assert_eq!(among(vec![idle.id]).await, Vec::<i64>::new());
+    assert_eq!(among(vec![idle.id, busy.id, busy.id]).await, [busy.id]);
+    let made_up: Vec<i64> = (1_000_000..1_000_600).collect();
+    assert_eq!(among(made_up.clone()).await, Vec::<i64>::new());
+    let mut mixed = made_up;
+    mixed.insert(300, busy.id);
+    mixed.push(idle.id);
+    assert_eq!(among(mixed).await, [busy.id]);
+}
+on_both_backends!(woken_ids_are_checked_against_the_task_index =>
+    mysql_woken_ids_are_checked_against_the_task_index,
+    sqlite_woken_ids_are_checked_against_the_task_index);
