@@ -73,6 +73,12 @@ pub struct ActionContext {
 /// - **Stopping is safe to repeat**: stopping an app that is not running succeeds.
 /// - The dispatcher never runs two calls for one app at once, and runs calls for different apps
 ///   in parallel (bounded by `DispatcherConfig::max_parallel_actions`).
+/// - `start` and `stop` are called only right after a conditional write that proved the
+///   caller's lease on the app and its session epoch current (the task's claim, or the move into
+///   the next phase of a restart), and never once the node has stopped acting. That narrows,
+///   but cannot close, the window in which a node declared dead still acts: a resource that
+///   can deduplicate (a Flink job id, a host-level guard for processes) must, so that a late or
+///   repeated start finds the first copy.
 ///
 /// # Cancellation safety
 /// A call is dropped mid-way when the node loses its registry session (it must stop acting

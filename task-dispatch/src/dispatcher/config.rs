@@ -19,7 +19,8 @@ pub struct DispatcherConfig {
     pub poll_strategy: PollStrategy,
     /// How often each owned RUNNING app is probed (`monitor.interval_ms`). Default 1 s.
     pub monitor_interval: Duration,
-    /// Executor calls (start/stop) running at once on this node. Default 16.
+    /// Tasks claimed and running at once on this node, so at most as many executor calls
+    /// (start/stop). A worker takes one of these permits before it claims a task. Default 16.
     pub max_parallel_actions: usize,
     /// Claims of one task before it is failed as abandoned (its owners kept dying). Default 3.
     pub max_attempts: i64,

@@ -67,6 +67,8 @@ pub(super) struct Control {
     /// Counts the requests to restore the session; a registration serves the one it was started
     /// for.
     pub(super) restore_requests: u64,
+    /// How many `Dispatcher::session_lost` calls the loop has handled (see `Acting`).
+    pub(super) losses_seen: u64,
     /// A registration is running (at most one at a time).
     pub(super) registering: bool,
     pub(super) workers: HashMap<AppId, WorkerHandle>,
@@ -146,6 +148,7 @@ impl Control {
                 self.refresh_known_apps();
             }
             Command::SessionLost => {
+                self.losses_seen += 1;
                 warn!(node = %self.shared.config.node_id, "registry session lost: dropping every app");
                 self.restoring = None;
                 self.lose_session();
@@ -185,6 +188,8 @@ impl Control {
                     }
                     WorkerExit::Gone => self.membership.forget(app_id),
                     WorkerExit::Fenced => self.on_fenced(),
+                    // A session loss is queued or being handled: it drops every worker.
+                    WorkerExit::Stopped => {}
                 }
             }
             Internal::Registered { request, result } => self.on_registered(request, result),
@@ -207,6 +212,7 @@ impl Control {
     }
 
     fn lose_session(&mut self) {
+        self.shared.stop_acting();
         self.membership.session_lost();
         self.lease = None;
         self.abort_all();
@@ -252,6 +258,10 @@ impl Control {
             return;
         }
         match result {
+            Ok(lease) if !self.shared.act_with(lease.epoch, self.losses_seen) => {
+                // The session was lost again and the loss is still queued: it comes next.
+                debug!(node = %lease, "new epoch unused: a session loss is queued");
+            }
             Ok(lease) => {
                 info!(node = %lease, "session restored with a new epoch");
                 self.lease = Some(lease);

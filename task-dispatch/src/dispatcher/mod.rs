@@ -35,7 +35,7 @@ mod control;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info};
@@ -45,7 +45,7 @@ use crate::error::Result;
 use crate::membership::Membership;
 use crate::ring::Ring;
 use crate::state::Action;
-use crate::store::{AppId, Store, Submitted};
+use crate::store::{AppId, NodeLease, Store, Submitted};
 
 pub use config::{DispatchStats, DispatcherConfig, PollStrategy};
 use control::Control;
@@ -84,7 +84,20 @@ struct Shared {
     config: DispatcherConfig,
     store: Store,
     view: RwLock<View>,
+    acting: Mutex<Acting>,
     stats: DispatchStats,
+}
+
+/// Which session the node acts with, read by every worker right before an executor call.
+///
+/// [`Dispatcher::session_lost`] clears it at once, before the control loop hears of the loss
+/// and drops the workers, so no call starts in between. `losses` counts those calls: the
+/// control loop acts with a new epoch only if it has seen every loss counted, so a
+/// registration that completes while a loss is still queued does not revive the node.
+#[derive(Debug, Default)]
+struct Acting {
+    epoch: Option<i64>,
+    losses: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +121,39 @@ impl Shared {
             Ok(mut guard) => *guard = view,
             Err(e) => *e.into_inner() = view,
         }
+    }
+
+    fn acting(&self) -> std::sync::MutexGuard<'_, Acting> {
+        // A poisoned lock only means a panic elsewhere; two plain fields are always whole.
+        self.acting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `lease` is the session the node acts with now.
+    fn is_acting(&self, lease: &NodeLease) -> bool {
+        self.acting().epoch == Some(lease.epoch)
+    }
+
+    /// The handle's side of a session loss: stop acting now.
+    fn session_lost(&self) {
+        let mut acting = self.acting();
+        acting.epoch = None;
+        acting.losses += 1;
+    }
+
+    /// The control loop acts with `epoch` from now on, unless a loss it has not seen yet (one
+    /// of more than `losses_seen`) is queued; answers whether it does.
+    fn act_with(&self, epoch: i64, losses_seen: u64) -> bool {
+        let mut acting = self.acting();
+        if acting.losses != losses_seen {
+            return false;
+        }
+        acting.epoch = Some(epoch);
+        true
+    }
+
+    /// The control loop stops acting (fenced, or a loss it handles).
+    fn stop_acting(&self) {
+        self.acting().epoch = None;
     }
 }
 
@@ -148,6 +194,10 @@ impl Dispatcher {
             }),
             config,
             store,
+            acting: Mutex::new(Acting {
+                epoch: Some(lease.epoch),
+                losses: 0,
+            }),
             stats: DispatchStats::default(),
         });
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -160,6 +210,7 @@ impl Dispatcher {
             lease: Some(lease),
             restoring: None,
             restore_requests: 0,
+            losses_seen: 0,
             registering: false,
             workers: HashMap::new(),
             next_worker: 0,
@@ -195,6 +246,8 @@ impl Dispatcher {
     /// session timeout): every worker is dropped at once and nothing is claimed until
     /// [`Dispatcher::session_restored`].
     pub fn session_lost(&self) {
+        // Before the control loop hears of it: no executor call starts from now on.
+        self.handle.shared.session_lost();
         self.send(Command::SessionLost);
     }
 

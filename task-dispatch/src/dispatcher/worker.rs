@@ -8,13 +8,22 @@
 //!
 //! The worker never runs two executor calls at once, so an app's actions and probes are
 //! serial by construction; the lease makes that hold across nodes.
+//!
+//! # Side effects are fenced
+//! A task is claimed only once the worker holds one of the node's action permits, so a claimed
+//! task never waits. Every executor call with a side effect (a start, a stop, each phase of a
+//! restart) directly follows a conditional write that carries the lease and the epoch and must
+//! succeed first: the claim for the first phase, the move into the next phase for the others.
+//! Nothing awaits between that write and the call except a look at the node's shared "acting"
+//! view, which `Dispatcher::session_lost` clears before the control loop gets to drop the
+//! workers: a node that has decided to stop acting starts no call.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tracing::{debug, info, warn};
 
@@ -33,6 +42,8 @@ pub(super) enum WorkerExit {
     Gone,
     /// This node's session epoch is no longer current.
     Fenced,
+    /// The node stopped acting (its session was lost): the control loop drops every worker.
+    Stopped,
 }
 
 /// Why a step stopped short.
@@ -129,7 +140,10 @@ impl AppWorker {
                     .task_queue_reads
                     .fetch_add(1, Ordering::Relaxed);
                 let step = match self.shared.store.next_task(self.app_id).await {
-                    Ok(Some(task)) => self.execute(&mut app, task).await,
+                    Ok(Some(task)) => match self.take_permit().await {
+                        Some(permit) => self.execute(&mut app, task, permit).await,
+                        None => return Ok(()),
+                    },
                     Ok(None) => {
                         tasks_may_wait = false;
                         Ok(())
@@ -256,8 +270,44 @@ impl AppWorker {
         }
     }
 
-    /// Claims `task` and runs its phases, recording the outcome.
-    async fn execute(&mut self, app: &mut App, task: Task) -> Result<(), Interrupt> {
+    /// Waits for one of the node's action permits, before anything is claimed; `None` when
+    /// asked to release meanwhile (nothing was claimed, so nothing waits for this node).
+    async fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if self.release_requested() {
+                return None;
+            }
+            tokio::select! {
+                // The semaphore is never closed, so acquiring only waits.
+                permit = self.permits.clone().acquire_owned() => return permit.ok(),
+                _ = self.release.changed() => {}
+            }
+        }
+    }
+
+    /// Whether this worker's session is the one the node acts with now (see the module
+    /// comment): checked right before a claim and right before every executor call.
+    fn ensure_acting(&self) -> Result<(), Interrupt> {
+        if self.shared.is_acting(&self.lease) {
+            Ok(())
+        } else {
+            debug!(
+                app_id = self.app_id,
+                "the node stopped acting: no executor call"
+            );
+            Err(Interrupt::Exit(WorkerExit::Stopped))
+        }
+    }
+
+    /// Claims `task` and runs its phases, recording the outcome, holding `_permit` (one of the
+    /// node's `max_parallel_actions`) throughout.
+    async fn execute(
+        &mut self,
+        app: &mut App,
+        task: Task,
+        _permit: OwnedSemaphorePermit,
+    ) -> Result<(), Interrupt> {
+        self.ensure_acting()?;
         let max_attempts = self.shared.config.max_attempts;
         let (task, phases) = match self
             .shared
@@ -288,6 +338,7 @@ impl AppWorker {
         };
         debug!(task_id = task.id, app_id = app.id, action = %task.action, attempt = task.attempts, "running");
         for (i, &phase) in phases.iter().enumerate() {
+            // The fenced write this call follows: the claim above, or the move into this phase.
             if i > 0 {
                 *app = self
                     .persist(|store, lease| {
@@ -296,6 +347,7 @@ impl AppWorker {
                     })
                     .await?;
             }
+            self.ensure_acting()?;
             let result = self.call(app, phase, &cx).await;
             let last = i + 1 == phases.len();
             let outcome = match result {
@@ -317,15 +369,13 @@ impl AppWorker {
         Ok(())
     }
 
-    /// One executor call, within the node's bound on parallel calls.
+    /// One executor call (the caller holds an action permit).
     async fn call(
         &self,
         app: &App,
         phase: Phase,
         cx: &ActionContext,
     ) -> Result<Option<Value>, String> {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.permits.acquire().await;
         let _in_flight = InFlight::enter(&self.shared.stats.actions_in_flight);
         let result = match phase {
             Phase::Start => self.actions.start(app, cx).await.map(Some),
