@@ -97,6 +97,16 @@ pub trait AppActions: Send + Sync + 'static {
     /// Whether the app is alive, by its handle. Called every `monitor_interval` for each owned
     /// RUNNING app, and once when a node adopts a RUNNING app.
     async fn probe(&self, app: &App) -> Liveness;
+
+    /// Whether a running copy of `app` is tied to the machine that started it (a `process`
+    /// app: only a node on that host can see, probe or signal it). Such an app is pinned to
+    /// the host of the node that starts it (`App::host`) until it is known to be gone, and only
+    /// nodes on that host own it meanwhile. Default: false (a Flink job, for one, is reached
+    /// over the network from any node).
+    fn is_host_bound(&self, app: &App) -> bool {
+        let _ = app;
+        false
+    }
 }
 
 /// How a submission reaches the owner of an app on another node: the console wires it to a

@@ -1,6 +1,8 @@
 //! task-dispatch: who owns which app, and how a start/stop request reaches its owner.
 //!
 //! - [`Ring`]: consistent hashing of app ids over the set of live node ids.
+//! - [`LiveSet`]: who owns an app, from the live nodes with their hosts and the app's host
+//!   ([`AppPlacement`]): an app tied to a host goes only to nodes on that host.
 //! - [`Store`]: apps and tasks in MySQL/MariaDB or SQLite, node sessions and fencing.
 //! - [`state`]: the app state machine's one transition table.
 //! - [`Membership`]: which apps this node owns, from registry events (pure logic).
@@ -58,6 +60,7 @@
 //! ```
 
 mod actions;
+mod affinity;
 mod clock;
 mod dispatcher;
 mod error;
@@ -68,6 +71,7 @@ pub mod state;
 mod store;
 
 pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
+pub use affinity::{AppPlacement, HostId, LiveNode, LiveSet, Unowned};
 pub use clock::{unix_millis, unix_millis_at};
 pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig, PollStrategy};
 pub use error::{Entity, Error, Result};

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::affinity::HostId;
 use crate::error::{Error, Result};
 use crate::ring::RingKind;
 
@@ -11,6 +12,13 @@ use crate::ring::RingKind;
 pub struct DispatcherConfig {
     /// This node's id, as registered in the registry (by default `host:port`).
     pub node_id: String,
+    /// The host this node runs on, the same it publishes in the live set. An app whose
+    /// executor ties it to its host ([`AppActions::is_host_bound`]) is pinned to it when it is
+    /// started here (see `App::host`). `None` (the default): this node pins nothing, and owns
+    /// no app that is pinned.
+    ///
+    /// [`AppActions::is_host_bound`]: crate::AppActions::is_host_bound
+    pub host: Option<HostId>,
     /// The ring implementation (every node of a cluster must use the same).
     pub ring: RingKind,
     /// The fallback poll for tasks whose wake-up signal was lost. Default 1 s.
@@ -34,6 +42,7 @@ impl DispatcherConfig {
     pub fn new(node_id: impl Into<String>) -> Self {
         Self {
             node_id: node_id.into(),
+            host: None,
             ring: RingKind::default(),
             poll_interval: Duration::from_secs(1),
             poll_strategy: PollStrategy::Indexed,

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::worker::{AppWorker, WorkerExit};
 use super::{Command, PollStrategy, Shared, View};
 use crate::actions::AppActions;
+use crate::affinity::{AppPlacement, LiveNode};
 use crate::error::Result;
 use crate::membership::{Membership, OwnershipChange};
 use crate::store::{AppId, NodeLease};
@@ -44,14 +45,16 @@ pub(super) enum Internal {
     },
     RetryRegister,
     Read(Read),
+    /// A worker read or wrote its app's host (see `App::host`).
+    HostSeen(AppPlacement),
 }
 
 /// Results of the control loop's background reads.
 #[derive(Debug)]
 pub(super) enum Read {
-    Active(Result<Vec<AppId>>),
+    Active(Result<Vec<AppPlacement>>),
     /// Apps with unfinished tasks: all of them (a poll) or those among checked wakes.
-    Unfinished(Result<Vec<AppId>>),
+    Unfinished(Result<Vec<AppPlacement>>),
 }
 
 /// The control loop's state: membership, the workers, the session.
@@ -63,7 +66,7 @@ pub(super) struct Control {
     /// The current session; None while it is lost or a new epoch is being registered.
     pub(super) lease: Option<NodeLease>,
     /// Set while the node waits for a new epoch: the live set to restore with once it has one.
-    pub(super) restoring: Option<Vec<String>>,
+    pub(super) restoring: Option<Vec<LiveNode>>,
     /// Counts the requests to restore the session; a registration serves the one it was started
     /// for.
     pub(super) restore_requests: u64,
@@ -139,7 +142,7 @@ impl Control {
             Command::NodesChanged(live) => {
                 if let Some(pending) = self.restoring.as_mut() {
                     // Waiting for a new epoch: restore with the newest view.
-                    *pending = live.iter().cloned().collect();
+                    pending.clone_from(&live);
                 }
                 match self.membership.nodes_changed(live) {
                     Ok(change) => self.apply(change),
@@ -153,7 +156,7 @@ impl Control {
                 self.restoring = None;
                 self.lose_session();
             }
-            Command::SessionRestored(live) => self.restore_session(live.into_iter().collect()),
+            Command::SessionRestored(live) => self.restore_session(live),
             Command::Wake(app_id) => self.wake_app(app_id),
             Command::Shutdown(done) => {
                 info!(node = %self.shared.config.node_id, "dispatcher stopping: releasing every app");
@@ -195,6 +198,10 @@ impl Control {
             Internal::Registered { request, result } => self.on_registered(request, result),
             Internal::RetryRegister => self.register(),
             Internal::Read(read) => self.on_read(read),
+            Internal::HostSeen(app) => {
+                let change = self.membership.track([app]);
+                self.apply(change);
+            }
         }
         self.publish();
     }
@@ -220,7 +227,7 @@ impl Control {
 
     /// Owns nothing until a new epoch is registered (in the background), then takes its share
     /// of `live`.
-    fn restore_session(&mut self, live: Vec<String>) {
+    fn restore_session(&mut self, live: Vec<LiveNode>) {
         // Without a current epoch nothing may be written.
         self.lose_session();
         self.restoring = Some(live);
@@ -291,7 +298,7 @@ impl Control {
         }
         let (store, internal) = (self.shared.store.clone(), self.internal.clone());
         tokio::spawn(async move {
-            let _ = internal.send(Internal::Read(Read::Active(store.active_app_ids().await)));
+            let _ = internal.send(Internal::Read(Read::Active(store.active_apps().await)));
         });
         self.poll();
     }
@@ -343,9 +350,10 @@ impl Control {
                 let change = self.membership.track(ids);
                 self.apply(change);
             }
-            Read::Unfinished(Ok(ids)) => {
+            Read::Unfinished(Ok(apps)) => {
                 self.reading_index = false;
-                let change = self.membership.track(ids.iter().copied());
+                let ids: Vec<AppId> = apps.iter().map(|app| app.id).collect();
+                let change = self.membership.track(apps);
                 self.apply(change);
                 for app_id in ids {
                     self.signal_worker(app_id);
@@ -446,6 +454,8 @@ impl Control {
         let worker = AppWorker {
             app_id,
             lease,
+            internal: self.internal.clone(),
+            host_seen: None,
             shared: self.shared.clone(),
             actions: self.actions.clone(),
             permits: self.permits.clone(),
@@ -481,7 +491,7 @@ impl Control {
 
     fn publish(&self) {
         self.shared.publish(View {
-            ring: self.membership.ring().clone(),
+            live: self.membership.live_set().clone(),
             ready: self.lease.is_some() && self.membership.is_ready(),
             owned: self.membership.owned().len(),
             tracked: self.membership.tracked(),

@@ -41,9 +41,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::actions::{AppActions, OwnerNotifier};
+use crate::affinity::{AppPlacement, LiveNode, LiveSet, Unowned};
 use crate::error::Result;
 use crate::membership::Membership;
-use crate::ring::Ring;
 use crate::state::Action;
 use crate::store::{AppId, NodeLease, Store, Submitted};
 
@@ -102,7 +102,7 @@ struct Acting {
 
 #[derive(Debug, Clone)]
 struct View {
-    ring: Arc<Ring>,
+    live: Arc<LiveSet>,
     ready: bool,
     owned: usize,
     tracked: usize,
@@ -160,9 +160,9 @@ impl Shared {
 /// Requests from the handles.
 #[derive(Debug)]
 enum Command {
-    NodesChanged(BTreeSet<String>),
+    NodesChanged(Vec<LiveNode>),
     SessionLost,
-    SessionRestored(BTreeSet<String>),
+    SessionRestored(Vec<LiveNode>),
     Wake(AppId),
     Shutdown(oneshot::Sender<()>),
 }
@@ -187,7 +187,7 @@ impl Dispatcher {
         let membership = Membership::new(config.node_id.clone(), config.ring);
         let shared = Arc::new(Shared {
             view: RwLock::new(View {
-                ring: membership.ring().clone(),
+                live: membership.live_set().clone(),
                 ready: false,
                 owned: 0,
                 tracked: 0,
@@ -231,11 +231,13 @@ impl Dispatcher {
         })
     }
 
-    /// The live node set changed. Pass the whole set (node ids), this node included.
-    pub fn nodes_changed<I, S>(&self, live: I)
+    /// The live node set changed. Pass the whole set, this node included: each node's id and
+    /// host ([`LiveNode`]; a bare id is a node that does not say its host, which owns no app
+    /// tied to a host).
+    pub fn nodes_changed<I, N>(&self, live: I)
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
         self.send(Command::NodesChanged(
             live.into_iter().map(Into::into).collect(),
@@ -254,10 +256,10 @@ impl Dispatcher {
     /// A new registry session is up: the node registers a new epoch (in the background; it owns
     /// nothing meanwhile, and retries every second while the database refuses), then recomputes
     /// what it owns from `live` and adopts it.
-    pub fn session_restored<I, S>(&self, live: I)
+    pub fn session_restored<I, N>(&self, live: I)
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
         self.send(Command::SessionRestored(
             live.into_iter().map(Into::into).collect(),
@@ -280,23 +282,29 @@ impl Dispatcher {
     /// Queues `action` for the app (see [`Store::submit_task`]) and signals its owner: this node
     /// directly, another through the [`OwnerNotifier`] (in the background).
     ///
+    /// A start or restart of an app whose copy may run on a host where no node is live in this
+    /// node's view is refused ([`Store::submit_task_if_reachable`]): nobody could find that
+    /// copy before starting another.
+    ///
     /// # Notable errors
-    /// Those of [`Store::submit_task`]: NotFound, IllegalTransition, Conflict, InvalidInput.
+    /// Those of [`Store::submit_task`]: NotFound, IllegalTransition, Conflict, InvalidInput;
+    /// HostUnreachable.
     pub async fn submit(
         &self,
         app_id: AppId,
         action: Action,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted> {
+        let live = self.handle.shared.view().live;
         let submitted = self
             .handle
             .shared
             .store
-            .submit_task(app_id, action, idempotency_key)
+            .submit_task_if_reachable(app_id, action, idempotency_key, |host| live.has_host(host))
             .await?;
         let signals = self.handle.shared.config.poll_strategy != PollStrategy::FullTableScan;
         if submitted.created && signals {
-            match self.owner_of(app_id) {
+            match self.owner_of(AppPlacement::new(app_id, submitted.host.clone())) {
                 Some(owner) if owner == self.node_id() => self.wake(app_id),
                 Some(owner) => {
                     let notifier = self.handle.notifier.clone();
@@ -309,21 +317,32 @@ impl Dispatcher {
         Ok(submitted)
     }
 
-    /// The node that owns `app_id` in this node's view of the live set.
+    /// The node that owns `app` in this node's view of the live set: give the [`App`]
+    /// (its host counts) or, for an app not tied to a host, its id.
+    ///
+    /// [`App`]: crate::App
     #[must_use]
-    pub fn owner_of(&self, app_id: AppId) -> Option<String> {
+    pub fn owner_of(&self, app: impl Into<AppPlacement>) -> Option<String> {
+        self.owner(app).ok()
+    }
+
+    /// Like [`Dispatcher::owner_of`], saying why an app has no owner.
+    ///
+    /// # Notable errors
+    /// [`Unowned`]: no live node, or none on the host the app's copy may run on.
+    pub fn owner(&self, app: impl Into<AppPlacement>) -> std::result::Result<String, Unowned> {
         self.handle
             .shared
             .view()
-            .ring
-            .owner_of_app(app_id)
+            .live
+            .owner(&app.into())
             .map(str::to_owned)
     }
 
     /// The live node ids in this node's view, sorted.
     #[must_use]
     pub fn live_nodes(&self) -> Vec<String> {
-        self.handle.shared.view().ring.nodes().to_vec()
+        self.handle.shared.view().live.ids().to_vec()
     }
 
     /// Has a session and appears in the live set (for `/readyz`).

@@ -23,12 +23,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::control::Internal;
 use crate::actions::{ActionContext, AppActions, Liveness};
+use crate::affinity::{AppPlacement, HostId};
 use crate::error::{Entity, Error};
 use crate::state::{AppState, Phase};
 use crate::store::{Adoption, App, AppId, Claim, NodeLease, Outcome, Task, TaskStatus};
@@ -74,6 +76,10 @@ impl From<Error> for Interrupt {
 pub(super) struct AppWorker {
     pub(super) app_id: AppId,
     pub(super) lease: NodeLease,
+    /// Where the worker reports its app's host to the control loop.
+    pub(super) internal: mpsc::UnboundedSender<Internal>,
+    /// The app's host as last reported (`None`: not reported yet).
+    pub(super) host_seen: Option<Option<HostId>>,
     pub(super) shared: Arc<Shared>,
     pub(super) actions: Arc<dyn AppActions>,
     pub(super) permits: Arc<Semaphore>,
@@ -154,13 +160,17 @@ impl AppWorker {
                     Ok(()) => backoff = Backoff::new(),
                     Err(interrupt) => self.recover(&mut app, interrupt, &mut backoff).await?,
                 }
+                self.note_host(&app);
             }
             tasks_may_wait = tokio::select! {
                 _ = self.wake.notified() => true,
                 // Only RUNNING apps are probed; an idle worker of a stopped app sleeps.
                 _ = monitor.tick(), if app.state == AppState::Running => {
                     match self.probe(&mut app).await {
-                        Ok(()) => false,
+                        Ok(()) => {
+                            self.note_host(&app);
+                            false
+                        }
                         Err(interrupt) => {
                             // Re-read or retried: the app may have moved on; look again.
                             self.recover(&mut app, interrupt, &mut backoff).await?;
@@ -201,19 +211,28 @@ impl AppWorker {
             if self.release_requested() {
                 return Err(WorkerExit::Released);
             }
-            let ring = self.shared.view().ring;
+            let live = self.shared.view().live;
+            let host = self.shared.config.host.as_ref();
             let adoption = self
                 .shared
                 .store
-                .adopt_app(&self.lease, self.app_id, |node| ring.contains(node))
+                .adopt_app(&self.lease, self.app_id, host, |node| live.contains(node))
                 .await;
             match adoption {
                 Ok(Adoption::Adopted(app)) => {
                     self.shared.stats.adoptions.fetch_add(1, Ordering::Relaxed);
                     debug!(app_id = self.app_id, state = %app.state, "adopted");
+                    self.note_host(&app);
                     return Ok(app);
                 }
                 Ok(Adoption::Gone) => return Err(WorkerExit::Gone),
+                Ok(Adoption::OnOtherHost(pinned)) => {
+                    // The control loop learns the host and releases this worker; until then
+                    // (or if this node's own host is misconfigured) look again now and then.
+                    debug!(app_id = self.app_id, host = %pinned, "the app's copy may run on another host");
+                    self.report_host(Some(pinned));
+                    self.pause(self.shared.config.lease_retry_interval).await;
+                }
                 Ok(Adoption::HeldBy(holder)) => {
                     debug!(app_id = self.app_id, %holder, "waiting for the previous owner to release");
                     self.pause(self.shared.config.lease_retry_interval).await;
@@ -285,6 +304,29 @@ impl AppWorker {
         }
     }
 
+    /// The host a start of `app` here pins it to: this node's, if the app is tied to its host.
+    fn pin(&self, app: &App) -> Option<HostId> {
+        self.actions
+            .is_host_bound(app)
+            .then(|| self.shared.config.host.clone())
+            .flatten()
+    }
+
+    /// Tells the control loop the app's host if it changed since the last report, so that
+    /// ownership follows (a stop that clears it may move the app to a node on another host).
+    fn note_host(&mut self, app: &App) {
+        if self.host_seen.as_ref() != Some(&app.host) {
+            self.report_host(app.host.clone());
+        }
+    }
+
+    fn report_host(&mut self, host: Option<HostId>) {
+        self.host_seen = Some(host.clone());
+        let placement = AppPlacement::new(self.app_id, host);
+        // Fails only once the control loop is gone, and this worker with it.
+        let _ = self.internal.send(Internal::HostSeen(placement));
+    }
+
     /// Whether this worker's session is the one the node acts with now (see the module
     /// comment): checked right before a claim and right before every executor call.
     fn ensure_acting(&self) -> Result<(), Interrupt> {
@@ -309,10 +351,11 @@ impl AppWorker {
     ) -> Result<(), Interrupt> {
         self.ensure_acting()?;
         let max_attempts = self.shared.config.max_attempts;
+        let pin = self.pin(app);
         let (task, phases) = match self
             .shared
             .store
-            .claim_task_of(&self.lease, &task, app, max_attempts)
+            .claim_task_of(&self.lease, &task, app, max_attempts, pin.as_ref())
             .await?
         {
             Claim::Finished(task) => {
@@ -342,8 +385,8 @@ impl AppWorker {
             if i > 0 {
                 *app = self
                     .persist(|store, lease| {
-                        let app = app.clone();
-                        async move { store.enter_phase(&lease, &app, phase).await }
+                        let (app, pin) = (app.clone(), pin.clone());
+                        async move { store.enter_phase(&lease, &app, phase, pin.as_ref()).await }
                     })
                     .await?;
             }

@@ -50,6 +50,8 @@ pub struct World {
     pub kill_on_probe: Mutex<HashSet<AppId>>,
     /// Apps whose calls do not return until released.
     held: Mutex<HashSet<AppId>>,
+    /// Whether apps are tied to the host that starts them (`AppActions::is_host_bound`).
+    pub host_bound: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -220,6 +222,10 @@ impl AppActions for FakeActions {
 
     async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
         self.act(app, cx, Phase::Stop).await.map(|_| ())
+    }
+
+    fn is_host_bound(&self, _app: &App) -> bool {
+        self.world.host_bound.load(Ordering::Relaxed)
     }
 
     async fn probe(&self, app: &App) -> Liveness {

@@ -5,7 +5,7 @@ use task_dispatch::{Action, AppState, Entity, Error, TaskStatus};
 
 use crate::common;
 use crate::on_both_backends;
-use crate::{new_app, own, run_next_ok};
+use crate::{ids, new_app, own, run_next_ok};
 
 async fn monitoring_marks_a_dead_running_app_failed(db: &common::TestDb) {
     let store = db.store().await;
@@ -101,7 +101,7 @@ async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
         .await
         .unwrap();
     let indexed = store.apps_with_unfinished_tasks().await.unwrap();
-    assert_eq!(indexed, [busy.id]);
+    assert_eq!(ids(indexed.clone()), [busy.id]);
     assert_eq!(
         store
             .apps_with_unfinished_tasks_by_full_scan()
@@ -123,9 +123,9 @@ async fn woken_ids_are_checked_against_the_task_index(db: &common::TestDb) {
         .submit_task(busy.id, Action::Start, None)
         .await
         .unwrap();
-    let among = |ids: Vec<i64>| {
+    let among = |list: Vec<i64>| {
         let store = store.clone();
-        async move { store.apps_with_unfinished_tasks_among(&ids).await.unwrap() }
+        async move { ids(store.apps_with_unfinished_tasks_among(&list).await.unwrap()) }
     };
     assert_eq!(among(vec![]).await, Vec::<i64>::new());
     assert_eq!(among(vec![busy.id]).await, [busy.id]);
