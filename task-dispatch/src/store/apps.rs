@@ -141,13 +141,15 @@ impl Store {
         }
     }
 
-    /// The STARTING, RUNNING and STOPPING apps with their hosts (index `apps_state_id`): the
-    /// apps whose owner must monitor them.
+    /// The STARTING, RUNNING and STOPPING apps with their hosts, by id (index `apps_state_id`,
+    /// then each row by key): the apps whose owner must monitor them.
     pub async fn active_apps(&self) -> Result<Vec<AppPlacement>> {
+        // Sorted here: an ORDER BY makes MariaDB walk the whole primary key instead.
         const SQL: &str = "SELECT id, host FROM apps \
-             WHERE state IN ('STARTING', 'RUNNING', 'STOPPING') ORDER BY id";
-        let rows: Vec<(AppId, Option<String>)> =
+             WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')";
+        let mut rows: Vec<(AppId, Option<String>)> =
             on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        rows.sort_unstable_by_key(|(id, _)| *id);
         Ok(placements(rows))
     }
 }

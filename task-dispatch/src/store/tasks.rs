@@ -221,9 +221,9 @@ impl Store {
     /// task rows (index `tasks_status_app`) and their apps by key: this is the dispatcher's
     /// fallback poll, once a second per node.
     pub async fn apps_with_unfinished_tasks(&self) -> Result<Vec<AppPlacement>> {
-        const SQL: &str = "SELECT a.id, a.host FROM apps a WHERE a.id IN \
-             (SELECT t.app_id FROM tasks t WHERE t.status IN ('PENDING', 'RUNNING')) \
-             ORDER BY a.id";
+        const SQL: &str = "SELECT DISTINCT t.app_id, a.host FROM tasks t \
+             JOIN apps a ON a.id = t.app_id \
+             WHERE t.status IN ('PENDING', 'RUNNING') ORDER BY t.app_id";
         let rows: Vec<(AppId, Option<String>)> =
             on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
         Ok(placements(rows))
@@ -241,9 +241,9 @@ impl Store {
         &self,
         ids: &[AppId],
     ) -> Result<Vec<AppPlacement>> {
-        const SQL: &str = "SELECT a.id, a.host FROM apps a WHERE a.id IN \
-             (SELECT t.app_id FROM tasks t WHERE t.status IN ('PENDING', 'RUNNING') \
-             AND t.app_id IN ({ids}))";
+        const SQL: &str = "SELECT DISTINCT t.app_id, a.host FROM tasks t \
+             JOIN apps a ON a.id = t.app_id \
+             WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN ({ids})";
         self.placements_among(SQL, ids).await
     }
 
