@@ -531,7 +531,7 @@ impl Cluster {
     }
 
     /// Starts every app in `apps` through the nodes in turn and waits until all are RUNNING
-    /// with a process.
+    /// with a process that has written its marker (RUNNING only says the process exists).
     pub async fn start_and_wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
         let apis = self.live_apis();
         for (index, app) in apps.iter().enumerate() {
@@ -558,7 +558,9 @@ impl Cluster {
                     let not_running: Vec<String> = apps
                         .iter()
                         .filter(|app| {
-                            app.state != "RUNNING" || !app.pid().is_some_and(processes::is_alive)
+                            app.state != "RUNNING"
+                                || !app.pid().is_some_and(processes::is_alive)
+                                || self.marker_lines(&app.name) == 0
                         })
                         .map(|app| format!("{}={}", app.name, app.state))
                         .collect();
