@@ -127,6 +127,14 @@ impl AppActions for ConsoleActions {
     async fn probe(&self, app: &App) -> Liveness {
         self.executors.probe(app).await
     }
+
+    /// The app's executor says; an unknown executor is taken as host-bound (the safe side).
+    fn is_host_bound(&self, app: &App) -> bool {
+        self.executors
+            .get(&app.executor)
+            .ok()
+            .is_none_or(|executor| executor.is_host_bound())
+    }
 }
 
 impl Executors {

@@ -52,6 +52,8 @@ pub enum StartupError {
     },
     #[error("cannot prepare the app log directory: {0}")]
     Executor(#[from] executor::ExecutorError),
+    #[error("cannot tell which machine this node runs on: {0}")]
+    HostIdentity(String),
     #[error("cannot start the dispatcher: {0}")]
     Dispatcher(task_dispatch::Error),
     #[error(transparent)]
@@ -131,6 +133,7 @@ impl Console {
                 source,
             })?;
         let node_id = config.node_id(port);
+        let host_id = host::host_identity().map_err(StartupError::HostIdentity)?;
         let mut executors = Executors::default().with(Arc::new(ProcessExecutor::new(
             config.node.data_dir.join("apps"),
         )?));
@@ -141,6 +144,7 @@ impl Console {
         let peers = Peers::default();
         let mut dispatch_config = DispatcherConfig::new(node_id.clone());
         dispatch_config.monitor_interval = config.monitor.interval();
+        dispatch_config.host = Some(host_id.clone());
         let peer_calls = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
         let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
             tracing::warn!(
@@ -165,6 +169,7 @@ impl Console {
             port,
             pid: std::process::id(),
             mac: host::main_mac_address(),
+            host_id: Some(host_id),
             started_at: unix_millis(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             load: NodeLoad::default(),

@@ -144,6 +144,7 @@ async fn standalone_walkthrough_create_start_see_running_stop() {
     let id = app["id"].as_i64().unwrap();
     assert_eq!(app["state"], "CREATED");
     assert_eq!(app["owner"], "test-node");
+    assert_eq!(app["placement"], json!({"host": null, "unowned": null}));
 
     let (status, accepted) = node
         .call(Method::POST, &format!("/api/v1/apps/{id}/start"), None)
@@ -153,7 +154,17 @@ async fn standalone_walkthrough_create_start_see_running_stop() {
     assert_eq!(accepted["status"], "PENDING");
     let running = node.wait_for_state(id, "RUNNING").await;
     assert!(running["handle"]["pid"].as_i64().unwrap() > 1, "{running}");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "started\n");
+    // A process runs on this node's host: the app is pinned there while it may run.
+    let (_, nodes) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
+    let host_id = nodes[0]["host_id"].as_str().unwrap().to_owned();
+    assert!(host_id.contains('/'), "<host name>/<machine id>: {host_id}");
+    assert_eq!(running["placement"]["host"], host_id.as_str(), "{running}");
+    assert_eq!(running["owner"], "test-node");
+    // RUNNING means the process exists; its shell writes the marker a moment later.
+    eventually("the app wrote its marker", SETTLE, || async {
+        std::fs::read_to_string(&marker).unwrap_or_default() == "started\n"
+    })
+    .await;
 
     let task = accepted["task_id"].as_i64().unwrap();
     let (status, task) = node
@@ -170,6 +181,7 @@ async fn standalone_walkthrough_create_start_see_running_stop() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let stopped = node.wait_for_state(id, "STOPPED").await;
     assert!(stopped["handle"].is_null(), "{stopped}");
+    assert!(stopped["placement"]["host"].is_null(), "{stopped}");
 
     let (status, list) = node
         .call(Method::GET, "/api/v1/apps?page=1&size=10", None)

@@ -73,6 +73,12 @@ pub struct ActionContext {
 /// - **Stopping is safe to repeat**: stopping an app that is not running succeeds.
 /// - The dispatcher never runs two calls for one app at once, and runs calls for different apps
 ///   in parallel (bounded by `DispatcherConfig::max_parallel_actions`).
+/// - `start` and `stop` are called only right after a conditional write that proved the
+///   caller's lease on the app and its session epoch current (the task's claim, or the move into
+///   the next phase of a restart), and never once the node has stopped acting. That narrows,
+///   but cannot close, the window in which a node declared dead still acts: a resource that
+///   can deduplicate (a Flink job id, a host-level guard for processes) must, so that a late or
+///   repeated start finds the first copy.
 ///
 /// # Cancellation safety
 /// A call is dropped mid-way when the node loses its registry session (it must stop acting
@@ -91,6 +97,16 @@ pub trait AppActions: Send + Sync + 'static {
     /// Whether the app is alive, by its handle. Called every `monitor_interval` for each owned
     /// RUNNING app, and once when a node adopts a RUNNING app.
     async fn probe(&self, app: &App) -> Liveness;
+
+    /// Whether a running copy of `app` is tied to the machine that started it (a `process`
+    /// app: only a node on that host can see, probe or signal it). Such an app is pinned to
+    /// the host of the node that starts it (`App::host`) until it is known to be gone, and only
+    /// nodes on that host own it meanwhile. Default: false (a Flink job, for one, is reached
+    /// over the network from any node).
+    fn is_host_bound(&self, app: &App) -> bool {
+        let _ = app;
+        false
+    }
 }
 
 /// How a submission reaches the owner of an app on another node: the console wires it to a

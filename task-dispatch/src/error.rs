@@ -2,6 +2,7 @@
 
 use sqlx::mysql::MySqlDatabaseError;
 
+use crate::affinity::HostId;
 use crate::state::{Action, AppState, IllegalTransition};
 
 /// What a lookup did not find.
@@ -25,7 +26,8 @@ impl std::fmt::Display for Entity {
 /// Errors of the store and the dispatcher.
 ///
 /// The HTTP layer maps them once: [`Error::NotFound`] → 404; [`Error::InvalidInput`] → 400;
-/// [`Error::IllegalTransition`], [`Error::AppActive`], [`Error::Conflict`] → 409;
+/// [`Error::IllegalTransition`], [`Error::AppActive`], [`Error::MayStillRun`],
+/// [`Error::HostUnreachable`], [`Error::Conflict`] → 409;
 /// [`Error::NotOwner`], [`Error::Fenced`] → 503 (owner-side only); the rest → 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +59,31 @@ pub enum Error {
         state: AppState,
         /// Whether it still has PENDING or RUNNING tasks.
         unfinished_tasks: bool,
+    },
+    /// A copy of the app may still be running on `host` (it was started there and has not been
+    /// seen gone): deleting the app would leave that copy running with nobody to stop it.
+    #[error(
+        "app {id} may still be running on host {host}, where it was started: stop it (a console \
+         node on that host runs the stop) before deleting it"
+    )]
+    MayStillRun {
+        /// The app.
+        id: i64,
+        /// Its host.
+        host: HostId,
+    },
+    /// A start of the app was refused: a copy may still be running on `host`, and no live node
+    /// runs there, so nobody could find that copy before starting another.
+    #[error(
+        "app {id} may still be running on host {host}, where no console node is live: a start \
+         now could run a second copy; start a console node on that host (it adopts the app), \
+         then try again"
+    )]
+    HostUnreachable {
+        /// The app.
+        id: i64,
+        /// Its host.
+        host: HostId,
     },
     /// A concurrent writer won: the row changed since it was read (or an idempotency key was
     /// reused for a different request).

@@ -2,6 +2,8 @@
 //!
 //! - [`Ring`]: consistent hashing of app ids over the set of live node ids.
 //! - [`Assignment`]: bounded-load rendezvous over app weights and node capacities.
+//! - [`LiveSet`]: who owns an app, from the live nodes with their hosts and the app's host
+//!   ([`AppPlacement`]): an app tied to a host goes only to nodes on that host.
 //! - [`Store`]: apps and tasks in MySQL/MariaDB or SQLite, node sessions and fencing.
 //! - [`state`]: the app state machine's one transition table.
 //! - [`Membership`]: which apps this node owns, from registry events (pure logic).
@@ -19,17 +21,22 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use task_dispatch::{Action, AppActions, Dispatcher, DispatcherConfig, NewApp, OwnerNotifier, Store};
+//! use task_dispatch::{
+//!     Action, AppActions, Dispatcher, DispatcherConfig, HostId, LiveNode, NewApp, OwnerNotifier,
+//!     Store,
+//! };
 //!
 //! # async fn wire(executors: Arc<dyn AppActions>, nudge: Arc<dyn OwnerNotifier>,
-//! #               live_from_registry: Vec<String>) -> task_dispatch::Result<()> {
+//! #               live_from_registry: Vec<LiveNode>) -> task_dispatch::Result<()> {
 //! // `database.url`; migrations run here.
 //! let store = Store::connect("mysql://root@127.0.0.1:3306/console").await?;
 //! let mut config = DispatcherConfig::new("10.0.0.1:10000"); // node.id
+//! config.host = Some(HostId::new("vm1/3d1219c7c4c5404aaa1f6d2a48adfda4")); // this machine
 //! config.monitor_interval = Duration::from_millis(1000); // monitor.interval_ms
 //! let dispatcher = Dispatcher::start(config, store.clone(), executors, nudge).await?;
 //!
-//! // Registry subscription on the nodes path: pass the whole live set on every change.
+//! // Registry subscription on the nodes path: pass the whole live set, each node with the host
+//! // it publishes, on every change.
 //! dispatcher.nodes_changed(live_from_registry.clone());
 //! // Connection state: SessionLost (or Suspended for ~2/3 of the session timeout) ...
 //! dispatcher.session_lost();
@@ -48,7 +55,7 @@
 //!     .await?; // POST /api/v1/apps -> 201
 //! let submitted = dispatcher.submit(app.id, Action::Start, Some("idempotency-key")).await?;
 //! let task = store.get_task(submitted.task.id).await?; // GET /api/v1/tasks/{id}
-//! let owner = dispatcher.owner_of(app.id); // the `owner` field of GET /api/v1/apps/{id}
+//! let owner = dispatcher.owner_of(&app); // the `owner` field of GET /api/v1/apps/{id}
 //! let ready = dispatcher.is_ready(); // GET /readyz
 //! # let _ = (task, owner, ready);
 //!
@@ -59,6 +66,7 @@
 //! ```
 
 mod actions;
+mod affinity;
 mod assignment;
 mod clock;
 mod dispatcher;
@@ -70,6 +78,7 @@ pub mod state;
 mod store;
 
 pub use actions::{ActionContext, ActionError, AppActions, Liveness, OwnerNotifier, PollOnly};
+pub use affinity::{AppPlacement, HostId, LiveNode, LiveSet, Unowned};
 pub use assignment::{
     Assignment, AssignmentError, AssignmentKind, Change, Epsilon, LoadBound, MAX_CAPACITY,
     NodeLoad, Placement,

@@ -1,21 +1,24 @@
 //! Which apps this node owns, recomputed from registry events.
 //!
-//! [`Membership`] is pure logic: it is fed the live node set and session changes (by the
-//! dispatcher, which the console feeds from its registry) and the app ids it should know
-//! about, and answers with the apps gained and lost. No I/O, so every rule is unit-tested.
+//! [`Membership`] is pure logic: it is fed the live node set (with each node's host) and
+//! session changes (by the dispatcher, which the console feeds from its registry) and the apps
+//! it should know about (with their hosts), and answers with the apps gained and lost. No I/O,
+//! so every rule is unit-tested.
 //!
 //! # Notable behaviors
-//! - Ownership is `Ring::owner_of_app` over the live set: the same set gives the same owner on
-//!   every node, whatever order the changes arrived in.
+//! - Ownership is [`LiveSet::owner`] over the live set: the same set and the same app give the
+//!   same owner on every node, whatever order the changes arrived in. An app tied to a host
+//!   goes only to nodes on that host (see `affinity`).
 //! - This node owns nothing while it has no registry session, or while its own id is missing
 //!   from the live set (not yet registered, or already declared gone).
 //! - Losing the session reports every owned app as lost at once; a restored session recomputes
 //!   from the live set given with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::ring::{Ring, RingKind, TooManyNodes};
+use crate::affinity::{AppPlacement, HostId, LiveNode, LiveSet};
+use crate::ring::{RingKind, TooManyNodes};
 use crate::store::AppId;
 
 /// Apps that changed hands for this node.
@@ -39,9 +42,10 @@ impl OwnershipChange {
 #[derive(Debug, Clone)]
 pub struct Membership {
     me: String,
-    ring: Arc<Ring>,
+    live: Arc<LiveSet>,
     session: bool,
-    known: BTreeSet<AppId>,
+    /// Every known app, with the host its copy may run on.
+    known: BTreeMap<AppId, Option<HostId>>,
     owned: BTreeSet<AppId>,
 }
 
@@ -51,9 +55,9 @@ impl Membership {
     pub fn new(me: impl Into<String>, kind: RingKind) -> Self {
         Self {
             me: me.into(),
-            ring: Arc::new(Ring::empty(kind)),
+            live: Arc::new(LiveSet::empty(kind)),
             session: true,
-            known: BTreeSet::new(),
+            known: BTreeMap::new(),
             owned: BTreeSet::new(),
         }
     }
@@ -62,12 +66,12 @@ impl Membership {
     ///
     /// # Notable errors
     /// [`TooManyNodes`] beyond the ring's limit; the previous view is kept.
-    pub fn nodes_changed<I, S>(&mut self, live: I) -> Result<OwnershipChange, TooManyNodes>
+    pub fn nodes_changed<I, N>(&mut self, live: I) -> Result<OwnershipChange, TooManyNodes>
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
-        self.ring = Arc::new(Ring::new(self.ring.kind(), live)?);
+        self.live = Arc::new(LiveSet::new(self.live.kind(), live)?);
         Ok(self.recompute())
     }
 
@@ -81,34 +85,45 @@ impl Membership {
     ///
     /// # Notable errors
     /// [`TooManyNodes`]; the session is then still considered restored, with the old live set.
-    pub fn session_restored<I, S>(&mut self, live: I) -> Result<OwnershipChange, TooManyNodes>
+    pub fn session_restored<I, N>(&mut self, live: I) -> Result<OwnershipChange, TooManyNodes>
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
         self.session = true;
-        match Ring::new(self.ring.kind(), live) {
-            Ok(ring) => {
-                self.ring = Arc::new(ring);
+        match LiveSet::new(self.live.kind(), live) {
+            Ok(set) => {
+                self.live = Arc::new(set);
                 Ok(self.recompute())
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Makes these apps known (new apps, apps with new tasks) and reports any now owned.
-    pub fn track<I: IntoIterator<Item = AppId>>(&mut self, apps: I) -> OwnershipChange {
-        let mut gained = Vec::new();
-        for app in apps {
-            if self.known.insert(app) && self.would_own(app) {
-                self.owned.insert(app);
-                gained.push(app);
+    /// Makes these apps known (new apps, apps with new tasks), or updates the host of known
+    /// ones, and reports the apps that changed hands for this node because of it.
+    pub fn track<I, A>(&mut self, apps: I) -> OwnershipChange
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<AppPlacement>,
+    {
+        let mut change = OwnershipChange::default();
+        for app in apps.into_iter().map(Into::into) {
+            let owns = self.would_own(&app);
+            self.known.insert(app.id, app.host);
+            match (self.owned.contains(&app.id), owns) {
+                (false, true) => {
+                    self.owned.insert(app.id);
+                    change.gained.push(app.id);
+                }
+                (true, false) => {
+                    self.owned.remove(&app.id);
+                    change.lost.push(app.id);
+                }
+                _ => {}
             }
         }
-        OwnershipChange {
-            gained,
-            lost: Vec::new(),
-        }
+        change
     }
 
     /// Forgets a deleted app (it is no longer reported as owned or lost).
@@ -119,8 +134,8 @@ impl Membership {
 
     /// The node that owns `app` in this view (whatever this node's session state).
     #[must_use]
-    pub fn owner_of(&self, app: AppId) -> Option<&str> {
-        self.ring.owner_of_app(app)
+    pub fn owner_of(&self, app: impl Into<AppPlacement>) -> Option<&str> {
+        self.live.owner(&app.into()).ok()
     }
 
     /// Whether this node owns `app` now.
@@ -135,16 +150,22 @@ impl Membership {
         &self.owned
     }
 
+    /// How many apps are known (owned or not).
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.known.len()
+    }
+
     /// Whether `node` is in the live set.
     #[must_use]
     pub fn is_live(&self, node: &str) -> bool {
-        self.ring.contains(node)
+        self.live.contains(node)
     }
 
-    /// The live node ids, sorted.
+    /// The live nodes with their hosts, by id.
     #[must_use]
-    pub fn live(&self) -> &[String] {
-        self.ring.nodes()
+    pub fn live(&self) -> Vec<LiveNode> {
+        self.live.nodes().collect()
     }
 
     /// Whether the node has a registry session.
@@ -156,13 +177,13 @@ impl Membership {
     /// Has a session and appears in the live set: it owns its share.
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.session && self.ring.contains(&self.me)
+        self.session && self.live.contains(&self.me)
     }
 
-    /// The ring of the current live set (shared: cloning it is cheap).
+    /// The current live set (shared: cloning it is cheap).
     #[must_use]
-    pub fn ring(&self) -> &Arc<Ring> {
-        &self.ring
+    pub fn live_set(&self) -> &Arc<LiveSet> {
+        &self.live
     }
 
     /// This node's id.
@@ -171,16 +192,17 @@ impl Membership {
         &self.me
     }
 
-    fn would_own(&self, app: AppId) -> bool {
-        self.is_ready() && self.ring.owner_of_app(app) == Some(self.me.as_str())
+    fn would_own(&self, app: &AppPlacement) -> bool {
+        self.is_ready() && self.live.owner(app) == Ok(self.me.as_str())
     }
 
     fn recompute(&mut self) -> OwnershipChange {
         let now: BTreeSet<AppId> = self
             .known
             .iter()
-            .copied()
-            .filter(|&app| self.would_own(app))
+            .map(|(&id, host)| AppPlacement::new(id, host.clone()))
+            .filter(|app| self.would_own(app))
+            .map(|app| app.id)
             .collect();
         let change = OwnershipChange {
             gained: now.difference(&self.owned).copied().collect(),
@@ -259,6 +281,33 @@ mod tests {
         assert!(a.owned().is_empty());
         assert!(!a.is_ready());
         assert!(a.owner_of(1).is_some());
+    }
+
+    #[test]
+    fn a_pinned_app_is_owned_only_on_its_host_and_a_host_update_moves_it() {
+        let (h1, h2) = (Some(HostId::new("h1")), Some(HostId::new("h2")));
+        let live = [
+            LiveNode::new("a", h1.clone()),
+            LiveNode::new("b", h2.clone()),
+        ];
+        let mut a = Membership::new("a", RingKind::Rendezvous);
+        a.nodes_changed(live.clone()).unwrap();
+        let app = (0..100)
+            .find(|&app| a.owner_of(app) == Some("a"))
+            .expect("a owns one of a hundred apps");
+        assert!(a.track([AppPlacement::new(app, h2.clone())]).is_empty());
+        assert_eq!(a.owner_of(AppPlacement::new(app, h2.clone())), Some("b"));
+        assert_eq!(a.tracked(), 1);
+        // Its copy is gone (a stop on b): unpinned, it goes where the ring says.
+        let unpinned = a.track([AppPlacement::from(app)]);
+        assert_eq!(unpinned.gained, [app]);
+        // Pinned to b's host again: a loses it.
+        assert_eq!(a.track([AppPlacement::new(app, h2.clone())]).lost, [app]);
+        // b dies: nobody may own the app pinned to its host, a does not take it.
+        assert!(a.nodes_changed([live[0].clone()]).unwrap().is_empty());
+        assert_eq!(a.owner_of(AppPlacement::new(app, h2)), None);
+        // Pinned to a's own host: a owns it.
+        assert_eq!(a.track([AppPlacement::new(app, h1)]).gained, [app]);
     }
 
     #[test]

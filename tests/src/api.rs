@@ -53,6 +53,9 @@ pub struct App {
     /// The executor's record; for `process`: `{"executor":"process","pid":..,"start_time_ticks":..}`.
     #[serde(default)]
     pub handle: Option<Value>,
+    /// `{"host","unowned"}`: the host a copy may run on, why the app has no owner (issue 12).
+    #[serde(default)]
+    pub placement: Value,
 }
 
 impl App {
@@ -76,6 +79,9 @@ pub struct NodeInfo {
     pub port: u16,
     pub leader: bool,
     pub owned_apps: u64,
+    /// The machine the node runs on, `<host name>/<machine id>` (issue 12).
+    #[serde(default)]
+    pub host_id: Option<String>,
 }
 
 /// `GET /api/v1/tasks/{id}`.

@@ -74,6 +74,10 @@ pub struct Options {
     /// `RUST_LOG` here wins over `CLUSTER_TESTS_LOG`), e.g. the benchmark hooks
     /// `CONSOLE_BENCHMARK_EXECUTOR=noop`.
     pub env: Vec<(String, String)>,
+    /// Host names of the first nodes (`n1` gets the first), each run in a UTS namespace of its
+    /// own as on a machine of its own (`unshare --uts`, root only); further nodes and an empty
+    /// list keep the machine's own.
+    pub host_names: Vec<String>,
 }
 
 impl Options {
@@ -94,6 +98,7 @@ impl Options {
             private_zookeeper: false,
             database_proxy: false,
             env: Vec::new(),
+            host_names: Vec::new(),
         }
     }
 
@@ -102,6 +107,13 @@ impl Options {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.retain(|(existing, _)| existing != name);
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs node `n<i+1>` under host name `names[i]` (see [`Options::host_names`](Options#structfield.host_names)).
+    #[must_use]
+    pub fn host_names(mut self, names: &[&str]) -> Self {
+        self.host_names = names.iter().map(|name| (*name).to_owned()).collect();
         self
     }
 
@@ -372,6 +384,7 @@ impl Cluster {
             &self.run_tag(),
         );
         node.set_env(self.options.env.clone());
+        node.set_host_name(self.options.host_names.get(self.nodes.len()).cloned());
         let template = self.config_template();
         let data_dir = node.data_dir();
         node.start(self.binary, &|port| template.yaml(&id, &data_dir, port))
@@ -518,7 +531,7 @@ impl Cluster {
     }
 
     /// Starts every app in `apps` through the nodes in turn and waits until all are RUNNING
-    /// with a process.
+    /// with a process that has written its marker (RUNNING only says the process exists).
     pub async fn start_and_wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
         let apis = self.live_apis();
         for (index, app) in apps.iter().enumerate() {
@@ -545,7 +558,9 @@ impl Cluster {
                     let not_running: Vec<String> = apps
                         .iter()
                         .filter(|app| {
-                            app.state != "RUNNING" || !app.pid().is_some_and(processes::is_alive)
+                            app.state != "RUNNING"
+                                || !app.pid().is_some_and(processes::is_alive)
+                                || self.marker_lines(&app.name) == 0
                         })
                         .map(|app| format!("{}={}", app.name, app.state))
                         .collect();

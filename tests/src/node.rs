@@ -46,6 +46,8 @@ pub struct Node {
     starts: u32,
     /// Extra environment variables, set after every other one.
     env: Vec<(String, String)>,
+    /// Run under this host name, in a UTS namespace of its own ([`Node::set_host_name`]).
+    host_name: Option<String>,
     /// A client of the current port (one connection pool per node, reused by every probe).
     api: Api,
 }
@@ -62,6 +64,7 @@ impl Node {
             child: None,
             starts: 0,
             env: Vec::new(),
+            host_name: None,
             api: Api::new("http://127.0.0.1:0".to_owned(), None),
         }
     }
@@ -70,6 +73,13 @@ impl Node {
     /// set after the harness's own, so they override them).
     pub fn set_env(&mut self, env: Vec<(String, String)>) {
         self.env = env;
+    }
+
+    /// From the next start on, runs the process under host name `name`, as on another machine
+    /// (`unshare --uts`, which needs root: the process executor and the node's host identity
+    /// read the host name of their UTS namespace), or under the machine's own with `None`.
+    pub fn set_host_name(&mut self, name: Option<String>) {
+        self.host_name = name;
     }
 
     pub fn port(&self) -> u16 {
@@ -178,7 +188,19 @@ impl Node {
             self.config_path().display()
         );
         let stderr = log.try_clone().expect("clone the log file handle");
-        let mut command = Command::new(binary);
+        // Under another host name: unshare and sh exec in turn, so the pid stays the console's.
+        let mut command = match &self.host_name {
+            None => Command::new(binary),
+            Some(name) => {
+                let mut command = Command::new("unshare");
+                command
+                    .args(["--uts", "--", "sh", "-c"])
+                    .arg(r#"printf %s "$0" > /proc/sys/kernel/hostname && exec "$@""#)
+                    .arg(name)
+                    .arg(binary);
+                command
+            }
+        };
         command
             .arg("--config")
             .arg(self.config_path())

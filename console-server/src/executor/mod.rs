@@ -83,6 +83,14 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     /// The executor's name as used in app rows and the HTTP API (`"process"`).
     fn name(&self) -> &'static str;
 
+    /// Whether a running app is tied to the machine that started it, so that only a node on that
+    /// machine can see, probe or signal it (`process`: yes; a Flink job: no). The dispatcher then
+    /// pins the app to the starting node's host and lets only nodes there own it (host
+    /// affinity). Default: false.
+    fn is_host_bound(&self) -> bool {
+        false
+    }
+
     /// Checks an app's `spec` for this executor, without side effects. The HTTP layer answers 400
     /// with the error's message when this fails.
     ///

@@ -339,6 +339,11 @@ impl Executor for ProcessExecutor {
         "process"
     }
 
+    /// A process can only be seen and signalled on its own host.
+    fn is_host_bound(&self) -> bool {
+        true
+    }
+
     fn validate_spec(&self, spec: &serde_json::Value) -> Result<(), ExecutorError> {
         super::validate_spec(spec)
     }

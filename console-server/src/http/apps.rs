@@ -37,6 +37,9 @@ pub struct AppView {
     pub state: AppState,
     /// The node that owns the app now, in the answering node's view of the cluster.
     pub owner: Option<String>,
+    /// Where the app may run: the host its copy may be running on, and why it has no owner
+    /// when `owner` is null.
+    pub placement: PlacementView,
     /// The node that has taken the app over (holds its lease): the owner once it has adopted
     /// the app, the previous owner while it hands over.
     pub adopted_by: Option<String>,
@@ -49,10 +52,25 @@ pub struct AppView {
     pub updated_at: i64,
 }
 
+/// The `placement` of an app.
+#[derive(Debug, Serialize)]
+pub struct PlacementView {
+    /// The host a copy of the app may be running on (a started `process` app): only console
+    /// nodes on that host may own it. Null: any node may.
+    pub host: Option<String>,
+    /// Why the app has no owner; null when it has one.
+    pub unowned: Option<String>,
+}
+
 impl AppView {
     fn new(state: &ApiState, app: App) -> Self {
+        let owner = state.dispatcher.owner(&app);
         Self {
-            owner: state.dispatcher.owner_of(app.id),
+            placement: PlacementView {
+                host: app.host.as_ref().map(ToString::to_string),
+                unowned: owner.as_ref().err().map(ToString::to_string),
+            },
+            owner: owner.ok(),
             adopted_by: app.lease.map(|lease| lease.node_id),
             id: app.id,
             name: app.name,
@@ -155,7 +173,8 @@ pub async fn apps_show(
     Ok(Json(AppView::new(&state, app)))
 }
 
-/// `DELETE /api/v1/apps/{id}`: 204; 409 while the app is active or has unfinished tasks.
+/// `DELETE /api/v1/apps/{id}`: 204; 409 while the app is active, has unfinished tasks, or may
+/// still run on its host.
 pub async fn apps_delete(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<AppId>,

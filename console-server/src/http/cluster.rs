@@ -24,6 +24,8 @@ pub struct NodeView {
     pub running_tasks: usize,
     pub pid: u32,
     pub mac: Option<String>,
+    /// The machine the node runs on (`<host name>/<machine id>`), for host affinity.
+    pub host_id: Option<String>,
     pub version: String,
 }
 
@@ -45,6 +47,7 @@ pub async fn nodes_index(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
             running_tasks: info.load.running_tasks,
             pid: info.pid,
             mac: info.mac,
+            host_id: info.host_id.map(|host| host.to_string()),
             version: info.version,
         })
         .collect();

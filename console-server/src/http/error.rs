@@ -84,6 +84,8 @@ impl From<task_dispatch::Error> for ApiError {
             E::InvalidInput(_) => Self::bad_request("invalid_input", error.to_string()),
             E::IllegalTransition { .. } => Self::conflict("illegal_transition", error.to_string()),
             E::AppActive { .. } => Self::conflict("app_active", error.to_string()),
+            E::MayStillRun { .. } => Self::conflict("app_may_still_run", error.to_string()),
+            E::HostUnreachable { .. } => Self::conflict("host_unreachable", error.to_string()),
             E::Conflict(_) => Self::conflict("conflict", error.to_string()),
             E::NotOwner { .. } | E::Fenced { .. } => Self::unavailable(error.to_string()),
             _ if error.is_transient() => {

@@ -96,7 +96,7 @@ impl ClusterNode {
                 other => registry_error(other),
             })?;
         peers.reload(&*registry).await.map_err(registry_error)?;
-        dispatcher.nodes_changed(peers.ids());
+        dispatcher.nodes_changed(peers.live_nodes());
         tracing::info!(node = %id, live = ?peers.ids(), "joined the cluster");
         let acting = Arc::new(AtomicBool::new(true));
         let (stop, stop_rx) = oneshot::channel();
@@ -236,7 +236,7 @@ impl Supervisor {
             && self.acting.load(Ordering::SeqCst)
         {
             tracing::info!(left = %departure.node_id, live = ?self.peers.ids(), "a peer announced that it left");
-            self.dispatcher.nodes_changed(self.peers.ids());
+            self.dispatcher.nodes_changed(self.peers.live_nodes());
         }
     }
 
@@ -256,7 +256,7 @@ impl Supervisor {
         }
         if self.peers.apply(event) && self.acting.load(Ordering::SeqCst) {
             tracing::info!(live = ?self.peers.ids(), "cluster membership changed");
-            self.dispatcher.nodes_changed(self.peers.ids());
+            self.dispatcher.nodes_changed(self.peers.live_nodes());
         }
     }
 
@@ -304,7 +304,7 @@ impl Supervisor {
             Ok(()) => {
                 tracing::info!(live = ?self.peers.ids(), "registry session usable again; resuming");
                 self.acting.store(true, Ordering::SeqCst);
-                self.dispatcher.session_restored(self.peers.ids());
+                self.dispatcher.session_restored(self.peers.live_nodes());
             }
             Err(error) => {
                 tracing::warn!(%error, "reading the live nodes after the session came back failed; will retry")

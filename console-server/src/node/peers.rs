@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use registry_api::{Event, EventKind, Registry, path};
 use serde::{Deserialize, Serialize};
+use task_dispatch::{HostId, LiveNode};
 
 /// Where nodes register: `/nodes/console/<node id>`.
 pub const NODES_PATH: &str = "/nodes/console";
@@ -19,6 +20,10 @@ pub struct NodeInfo {
     pub pid: u32,
     /// MAC address of the interface with the default route, when there is one.
     pub mac: Option<String>,
+    /// The machine the node runs on (host affinity: only nodes on the host that started a
+    /// `process` app may own it). Missing in entries of nodes that do not say.
+    #[serde(default)]
+    pub host_id: Option<HostId>,
     /// Milliseconds since the Unix epoch.
     pub started_at: i64,
     pub version: String,
@@ -79,7 +84,7 @@ impl Peers {
         Ok(())
     }
 
-    /// Applies one registry event; returns whether the set of live ids changed.
+    /// Applies one registry event; returns whether the live set (ids and hosts) changed.
     pub fn apply(&self, event: &Event) -> bool {
         let Some(id) = path::child_of(NODES_PATH, &event.path) else {
             return false;
@@ -88,7 +93,12 @@ impl Peers {
         match event.kind {
             EventKind::Removed => nodes.remove(id).is_some(),
             EventKind::Added | EventKind::Updated => match parse(&event.path, &event.value) {
-                Some(info) => nodes.insert(id.to_owned(), info).is_none(),
+                Some(info) => {
+                    let host = info.host_id.clone();
+                    nodes
+                        .insert(id.to_owned(), info)
+                        .is_none_or(|old| old.host_id != host)
+                }
                 None => false,
             },
         }
@@ -109,6 +119,14 @@ impl Peers {
     /// The ids of the live nodes, sorted.
     pub fn ids(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
+    }
+
+    /// The live nodes with their hosts, as ownership takes them, sorted by id.
+    pub fn live_nodes(&self) -> Vec<LiveNode> {
+        self.read()
+            .values()
+            .map(|info| LiveNode::new(info.id.clone(), info.host_id.clone()))
+            .collect()
     }
 
     /// Every live node, sorted by id.
@@ -156,6 +174,7 @@ mod tests {
             port: 1,
             pid: 1,
             mac: None,
+            host_id: Some(HostId::new("vm/3d12")),
             started_at: 0,
             version: "0".to_owned(),
             load: NodeLoad::default(),
@@ -186,6 +205,26 @@ mod tests {
         assert_eq!(peers.ids(), ["b"]);
         assert!(!peers.apply(&Event::new(EventKind::Added, "/nodes/consoleX/c", "{}")));
         assert!(!peers.apply(&Event::new(EventKind::Added, node_key("junk"), "not json")));
+    }
+
+    #[test]
+    fn a_node_entry_gives_its_host_and_a_new_host_is_a_change() {
+        let peers = Peers::default();
+        assert!(peers.apply(&event(EventKind::Added, "a")));
+        assert_eq!(
+            peers.live_nodes(),
+            [LiveNode::new("a", Some(HostId::new("vm/3d12")))]
+        );
+        let mut moved = info("a");
+        moved.host_id = Some(HostId::new("other/3d12"));
+        let value = serde_json::to_vec(&moved).unwrap();
+        assert!(peers.apply(&Event::new(EventKind::Updated, node_key("a"), value)));
+        // An entry of a node that does not say its host: a node on no known host.
+        let mut value = serde_json::to_value(info("b")).unwrap();
+        value.as_object_mut().unwrap().remove("host_id");
+        let value = serde_json::to_vec(&value).unwrap();
+        assert!(peers.apply(&Event::new(EventKind::Added, node_key("b"), value)));
+        assert_eq!(peers.live_nodes()[1], LiveNode::new("b", None));
     }
 
     #[test]

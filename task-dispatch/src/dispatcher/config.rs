@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::affinity::HostId;
 use crate::error::{Error, Result};
 use crate::ring::RingKind;
 
@@ -11,6 +12,13 @@ use crate::ring::RingKind;
 pub struct DispatcherConfig {
     /// This node's id, as registered in the registry (by default `host:port`).
     pub node_id: String,
+    /// The host this node runs on, the same it publishes in the live set. An app whose
+    /// executor ties it to its host ([`AppActions::is_host_bound`]) is pinned to it when it is
+    /// started here (see `App::host`). `None` (the default): this node pins nothing, and owns
+    /// no app that is pinned.
+    ///
+    /// [`AppActions::is_host_bound`]: crate::AppActions::is_host_bound
+    pub host: Option<HostId>,
     /// The ring implementation (every node of a cluster must use the same).
     pub ring: RingKind,
     /// The fallback poll for tasks whose wake-up signal was lost. Default 1 s.
@@ -19,7 +27,8 @@ pub struct DispatcherConfig {
     pub poll_strategy: PollStrategy,
     /// How often each owned RUNNING app is probed (`monitor.interval_ms`). Default 1 s.
     pub monitor_interval: Duration,
-    /// Executor calls (start/stop) running at once on this node. Default 16.
+    /// Tasks claimed and running at once on this node, so at most as many executor calls
+    /// (start/stop). A worker takes one of these permits before it claims a task. Default 16.
     pub max_parallel_actions: usize,
     /// Claims of one task before it is failed as abandoned (its owners kept dying). Default 3.
     pub max_attempts: i64,
@@ -33,6 +42,7 @@ impl DispatcherConfig {
     pub fn new(node_id: impl Into<String>) -> Self {
         Self {
             node_id: node_id.into(),
+            host: None,
             ring: RingKind::default(),
             poll_interval: Duration::from_secs(1),
             poll_strategy: PollStrategy::Indexed,
@@ -83,7 +93,8 @@ pub struct DispatchStats {
     pub tasks_succeeded: AtomicU64,
     /// Tasks this node finished FAILED (executor errors, refusals, abandoned).
     pub tasks_failed: AtomicU64,
-    /// Fallback polls run.
+    /// Reads of the unfinished-task index: fallback polls, and checks of woken apps that the
+    /// node does not own (a batch of ids per read).
     pub polls: AtomicU64,
     /// Reads of one app's task queue by its worker: one per task run plus one to find the
     /// queue empty after a wake. Monitoring a running app reads none.
@@ -92,4 +103,7 @@ pub struct DispatchStats {
     pub adoptions: AtomicU64,
     /// Apps found dead by a probe and marked FAILED.
     pub apps_found_dead: AtomicU64,
+    /// App workers started: one per app gained, one more each time a worker is replaced. Each
+    /// one reads its app at least once (to take the lease).
+    pub workers_started: AtomicU64,
 }

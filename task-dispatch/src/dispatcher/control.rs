@@ -5,7 +5,7 @@
 //! session loss, a membership change or a shutdown is acted on at once even while the database
 //! is slow or down.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,12 +17,18 @@ use tracing::{debug, info, warn};
 use super::worker::{AppWorker, WorkerExit};
 use super::{Command, PollStrategy, Shared, View};
 use crate::actions::AppActions;
+use crate::affinity::{AppPlacement, LiveNode};
 use crate::error::Result;
 use crate::membership::{Membership, OwnershipChange};
 use crate::store::{AppId, NodeLease};
 
 /// How long the loop waits before it tries again to register a new epoch.
 const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// How many woken apps wait for a check at most. Beyond that they are dropped in favour of
+/// one full poll, which finds every app with unfinished tasks anyway: a flood of wakes costs a
+/// bounded set and one read at a time.
+pub(super) const MAX_UNCHECKED_WAKES: usize = 256;
 
 /// Reports to the control loop from its own tasks.
 #[derive(Debug)]
@@ -39,13 +45,16 @@ pub(super) enum Internal {
     },
     RetryRegister,
     Read(Read),
+    /// A worker read or wrote its app's host (see `App::host`).
+    HostSeen(AppPlacement),
 }
 
 /// Results of the control loop's background reads.
 #[derive(Debug)]
 pub(super) enum Read {
-    Active(Result<Vec<AppId>>),
-    Unfinished(Result<Vec<AppId>>),
+    Active(Result<Vec<AppPlacement>>),
+    /// Apps with unfinished tasks: all of them (a poll) or those among checked wakes.
+    Unfinished(Result<Vec<AppPlacement>>),
 }
 
 /// The control loop's state: membership, the workers, the session.
@@ -57,17 +66,27 @@ pub(super) struct Control {
     /// The current session; None while it is lost or a new epoch is being registered.
     pub(super) lease: Option<NodeLease>,
     /// Set while the node waits for a new epoch: the live set to restore with once it has one.
-    pub(super) restoring: Option<Vec<String>>,
+    pub(super) restoring: Option<Vec<LiveNode>>,
     /// Counts the requests to restore the session; a registration serves the one it was started
     /// for.
     pub(super) restore_requests: u64,
+    /// How many `Dispatcher::session_lost` calls the loop has handled (see `Acting`).
+    pub(super) losses_seen: u64,
     /// A registration is running (at most one at a time).
     pub(super) registering: bool,
     pub(super) workers: HashMap<AppId, WorkerHandle>,
     pub(super) next_worker: u64,
     pub(super) internal: mpsc::UnboundedSender<Internal>,
-    /// A poll is in flight.
-    pub(super) polling: bool,
+    /// A read of the task index (a poll or a check of woken apps) is in flight: at most one
+    /// runs at a time, whatever arrives meanwhile.
+    pub(super) reading_index: bool,
+    /// A full poll is due (the timer, a membership change, or more unchecked wakes than
+    /// [`MAX_UNCHECKED_WAKES`]); it runs next, before any check of single apps.
+    pub(super) poll_due: bool,
+    /// Woken apps this node does not own in its view (unknown ids, or apps it believes
+    /// another node owns): checked together against the task index by the next read, never one
+    /// by one, and tracked only if they have unfinished tasks.
+    pub(super) unchecked_wakes: BTreeSet<AppId>,
     /// Shutting down; these callers wait for the last worker to release.
     pub(super) stopping: bool,
     pub(super) shutdown: Vec<oneshot::Sender<()>>,
@@ -123,7 +142,7 @@ impl Control {
             Command::NodesChanged(live) => {
                 if let Some(pending) = self.restoring.as_mut() {
                     // Waiting for a new epoch: restore with the newest view.
-                    *pending = live.iter().cloned().collect();
+                    pending.clone_from(&live);
                 }
                 match self.membership.nodes_changed(live) {
                     Ok(change) => self.apply(change),
@@ -132,11 +151,12 @@ impl Control {
                 self.refresh_known_apps();
             }
             Command::SessionLost => {
+                self.losses_seen += 1;
                 warn!(node = %self.shared.config.node_id, "registry session lost: dropping every app");
                 self.restoring = None;
                 self.lose_session();
             }
-            Command::SessionRestored(live) => self.restore_session(live.into_iter().collect()),
+            Command::SessionRestored(live) => self.restore_session(live),
             Command::Wake(app_id) => self.wake_app(app_id),
             Command::Shutdown(done) => {
                 info!(node = %self.shared.config.node_id, "dispatcher stopping: releasing every app");
@@ -171,11 +191,17 @@ impl Control {
                     }
                     WorkerExit::Gone => self.membership.forget(app_id),
                     WorkerExit::Fenced => self.on_fenced(),
+                    // A session loss is queued or being handled: it drops every worker.
+                    WorkerExit::Stopped => {}
                 }
             }
             Internal::Registered { request, result } => self.on_registered(request, result),
             Internal::RetryRegister => self.register(),
             Internal::Read(read) => self.on_read(read),
+            Internal::HostSeen(app) => {
+                let change = self.membership.track([app]);
+                self.apply(change);
+            }
         }
         self.publish();
     }
@@ -193,6 +219,7 @@ impl Control {
     }
 
     fn lose_session(&mut self) {
+        self.shared.stop_acting();
         self.membership.session_lost();
         self.lease = None;
         self.abort_all();
@@ -200,7 +227,7 @@ impl Control {
 
     /// Owns nothing until a new epoch is registered (in the background), then takes its share
     /// of `live`.
-    fn restore_session(&mut self, live: Vec<String>) {
+    fn restore_session(&mut self, live: Vec<LiveNode>) {
         // Without a current epoch nothing may be written.
         self.lose_session();
         self.restoring = Some(live);
@@ -238,6 +265,10 @@ impl Control {
             return;
         }
         match result {
+            Ok(lease) if !self.shared.act_with(lease.epoch, self.losses_seen) => {
+                // The session was lost again and the loss is still queued: it comes next.
+                debug!(node = %lease, "new epoch unused: a session loss is queued");
+            }
             Ok(lease) => {
                 info!(node = %lease, "session restored with a new epoch");
                 self.lease = Some(lease);
@@ -267,29 +298,50 @@ impl Control {
         }
         let (store, internal) = (self.shared.store.clone(), self.internal.clone());
         tokio::spawn(async move {
-            let _ = internal.send(Internal::Read(Read::Active(store.active_app_ids().await)));
+            let _ = internal.send(Internal::Read(Read::Active(store.active_apps().await)));
         });
         self.poll();
     }
 
-    /// The fallback poll: apps with PENDING or RUNNING tasks. At most one runs at a time.
+    /// The fallback poll: apps with PENDING or RUNNING tasks.
     fn poll(&mut self) {
-        if self.lease.is_none() || self.polling {
+        self.poll_due = true;
+        self.read_index();
+    }
+
+    /// Starts the next read of the task index, unless one is in flight: a due poll first,
+    /// then a check of the woken apps this node does not own.
+    fn read_index(&mut self) {
+        if self.lease.is_none() || self.reading_index {
             return;
         }
-        self.polling = true;
-        self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
         let (store, internal) = (self.shared.store.clone(), self.internal.clone());
-        let strategy = self.shared.config.poll_strategy;
-        tokio::spawn(async move {
-            let ids = match strategy {
-                PollStrategy::Indexed => store.apps_with_unfinished_tasks().await,
-                PollStrategy::FullTableScan => {
-                    store.apps_with_unfinished_tasks_by_full_scan().await
-                }
-            };
-            let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
-        });
+        if self.poll_due {
+            self.poll_due = false;
+            self.unchecked_wakes.clear();
+            let strategy = self.shared.config.poll_strategy;
+            tokio::spawn(async move {
+                let ids = match strategy {
+                    PollStrategy::Indexed => store.apps_with_unfinished_tasks().await,
+                    PollStrategy::FullTableScan => {
+                        store.apps_with_unfinished_tasks_by_full_scan().await
+                    }
+                };
+                let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
+            });
+        } else if !self.unchecked_wakes.is_empty() {
+            let ids: Vec<AppId> = std::mem::take(&mut self.unchecked_wakes)
+                .into_iter()
+                .collect();
+            tokio::spawn(async move {
+                let ids = store.apps_with_unfinished_tasks_among(&ids).await;
+                let _ = internal.send(Internal::Read(Read::Unfinished(ids)));
+            });
+        } else {
+            return;
+        }
+        self.reading_index = true;
+        self.shared.stats.polls.fetch_add(1, Ordering::Relaxed);
     }
 
     fn on_read(&mut self, read: Read) {
@@ -298,28 +350,52 @@ impl Control {
                 let change = self.membership.track(ids);
                 self.apply(change);
             }
-            Read::Unfinished(Ok(ids)) => {
-                self.polling = false;
-                let change = self.membership.track(ids.iter().copied());
+            Read::Unfinished(Ok(apps)) => {
+                self.reading_index = false;
+                let ids: Vec<AppId> = apps.iter().map(|app| app.id).collect();
+                let change = self.membership.track(apps);
                 self.apply(change);
                 for app_id in ids {
-                    self.wake_app(app_id);
+                    self.signal_worker(app_id);
                 }
+                self.read_index();
             }
             Read::Active(Err(e)) => warn!(error = %e, "cannot list active apps"),
             Read::Unfinished(Err(e)) => {
-                self.polling = false;
-                warn!(error = %e, "poll failed");
+                self.reading_index = false;
+                warn!(error = %e, "cannot read the apps with unfinished tasks");
+                // The poll timer tries again; woken apps wait for it.
             }
         }
     }
 
+    /// A wake-up from a submitter (or any caller of `Dispatcher::wake`). An app this node owns
+    /// is handed to its worker at once. Any other id is only a hint: it is checked, with the
+    /// others that arrive meanwhile, against the task index, and tracked only if it has
+    /// unfinished tasks, so made-up ids cost neither memory nor a query each.
     fn wake_app(&mut self, app_id: AppId) {
         if self.lease.is_none() {
             return;
         }
-        let change = self.membership.track([app_id]);
-        self.apply(change);
+        if self.membership.owns(app_id) {
+            self.signal_worker(app_id);
+            return;
+        }
+        if self.unchecked_wakes.len() < MAX_UNCHECKED_WAKES {
+            self.unchecked_wakes.insert(app_id);
+        } else {
+            debug!(
+                limit = MAX_UNCHECKED_WAKES,
+                "too many woken apps to check one by one; polling instead"
+            );
+            self.unchecked_wakes.clear();
+            self.poll_due = true;
+        }
+        self.read_index();
+    }
+
+    /// Wakes the worker of an app this node owns (starting it if needed); nothing otherwise.
+    fn signal_worker(&mut self, app_id: AppId) {
         if !self.membership.owns(app_id) {
             return;
         }
@@ -368,12 +444,18 @@ impl Control {
             return;
         };
         self.next_worker += 1;
+        self.shared
+            .stats
+            .workers_started
+            .fetch_add(1, Ordering::Relaxed);
         let id = self.next_worker;
         let wake = Arc::new(Notify::new());
         let (release, release_rx) = watch::channel(false);
         let worker = AppWorker {
             app_id,
             lease,
+            internal: self.internal.clone(),
+            host_seen: None,
             shared: self.shared.clone(),
             actions: self.actions.clone(),
             permits: self.permits.clone(),
@@ -409,9 +491,10 @@ impl Control {
 
     fn publish(&self) {
         self.shared.publish(View {
-            ring: self.membership.ring().clone(),
+            live: self.membership.live_set().clone(),
             ready: self.lease.is_some() && self.membership.is_ready(),
             owned: self.membership.owned().len(),
+            tracked: self.membership.tracked(),
         });
     }
 }

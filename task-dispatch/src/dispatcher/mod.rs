@@ -27,24 +27,25 @@
 //! # Load at rest
 //! One indexed query per `poll_interval` (default 1 s): the ids of apps with PENDING or RUNNING
 //! tasks, read through `tasks_status_app`. Monitoring calls the executor's `probe`, not the
-//! database, unless an app is found dead.
+//! database, unless an app is found dead. Wakes for apps the node does not own are checked in
+//! batches through the same index, one read at a time.
 
 mod config;
 mod control;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::actions::{AppActions, OwnerNotifier};
+use crate::affinity::{AppPlacement, LiveNode, LiveSet, Unowned};
 use crate::error::Result;
 use crate::membership::Membership;
-use crate::ring::Ring;
 use crate::state::Action;
-use crate::store::{AppId, Store, Submitted};
+use crate::store::{AppId, NodeLease, Store, Submitted};
 
 pub use config::{DispatchStats, DispatcherConfig, PollStrategy};
 use control::Control;
@@ -83,14 +84,28 @@ struct Shared {
     config: DispatcherConfig,
     store: Store,
     view: RwLock<View>,
+    acting: Mutex<Acting>,
     stats: DispatchStats,
+}
+
+/// Which session the node acts with, read by every worker right before an executor call.
+///
+/// [`Dispatcher::session_lost`] clears it at once, before the control loop hears of the loss
+/// and drops the workers, so no call starts in between. `losses` counts those calls: the
+/// control loop acts with a new epoch only if it has seen every loss counted, so a
+/// registration that completes while a loss is still queued does not revive the node.
+#[derive(Debug, Default)]
+struct Acting {
+    epoch: Option<i64>,
+    losses: u64,
 }
 
 #[derive(Debug, Clone)]
 struct View {
-    ring: Arc<Ring>,
+    live: Arc<LiveSet>,
     ready: bool,
     owned: usize,
+    tracked: usize,
 }
 
 impl Shared {
@@ -107,14 +122,47 @@ impl Shared {
             Err(e) => *e.into_inner() = view,
         }
     }
+
+    fn acting(&self) -> std::sync::MutexGuard<'_, Acting> {
+        // A poisoned lock only means a panic elsewhere; two plain fields are always whole.
+        self.acting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `lease` is the session the node acts with now.
+    fn is_acting(&self, lease: &NodeLease) -> bool {
+        self.acting().epoch == Some(lease.epoch)
+    }
+
+    /// The handle's side of a session loss: stop acting now.
+    fn session_lost(&self) {
+        let mut acting = self.acting();
+        acting.epoch = None;
+        acting.losses += 1;
+    }
+
+    /// The control loop acts with `epoch` from now on, unless a loss it has not seen yet (one
+    /// of more than `losses_seen`) is queued; answers whether it does.
+    fn act_with(&self, epoch: i64, losses_seen: u64) -> bool {
+        let mut acting = self.acting();
+        if acting.losses != losses_seen {
+            return false;
+        }
+        acting.epoch = Some(epoch);
+        true
+    }
+
+    /// The control loop stops acting (fenced, or a loss it handles).
+    fn stop_acting(&self) {
+        self.acting().epoch = None;
+    }
 }
 
 /// Requests from the handles.
 #[derive(Debug)]
 enum Command {
-    NodesChanged(BTreeSet<String>),
+    NodesChanged(Vec<LiveNode>),
     SessionLost,
-    SessionRestored(BTreeSet<String>),
+    SessionRestored(Vec<LiveNode>),
     Wake(AppId),
     Shutdown(oneshot::Sender<()>),
 }
@@ -139,12 +187,17 @@ impl Dispatcher {
         let membership = Membership::new(config.node_id.clone(), config.ring);
         let shared = Arc::new(Shared {
             view: RwLock::new(View {
-                ring: membership.ring().clone(),
+                live: membership.live_set().clone(),
                 ready: false,
                 owned: 0,
+                tracked: 0,
             }),
             config,
             store,
+            acting: Mutex::new(Acting {
+                epoch: Some(lease.epoch),
+                losses: 0,
+            }),
             stats: DispatchStats::default(),
         });
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -157,11 +210,14 @@ impl Dispatcher {
             lease: Some(lease),
             restoring: None,
             restore_requests: 0,
+            losses_seen: 0,
             registering: false,
             workers: HashMap::new(),
             next_worker: 0,
             internal,
-            polling: false,
+            reading_index: false,
+            poll_due: false,
+            unchecked_wakes: BTreeSet::new(),
             stopping: false,
             shutdown: Vec::new(),
         };
@@ -175,11 +231,13 @@ impl Dispatcher {
         })
     }
 
-    /// The live node set changed. Pass the whole set (node ids), this node included.
-    pub fn nodes_changed<I, S>(&self, live: I)
+    /// The live node set changed. Pass the whole set, this node included: each node's id and
+    /// host ([`LiveNode`]; a bare id is a node that does not say its host, which owns no app
+    /// tied to a host).
+    pub fn nodes_changed<I, N>(&self, live: I)
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
         self.send(Command::NodesChanged(
             live.into_iter().map(Into::into).collect(),
@@ -190,16 +248,18 @@ impl Dispatcher {
     /// session timeout): every worker is dropped at once and nothing is claimed until
     /// [`Dispatcher::session_restored`].
     pub fn session_lost(&self) {
+        // Before the control loop hears of it: no executor call starts from now on.
+        self.handle.shared.session_lost();
         self.send(Command::SessionLost);
     }
 
     /// A new registry session is up: the node registers a new epoch (in the background; it owns
     /// nothing meanwhile, and retries every second while the database refuses), then recomputes
     /// what it owns from `live` and adopts it.
-    pub fn session_restored<I, S>(&self, live: I)
+    pub fn session_restored<I, N>(&self, live: I)
     where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
     {
         self.send(Command::SessionRestored(
             live.into_iter().map(Into::into).collect(),
@@ -207,7 +267,14 @@ impl Dispatcher {
     }
 
     /// A signal that app `app_id` has a new task (from the console's end of an
-    /// [`OwnerNotifier`]). Ignored unless this node owns the app.
+    /// [`OwnerNotifier`]).
+    ///
+    /// # Notable behaviors
+    /// A hint, never trusted: an app this node owns is handed to its worker (which reads its
+    /// task queue); any other id is checked against the task index together with the others
+    /// woken meanwhile (one read at a time, at most 256 ids waiting, beyond which one full poll
+    /// replaces the checks) and tracked only if it has unfinished tasks. Wakes with made-up ids
+    /// therefore neither grow the node's memory nor cost a query each.
     pub fn wake(&self, app_id: AppId) {
         self.send(Command::Wake(app_id));
     }
@@ -215,23 +282,29 @@ impl Dispatcher {
     /// Queues `action` for the app (see [`Store::submit_task`]) and signals its owner: this node
     /// directly, another through the [`OwnerNotifier`] (in the background).
     ///
+    /// A start or restart of an app whose copy may run on a host where no node is live in this
+    /// node's view is refused ([`Store::submit_task_if_reachable`]): nobody could find that
+    /// copy before starting another.
+    ///
     /// # Notable errors
-    /// Those of [`Store::submit_task`]: NotFound, IllegalTransition, Conflict, InvalidInput.
+    /// Those of [`Store::submit_task`]: NotFound, IllegalTransition, Conflict, InvalidInput;
+    /// HostUnreachable.
     pub async fn submit(
         &self,
         app_id: AppId,
         action: Action,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted> {
+        let live = self.handle.shared.view().live;
         let submitted = self
             .handle
             .shared
             .store
-            .submit_task(app_id, action, idempotency_key)
+            .submit_task_if_reachable(app_id, action, idempotency_key, |host| live.has_host(host))
             .await?;
         let signals = self.handle.shared.config.poll_strategy != PollStrategy::FullTableScan;
         if submitted.created && signals {
-            match self.owner_of(app_id) {
+            match self.owner_of(AppPlacement::new(app_id, submitted.host.clone())) {
                 Some(owner) if owner == self.node_id() => self.wake(app_id),
                 Some(owner) => {
                     let notifier = self.handle.notifier.clone();
@@ -244,21 +317,32 @@ impl Dispatcher {
         Ok(submitted)
     }
 
-    /// The node that owns `app_id` in this node's view of the live set.
+    /// The node that owns `app` in this node's view of the live set: give the [`App`]
+    /// (its host counts) or, for an app not tied to a host, its id.
+    ///
+    /// [`App`]: crate::App
     #[must_use]
-    pub fn owner_of(&self, app_id: AppId) -> Option<String> {
+    pub fn owner_of(&self, app: impl Into<AppPlacement>) -> Option<String> {
+        self.owner(app).ok()
+    }
+
+    /// Like [`Dispatcher::owner_of`], saying why an app has no owner.
+    ///
+    /// # Notable errors
+    /// [`Unowned`]: no live node, or none on the host the app's copy may run on.
+    pub fn owner(&self, app: impl Into<AppPlacement>) -> std::result::Result<String, Unowned> {
         self.handle
             .shared
             .view()
-            .ring
-            .owner_of_app(app_id)
+            .live
+            .owner(&app.into())
             .map(str::to_owned)
     }
 
     /// The live node ids in this node's view, sorted.
     #[must_use]
     pub fn live_nodes(&self) -> Vec<String> {
-        self.handle.shared.view().ring.nodes().to_vec()
+        self.handle.shared.view().live.ids().to_vec()
     }
 
     /// Has a session and appears in the live set (for `/readyz`).
@@ -271,6 +355,13 @@ impl Dispatcher {
     #[must_use]
     pub fn owned_apps(&self) -> usize {
         self.handle.shared.view().owned
+    }
+
+    /// How many apps this node keeps track of (owned or not): the active apps and those with
+    /// unfinished tasks that it has seen.
+    #[must_use]
+    pub fn tracked_apps(&self) -> usize {
+        self.handle.shared.view().tracked
     }
 
     /// This node's id.

@@ -8,18 +8,29 @@
 //!
 //! The worker never runs two executor calls at once, so an app's actions and probes are
 //! serial by construction; the lease makes that hold across nodes.
+//!
+//! # Side effects are fenced
+//! A task is claimed only once the worker holds one of the node's action permits, so a claimed
+//! task never waits. Every executor call with a side effect (a start, a stop, each phase of a
+//! restart) directly follows a conditional write that carries the lease and the epoch and must
+//! succeed first: the claim for the first phase, the move into the next phase for the others.
+//! Nothing awaits between that write and the call except a look at the node's shared "acting"
+//! view, which `Dispatcher::session_lost` clears before the control loop gets to drop the
+//! workers: a node that has decided to stop acting starts no call.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::control::Internal;
 use crate::actions::{ActionContext, AppActions, Liveness};
+use crate::affinity::{AppPlacement, HostId};
 use crate::error::{Entity, Error};
 use crate::state::{AppState, Phase};
 use crate::store::{Adoption, App, AppId, Claim, NodeLease, Outcome, Task, TaskStatus};
@@ -33,6 +44,8 @@ pub(super) enum WorkerExit {
     Gone,
     /// This node's session epoch is no longer current.
     Fenced,
+    /// The node stopped acting (its session was lost): the control loop drops every worker.
+    Stopped,
 }
 
 /// Why a step stopped short.
@@ -63,6 +76,10 @@ impl From<Error> for Interrupt {
 pub(super) struct AppWorker {
     pub(super) app_id: AppId,
     pub(super) lease: NodeLease,
+    /// Where the worker reports its app's host to the control loop.
+    pub(super) internal: mpsc::UnboundedSender<Internal>,
+    /// The app's host as last reported (`None`: not reported yet).
+    pub(super) host_seen: Option<Option<HostId>>,
     pub(super) shared: Arc<Shared>,
     pub(super) actions: Arc<dyn AppActions>,
     pub(super) permits: Arc<Semaphore>,
@@ -129,7 +146,10 @@ impl AppWorker {
                     .task_queue_reads
                     .fetch_add(1, Ordering::Relaxed);
                 let step = match self.shared.store.next_task(self.app_id).await {
-                    Ok(Some(task)) => self.execute(&mut app, task).await,
+                    Ok(Some(task)) => match self.take_permit().await {
+                        Some(permit) => self.execute(&mut app, task, permit).await,
+                        None => return Ok(()),
+                    },
                     Ok(None) => {
                         tasks_may_wait = false;
                         Ok(())
@@ -140,13 +160,17 @@ impl AppWorker {
                     Ok(()) => backoff = Backoff::new(),
                     Err(interrupt) => self.recover(&mut app, interrupt, &mut backoff).await?,
                 }
+                self.note_host(&app);
             }
             tasks_may_wait = tokio::select! {
                 _ = self.wake.notified() => true,
                 // Only RUNNING apps are probed; an idle worker of a stopped app sleeps.
                 _ = monitor.tick(), if app.state == AppState::Running => {
                     match self.probe(&mut app).await {
-                        Ok(()) => false,
+                        Ok(()) => {
+                            self.note_host(&app);
+                            false
+                        }
                         Err(interrupt) => {
                             // Re-read or retried: the app may have moved on; look again.
                             self.recover(&mut app, interrupt, &mut backoff).await?;
@@ -187,19 +211,28 @@ impl AppWorker {
             if self.release_requested() {
                 return Err(WorkerExit::Released);
             }
-            let ring = self.shared.view().ring;
+            let live = self.shared.view().live;
+            let host = self.shared.config.host.as_ref();
             let adoption = self
                 .shared
                 .store
-                .adopt_app(&self.lease, self.app_id, |node| ring.contains(node))
+                .adopt_app(&self.lease, self.app_id, host, |node| live.contains(node))
                 .await;
             match adoption {
                 Ok(Adoption::Adopted(app)) => {
                     self.shared.stats.adoptions.fetch_add(1, Ordering::Relaxed);
                     debug!(app_id = self.app_id, state = %app.state, "adopted");
+                    self.note_host(&app);
                     return Ok(app);
                 }
                 Ok(Adoption::Gone) => return Err(WorkerExit::Gone),
+                Ok(Adoption::OnOtherHost(pinned)) => {
+                    // The control loop learns the host and releases this worker; until then
+                    // (or if this node's own host is misconfigured) look again now and then.
+                    debug!(app_id = self.app_id, host = %pinned, "the app's copy may run on another host");
+                    self.report_host(Some(pinned));
+                    self.pause(self.shared.config.lease_retry_interval).await;
+                }
                 Ok(Adoption::HeldBy(holder)) => {
                     debug!(app_id = self.app_id, %holder, "waiting for the previous owner to release");
                     self.pause(self.shared.config.lease_retry_interval).await;
@@ -256,13 +289,73 @@ impl AppWorker {
         }
     }
 
-    /// Claims `task` and runs its phases, recording the outcome.
-    async fn execute(&mut self, app: &mut App, task: Task) -> Result<(), Interrupt> {
+    /// Waits for one of the node's action permits, before anything is claimed; `None` when
+    /// asked to release meanwhile (nothing was claimed, so nothing waits for this node).
+    async fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if self.release_requested() {
+                return None;
+            }
+            tokio::select! {
+                // The semaphore is never closed, so acquiring only waits.
+                permit = self.permits.clone().acquire_owned() => return permit.ok(),
+                _ = self.release.changed() => {}
+            }
+        }
+    }
+
+    /// The host a start of `app` here pins it to: this node's, if the app is tied to its host.
+    fn pin(&self, app: &App) -> Option<HostId> {
+        self.actions
+            .is_host_bound(app)
+            .then(|| self.shared.config.host.clone())
+            .flatten()
+    }
+
+    /// Tells the control loop the app's host if it changed since the last report, so that
+    /// ownership follows (a stop that clears it may move the app to a node on another host).
+    fn note_host(&mut self, app: &App) {
+        if self.host_seen.as_ref() != Some(&app.host) {
+            self.report_host(app.host.clone());
+        }
+    }
+
+    fn report_host(&mut self, host: Option<HostId>) {
+        self.host_seen = Some(host.clone());
+        let placement = AppPlacement::new(self.app_id, host);
+        // Fails only once the control loop is gone, and this worker with it.
+        let _ = self.internal.send(Internal::HostSeen(placement));
+    }
+
+    /// Whether this worker's session is the one the node acts with now (see the module
+    /// comment): checked right before a claim and right before every executor call.
+    fn ensure_acting(&self) -> Result<(), Interrupt> {
+        if self.shared.is_acting(&self.lease) {
+            Ok(())
+        } else {
+            debug!(
+                app_id = self.app_id,
+                "the node stopped acting: no executor call"
+            );
+            Err(Interrupt::Exit(WorkerExit::Stopped))
+        }
+    }
+
+    /// Claims `task` and runs its phases, recording the outcome, holding `_permit` (one of the
+    /// node's `max_parallel_actions`) throughout.
+    async fn execute(
+        &mut self,
+        app: &mut App,
+        task: Task,
+        _permit: OwnedSemaphorePermit,
+    ) -> Result<(), Interrupt> {
+        self.ensure_acting()?;
         let max_attempts = self.shared.config.max_attempts;
+        let pin = self.pin(app);
         let (task, phases) = match self
             .shared
             .store
-            .claim_task_of(&self.lease, &task, app, max_attempts)
+            .claim_task_of(&self.lease, &task, app, max_attempts, pin.as_ref())
             .await?
         {
             Claim::Finished(task) => {
@@ -288,14 +381,16 @@ impl AppWorker {
         };
         debug!(task_id = task.id, app_id = app.id, action = %task.action, attempt = task.attempts, "running");
         for (i, &phase) in phases.iter().enumerate() {
+            // The fenced write this call follows: the claim above, or the move into this phase.
             if i > 0 {
                 *app = self
                     .persist(|store, lease| {
-                        let app = app.clone();
-                        async move { store.enter_phase(&lease, &app, phase).await }
+                        let (app, pin) = (app.clone(), pin.clone());
+                        async move { store.enter_phase(&lease, &app, phase, pin.as_ref()).await }
                     })
                     .await?;
             }
+            self.ensure_acting()?;
             let result = self.call(app, phase, &cx).await;
             let last = i + 1 == phases.len();
             let outcome = match result {
@@ -317,15 +412,13 @@ impl AppWorker {
         Ok(())
     }
 
-    /// One executor call, within the node's bound on parallel calls.
+    /// One executor call (the caller holds an action permit).
     async fn call(
         &self,
         app: &App,
         phase: Phase,
         cx: &ActionContext,
     ) -> Result<Option<Value>, String> {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = self.permits.acquire().await;
         let _in_flight = InFlight::enter(&self.shared.stats.actions_in_flight);
         let result = match phase {
             Phase::Start => self.actions.start(app, cx).await.map(Some),

@@ -2,6 +2,7 @@
 
 use super::model::{App, AppId, AppRow, NewApp, Page};
 use super::{InsertedId, Store, app_columns, on_pool};
+use crate::affinity::{AppPlacement, HostId};
 use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
 use crate::state::AppState;
@@ -47,6 +48,7 @@ impl Store {
             last_error: None,
             created_at: now,
             updated_at: now,
+            host: None,
         })
     }
 
@@ -105,16 +107,18 @@ impl Store {
         Ok(Page { items, total })
     }
 
-    /// Deletes an app that is CREATED, STOPPED or FAILED and has no unfinished task. Its
-    /// finished tasks stay readable.
+    /// Deletes an app that is CREATED, STOPPED or FAILED, has no unfinished task, and no copy
+    /// that may still run ([`App::host`] unset). Its finished tasks stay readable.
     ///
     /// # Notable errors
     /// [`Error::NotFound`]; [`Error::AppActive`] while the app is STARTING, RUNNING or STOPPING or
-    /// has PENDING/RUNNING tasks (the check and the delete are one statement, so a task
-    /// submitted concurrently either blocks the delete or finds the app gone).
+    /// has PENDING/RUNNING tasks; [`Error::MayStillRun`] for a FAILED app whose copy may still run
+    /// on its host (a stop, run there, clears that). The checks and the delete are one
+    /// statement, so a task submitted concurrently either blocks the delete or finds the app
+    /// gone.
     pub async fn delete_app(&self, id: AppId) -> Result<()> {
         const SQL: &str = "DELETE FROM apps WHERE id = ? \
-             AND state IN ('CREATED', 'STOPPED', 'FAILED') \
+             AND state IN ('CREATED', 'STOPPED', 'FAILED') AND host IS NULL \
              AND NOT EXISTS (SELECT 1 FROM tasks \
                  WHERE tasks.app_id = ? AND tasks.status IN ('PENDING', 'RUNNING'))";
         let deleted = on_pool!(self, db => {
@@ -124,20 +128,37 @@ impl Store {
             return Ok(());
         }
         let app = self.get_app(id).await?;
-        Err(Error::AppActive {
-            id,
-            state: app.state,
-            unfinished_tasks: !self.unfinished_actions(id).await?.is_empty(),
-        })
+        let unfinished_tasks = !self.unfinished_actions(id).await?.is_empty();
+        match app.host {
+            Some(host) if !app.state.is_active() && !unfinished_tasks => {
+                Err(Error::MayStillRun { id, host })
+            }
+            _ => Err(Error::AppActive {
+                id,
+                state: app.state,
+                unfinished_tasks,
+            }),
+        }
     }
 
-    /// The ids of STARTING, RUNNING and STOPPING apps (index `apps_state_id`): the apps whose
-    /// owner must monitor them.
-    pub async fn active_app_ids(&self) -> Result<Vec<AppId>> {
-        const SQL: &str = "SELECT id FROM apps \
-             WHERE state IN ('STARTING', 'RUNNING', 'STOPPING') ORDER BY id";
-        Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
+    /// The STARTING, RUNNING and STOPPING apps with their hosts, by id (index `apps_state_id`,
+    /// then each row by key): the apps whose owner must monitor them.
+    pub async fn active_apps(&self) -> Result<Vec<AppPlacement>> {
+        // Sorted here: an ORDER BY makes MariaDB walk the whole primary key instead.
+        const SQL: &str = "SELECT id, host FROM apps \
+             WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')";
+        let mut rows: Vec<(AppId, Option<String>)> =
+            on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        rows.sort_unstable_by_key(|(id, _)| *id);
+        Ok(placements(rows))
     }
+}
+
+/// Placements from `(id, host)` rows.
+pub(super) fn placements(rows: Vec<(AppId, Option<String>)>) -> Vec<AppPlacement> {
+    rows.into_iter()
+        .map(|(id, host)| AppPlacement::new(id, host.map(HostId::new)))
+        .collect()
 }
 
 fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<()> {

@@ -10,6 +10,7 @@ use super::model::{App, AppRow, NodeLease, Task, TaskStatus};
 use super::named::Named;
 use super::outcomes::{AppWrite, finish_task_row, update_owned_app};
 use super::{Pool, Store, app_columns, in_write_tx};
+use crate::affinity::HostId;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
 use crate::state::{self, AppState, Phase};
@@ -49,7 +50,7 @@ static CLAIM_TASK_OF_KNOWN_APP: Named = Named::new(concat!(
      SET t.status = 'RUNNING', t.claimed_by = :node, t.claim_epoch = :epoch, \
      t.attempts = t.attempts + 1, t.version = t.version + 1, t.updated_at = :now, \
      t.started_at = COALESCE(t.started_at, :now), \
-     a.state = :state, a.version = a.version + 1, a.updated_at = :now \
+     a.state = :state, a.host = :host, a.version = a.version + 1, a.updated_at = :now \
      WHERE t.id = :task AND t.version = :task_version \
      AND t.status IN ('PENDING', 'RUNNING') \
      AND a.id = :app AND a.version = :app_version \
@@ -72,18 +73,20 @@ impl Store {
         task: &Task,
         app: &App,
         max_attempts: i64,
+        pin: Option<&HostId>,
     ) -> Result<Claim> {
         let Pool::MySql(db) = &self.pool else {
-            return self.claim_task(lease, task, max_attempts).await;
+            return self.claim_task(lease, task, max_attempts, pin).await;
         };
         let reclaim = task.status == TaskStatus::Running;
         let runnable = task.app_id == app.id
             && app.lease.as_ref() == Some(lease)
             && !(reclaim && task.attempts + 1 > max_attempts);
         let (true, Ok(phases)) = (runnable, phases_to_run(app.state, task)) else {
-            return self.claim_task(lease, task, max_attempts).await;
+            return self.claim_task(lease, task, max_attempts, pin).await;
         };
         let first = phases.first().map_or(app.state, |phase| phase.during());
+        let host = host_after_claim(app, phases, pin).cloned();
         let now = unix_millis();
         let changed = CLAIM_TASK_OF_KNOWN_APP
             .bind(&[
@@ -91,6 +94,7 @@ impl Store {
                 ("epoch", lease.epoch.into()),
                 ("now", now.into()),
                 ("state", first.as_str().into()),
+                ("host", host.as_ref().map(HostId::as_str).into()),
                 ("task", task.id.into()),
                 ("task_version", task.version.into()),
                 ("app", app.id.into()),
@@ -101,11 +105,12 @@ impl Store {
             .rows_affected();
         if changed == 0 {
             // Something moved since the caller looked: decide from fresh rows.
-            return self.claim_task(lease, task, max_attempts).await;
+            return self.claim_task(lease, task, max_attempts, pin).await;
         }
         let task = claimed(task, lease, now);
         let app = App {
             state: first,
+            host,
             version: app.version + 1,
             updated_at: now,
             ..app.clone()
@@ -125,6 +130,12 @@ impl Store {
     /// that cannot run is recorded FAILED here with the reason ([`Claim::Finished`]): an illegal
     /// action, a deleted app, or more than `max_attempts` claims (its app becomes FAILED too).
     ///
+    /// `pin` is the caller's host for an app tied to the machine that starts it (a `process`
+    /// app), `None` otherwise: a claim whose first phase is a start records it as the app's
+    /// host ([`App::host`]) before anything runs, so that a retry after the caller died
+    /// between starting the app and recording it runs on the same host, where the first copy
+    /// can be found.
+    ///
     /// # Notable errors
     /// [`Error::Conflict`] if the task changed since it was read; [`Error::NotOwner`] if the
     /// caller does not hold the app's lease; [`Error::Fenced`].
@@ -133,6 +144,7 @@ impl Store {
         lease: &NodeLease,
         task: &Task,
         max_attempts: i64,
+        pin: Option<&HostId>,
     ) -> Result<Claim> {
         let now = unix_millis();
         let reclaim = task.status == TaskStatus::Running;
@@ -182,6 +194,7 @@ impl Store {
                         state: AppState::Failed,
                         handle: handle.as_deref(),
                         last_error: Some(&error),
+                        host: app.host.as_ref(),
                         now,
                     };
                     let changed =
@@ -203,12 +216,14 @@ impl Store {
                 }
             };
             let first = phases.first().map_or(app.state, |phase| phase.during());
+            let host = host_after_claim(&app, phases, pin).cloned();
             let mut app = app;
-            if app.state != first {
+            if app.state != first || app.host != host {
                 let write = AppWrite {
                     state: first,
                     handle: handle.as_deref(),
                     last_error: app.last_error.as_deref(),
+                    host: host.as_ref(),
                     now,
                 };
                 let changed =
@@ -216,7 +231,7 @@ impl Store {
                 if changed == 0 {
                     return Err(Error::Conflict(format!("app {} changed", app.id)));
                 }
-                app = App { state: first, version: app.version + 1, updated_at: now, ..app };
+                app = App { state: first, host, version: app.version + 1, updated_at: now, ..app };
             }
             Ok(Claim::Run { task: claimed.clone(), app: Box::new(app), phases })
         });
@@ -235,6 +250,19 @@ fn phases_to_run(
     match reclaim.then(|| state::resume(state, task.action)).flatten() {
         Some(phases) => Ok(phases),
         None => state::plan(state, task.action),
+    }
+}
+
+/// The app's host once a claim of `phases` by a caller on `pin` (if the app is tied to its
+/// host) is written: the caller's host when the claim starts the app, unchanged otherwise.
+fn host_after_claim<'a>(
+    app: &'a App,
+    phases: &[Phase],
+    pin: Option<&'a HostId>,
+) -> Option<&'a HostId> {
+    match (phases.first(), pin) {
+        (Some(Phase::Start), Some(pin)) => Some(pin),
+        _ => app.host.as_ref(),
     }
 }
 

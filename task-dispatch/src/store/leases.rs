@@ -6,6 +6,7 @@ use super::fencing::fence;
 use super::model::{App, AppId, NodeLease};
 use super::named::{Named, Param};
 use super::{Store, on_pool};
+use crate::affinity::HostId;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
 
@@ -19,6 +20,9 @@ pub enum Adoption {
     HeldBy(NodeLease),
     /// The app no longer exists.
     Gone,
+    /// A copy of the app may be running on this other host ([`App::host`]): only a node there
+    /// may take the lease. Nothing was changed, nobody was fenced.
+    OnOtherHost(HostId),
 }
 
 /// Takes the lease of an app as last read (its version), for the caller's current session.
@@ -29,9 +33,12 @@ static TAKE_LEASE: Named = Named::new(concat!(
 ));
 
 impl Store {
-    /// Takes the app's lease for `lease`'s session, so that it may act on and monitor the app.
+    /// Takes the app's lease for `lease`'s session on `host`, so that it may act on and
+    /// monitor the app.
     ///
-    /// The lease is taken when it is free, already ours (any epoch of our node id), held by a
+    /// An app whose copy may run on another host than the caller's ([`App::host`]) is left
+    /// alone ([`Adoption::OnOtherHost`]): nobody here could see that copy, so nobody here may
+    /// act on it or fence its holder. Otherwise the lease is taken when it is free, already ours (any epoch of our node id), held by a
     /// session that is no longer current, or held by a node for which `is_live` says false —
     /// that node's session is fenced first ([`Store::fence_node`], conditional on the epoch
     /// recorded in the lease, so a node that has meanwhile registered again is left alone). A
@@ -46,6 +53,7 @@ impl Store {
         &self,
         lease: &NodeLease,
         app_id: AppId,
+        host: Option<&HostId>,
         is_live: impl Fn(&str) -> bool,
     ) -> Result<Adoption> {
         // A few rounds: each lost race means someone else wrote the app meanwhile.
@@ -53,6 +61,10 @@ impl Store {
             let Some(app) = self.find_app(app_id).await? else {
                 return Ok(Adoption::Gone);
             };
+            // The version condition of the take below keeps this true until it lands.
+            if let Some(pinned) = app.host.as_ref().filter(|pinned| Some(*pinned) != host) {
+                return Ok(Adoption::OnOtherHost(pinned.clone()));
+            }
             match &app.lease {
                 Some(held) if held == lease => return Ok(Adoption::Adopted(app)),
                 Some(held) if held.node_id != lease.node_id => {

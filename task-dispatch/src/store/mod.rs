@@ -123,7 +123,7 @@ pub(crate) use {in_write_tx, on_pool};
 macro_rules! app_columns {
     () => {
         "id, name, executor, spec, state, handle, version, owner_node, owner_epoch, last_error, \
-         created_at, updated_at"
+         created_at, updated_at, host"
     };
 }
 

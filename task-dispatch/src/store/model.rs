@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::affinity::HostId;
 use crate::error::{Error, Result};
 use crate::state::{Action, AppState};
 
@@ -58,6 +59,11 @@ pub struct App {
     pub created_at: i64,
     /// Milliseconds since the Unix epoch.
     pub updated_at: i64,
+    /// The host a copy of the app may be running on, for an app tied to the machine that
+    /// started it (a `process` app): set when it is claimed for a start, cleared once it is
+    /// known to be gone (stopped, or found dead by a probe). Only nodes on that host may own
+    /// it meanwhile (see [`crate::LiveSet`]); `None`: any node may.
+    pub host: Option<HostId>,
 }
 
 /// What `Store::create_app` needs.
@@ -175,6 +181,9 @@ pub struct Submitted {
     pub task: Task,
     /// False when the idempotency key was seen before and nothing was inserted.
     pub created: bool,
+    /// The app's host ([`App::host`]) as the submission read it, so that the submitter can
+    /// tell the app's owner; `None` for a repeated key (nothing to tell).
+    pub host: Option<HostId>,
 }
 
 /// One page of a listing.
@@ -200,6 +209,7 @@ pub(crate) struct AppRow {
     last_error: Option<String>,
     created_at: i64,
     updated_at: i64,
+    host: Option<String>,
 }
 
 impl TryFrom<AppRow> for App {
@@ -233,6 +243,7 @@ impl TryFrom<AppRow> for App {
             last_error: row.last_error,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            host: row.host.map(HostId::new),
         })
     }
 }

@@ -10,6 +10,7 @@ use super::fencing::fence;
 use super::model::{App, NodeLease, Task, TaskStatus};
 use super::named::{BindParam, Named};
 use super::{Pool, Store, in_write_tx, on_pool};
+use crate::affinity::HostId;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
 use crate::state::{AppState, Phase};
@@ -32,7 +33,7 @@ pub enum Outcome {
 /// A write of an app held by the caller's lease, conditional on its version.
 static UPDATE_OWNED_APP: Named = Named::new(concat!(
     "UPDATE apps SET state = :state, handle = :handle, last_error = :last_error, \
-     version = version + 1, updated_at = :now \
+     host = :host, version = version + 1, updated_at = :now \
      WHERE id = :app AND version = :app_version \
      AND owner_node = :node AND owner_epoch = :epoch AND ",
     fence!()
@@ -53,7 +54,7 @@ static FINISH_TASK_AND_APP: Named = Named::new(concat!(
     "UPDATE tasks t JOIN apps a ON a.id = t.app_id \
      SET t.status = :status, t.error = :error, t.version = t.version + 1, \
      t.updated_at = :now, t.finished_at = :now, \
-     a.state = :state, a.handle = :handle, a.last_error = :last_error, \
+     a.state = :state, a.handle = :handle, a.last_error = :last_error, a.host = :host, \
      a.version = a.version + 1, a.updated_at = :now \
      WHERE t.id = :task AND t.version = :task_version AND t.status = 'RUNNING' \
      AND t.claimed_by = :node AND t.claim_epoch = :epoch \
@@ -62,12 +63,13 @@ static FINISH_TASK_AND_APP: Named = Named::new(concat!(
     fence!()
 ));
 
-/// What an owner writes into an app row: its new state, handle and last error.
+/// What an owner writes into an app row: its new state, handle, last error and host.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AppWrite<'a> {
     pub(super) state: AppState,
     pub(super) handle: Option<&'a str>,
     pub(super) last_error: Option<&'a str>,
+    pub(super) host: Option<&'a HostId>,
     pub(super) now: i64,
 }
 
@@ -81,6 +83,7 @@ pub(super) fn update_owned_app<DB: BindParam>(
         ("state", write.state.as_str().into()),
         ("handle", write.handle.into()),
         ("last_error", write.last_error.into()),
+        ("host", write.host.map(HostId::as_str).into()),
         ("now", write.now.into()),
         ("app", app.id.into()),
         ("app_version", app.version.into()),
@@ -110,26 +113,39 @@ pub(super) fn finish_task_row<DB: BindParam>(
 
 impl Store {
     /// Records that a phase of a multi-phase action (the stop of a restart) succeeded and moves
-    /// the app into the next phase's state. The task stays RUNNING.
+    /// the app into the next phase's state. The task stays RUNNING. Entering a start pins the
+    /// app to `pin` (see [`Store::claim_task`]); the stopped copy is gone, so nothing else does.
     ///
     /// # Notable errors
     /// [`Error::Conflict`] / [`Error::Fenced`] if the app changed or the session is stale.
-    pub async fn enter_phase(&self, lease: &NodeLease, app: &App, next: Phase) -> Result<App> {
+    pub async fn enter_phase(
+        &self,
+        lease: &NodeLease,
+        app: &App,
+        next: Phase,
+        pin: Option<&HostId>,
+    ) -> Result<App> {
         let now = unix_millis();
         let state = next.during();
+        let host = match next {
+            Phase::Start => pin,
+            Phase::Stop => app.host.as_ref(),
+        };
         // The handle of a stopped app is stale: dropped.
         let write = AppWrite {
             state,
             handle: None,
             last_error: app.last_error.as_deref(),
+            host,
             now,
         };
+        let host = host.cloned();
         let result: Result<App> = on_pool!(self, db => {
             let changed = update_owned_app(lease, app, write).execute(db).await?.rows_affected();
             if changed == 0 {
                 Err(Error::Conflict(format!("app {} changed", app.id)))
             } else {
-                Ok(App { state, handle: None, version: app.version + 1, updated_at: now, ..app.clone() })
+                Ok(App { state, handle: None, host, version: app.version + 1, updated_at: now, ..app.clone() })
             }
         });
         self.explain(lease, result).await
@@ -139,6 +155,10 @@ impl Store {
     /// becomes SUCCEEDED or FAILED (with the error), the app the phase's success state (with
     /// the executor's handle after a start, none after a stop) or FAILED (with `last_error`).
     /// On MySQL this is one statement.
+    ///
+    /// The app's host ([`App::host`]) stays after a start, and after a failure that keeps a
+    /// handle (a copy may still run); it is cleared after a stop, and after a failure that
+    /// leaves no handle (nothing was started).
     ///
     /// # Notable errors
     /// [`Error::Conflict`] if the task or app changed (another session took over);
@@ -174,11 +194,17 @@ impl Store {
                 Some(error.clone()),
             ),
         };
+        let host = match (&outcome, phase) {
+            (Outcome::Succeeded { .. }, Phase::Start) => app.host.clone(),
+            (Outcome::Succeeded { .. }, Phase::Stop) => None,
+            (Outcome::Failed { .. }, _) => app.host.clone().filter(|_| handle.is_some()),
+        };
         let handle_text = handle.as_ref().map(Value::to_string);
         let write = AppWrite {
             state,
             handle: handle_text.as_deref(),
             last_error: last_error.as_deref(),
+            host: host.as_ref(),
             now,
         };
         let result: Result<()> = if let Pool::MySql(db) = &self.pool {
@@ -190,6 +216,7 @@ impl Store {
                     ("state", state.as_str().into()),
                     ("handle", write.handle.into()),
                     ("last_error", write.last_error.into()),
+                    ("host", write.host.map(HostId::as_str).into()),
                     ("task", task.id.into()),
                     ("task_version", task.version.into()),
                     ("app", app.id.into()),
@@ -238,6 +265,7 @@ impl Store {
             state,
             handle,
             last_error,
+            host,
             version: app.version + 1,
             updated_at: now,
             ..app.clone()
@@ -245,7 +273,8 @@ impl Store {
         Ok((task, app))
     }
 
-    /// Monitoring found a RUNNING app dead: it becomes FAILED with `reason`.
+    /// Monitoring found a RUNNING app dead: it becomes FAILED with `reason`. Its host is
+    /// cleared (the probe ran there and saw no copy), so any node may start it again.
     ///
     /// # Notable errors
     /// [`Error::IllegalTransition`]-like refusal as [`Error::Conflict`] if the app is not
@@ -263,6 +292,7 @@ impl Store {
             state: AppState::Failed,
             handle: handle.as_deref(),
             last_error: Some(reason),
+            host: None,
             now,
         };
         let result: Result<App> = on_pool!(self, db => {
@@ -273,6 +303,7 @@ impl Store {
                 Ok(App {
                     state: AppState::Failed,
                     last_error: Some(reason.to_owned()),
+                    host: None,
                     version: app.version + 1,
                     updated_at: now,
                     ..app.clone()

@@ -1,13 +1,15 @@
 //! Tasks: submit, check early, get. Any node may call these; only the owner claims them
 //! (`claims.rs`).
 
+use super::apps::placements;
 use super::model::{App, AppId, Submitted, Task, TaskId, TaskRow, TaskStatus};
 use super::{
     Backend, InsertedId, Pool, Store, in_write_tx, is_unique_violation, on_pool, task_columns,
 };
+use crate::affinity::{AppPlacement, HostId};
 use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
-use crate::state::{self, Action, AppState};
+use crate::state::{self, Action, AppState, Phase};
 
 impl Store {
     /// Queues `action` for the app and returns the PENDING task at once; the owner runs it.
@@ -24,12 +26,31 @@ impl Store {
     /// [`Error::Conflict`] when the key was used for a different app or action;
     /// [`Error::InvalidInput`] for an empty or over-long (255) key.
     ///
-    /// Most callers go through `Dispatcher::submit`, which also wakes the owner.
+    /// Most callers go through `Dispatcher::submit`, which also wakes the owner and refuses
+    /// starts that nobody could run safely ([`Store::submit_task_if_reachable`]).
     pub async fn submit_task(
         &self,
         app_id: AppId,
         action: Action,
         idempotency_key: Option<&str>,
+    ) -> Result<Submitted> {
+        self.submit_task_if_reachable(app_id, action, idempotency_key, |_| true)
+            .await
+    }
+
+    /// [`Store::submit_task`], refusing an action that starts the app (start, restart) while a
+    /// copy of it may run on a host ([`App::host`]) for which `reachable` says false (no live
+    /// node there: nobody could find that copy first). Checked in the transaction that holds
+    /// the app's row, so the host cannot change between the check and the insert.
+    ///
+    /// # Notable errors
+    /// Those of [`Store::submit_task`]; [`Error::HostUnreachable`].
+    pub async fn submit_task_if_reachable(
+        &self,
+        app_id: AppId,
+        action: Action,
+        idempotency_key: Option<&str>,
+        reachable: impl Fn(&HostId) -> bool,
     ) -> Result<Submitted> {
         if let Some(key) = idempotency_key {
             if key.is_empty() || key.chars().count() > 255 {
@@ -46,23 +67,24 @@ impl Store {
         // SQLite's `BEGIN IMMEDIATE` serializes writers): concurrent submissions for one app,
         // through any nodes, are checked one after the other against each other's tasks.
         let lock_app = match self.backend() {
-            Backend::MySql => "SELECT state FROM apps WHERE id = ? FOR UPDATE",
-            Backend::Sqlite => "SELECT state FROM apps WHERE id = ?",
+            Backend::MySql => "SELECT state, host FROM apps WHERE id = ? FOR UPDATE",
+            Backend::Sqlite => "SELECT state, host FROM apps WHERE id = ?",
         };
         const QUEUED: &str = "SELECT action FROM tasks \
              WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') ORDER BY id";
         const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
              claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at) \
              VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
-        let inserted: Result<i64> = in_write_tx!(self, conn => {
-            let state: Option<String> = sqlx::query_scalar(lock_app)
+        let inserted: Result<(i64, Option<HostId>)> = in_write_tx!(self, conn => {
+            let row: Option<(String, Option<String>)> = sqlx::query_as(lock_app)
                 .bind(app_id)
                 .fetch_optional(&mut *conn)
                 .await?;
+            let (state, host) = row.ok_or(Error::NotFound { entity: Entity::App, id: app_id })?;
             let state: AppState = state
-                .ok_or(Error::NotFound { entity: Entity::App, id: app_id })?
                 .parse()
                 .map_err(|e| Error::Corrupt(format!("app {app_id}: {e}")))?;
+            let host = host.map(HostId::new);
             let queued: Vec<String> = sqlx::query_scalar(QUEUED)
                 .bind(app_id)
                 .fetch_all(&mut *conn)
@@ -71,7 +93,12 @@ impl Store {
                 .iter()
                 .map(|name| name.parse().map_err(|e| Error::Corrupt(format!("task of app {app_id}: {e}"))))
                 .collect::<Result<Vec<Action>>>()?;
-            state::plan(state::projected(state, queued)?, action)?;
+            let phases = state::plan(state::projected(state, queued)?, action)?;
+            if let Some(host) = host.as_ref().filter(|host| !reachable(host))
+                && phases.contains(&Phase::Start)
+            {
+                return Err(Error::HostUnreachable { id: app_id, host: host.clone() });
+            }
             let done = sqlx::query(INSERT)
                 .bind(app_id)
                 .bind(action.as_str())
@@ -80,10 +107,10 @@ impl Store {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-            Ok(done.inserted_id())
+            Ok((done.inserted_id(), host))
         });
-        let id = match (inserted, idempotency_key) {
-            (Ok(id), _) => id,
+        let (id, host) = match (inserted, idempotency_key) {
+            (Ok(inserted), _) => inserted,
             // A concurrent repeat with the same key won: answer with its task. (It may also be
             // why the state no longer allows this action.)
             (Err(refused), Some(key))
@@ -115,6 +142,7 @@ impl Store {
                 finished_at: None,
             },
             created: true,
+            host,
         })
     }
 
@@ -189,18 +217,70 @@ impl Store {
         row.map(Task::try_from).transpose()
     }
 
-    /// The ids of apps that have PENDING or RUNNING tasks. Reads only those rows (index
-    /// `tasks_status_app`): this is the dispatcher's fallback poll, once a second per node.
-    pub async fn apps_with_unfinished_tasks(&self) -> Result<Vec<AppId>> {
-        const SQL: &str = "SELECT DISTINCT app_id FROM tasks \
-             WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id";
-        Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_all(db).await?))
+    /// The apps that have PENDING or RUNNING tasks, with their hosts, by id. Reads only those
+    /// task rows (index `tasks_status_app`) and their apps by key: this is the dispatcher's
+    /// fallback poll, once a second per node.
+    pub async fn apps_with_unfinished_tasks(&self) -> Result<Vec<AppPlacement>> {
+        const SQL: &str = "SELECT DISTINCT t.app_id, a.host FROM tasks t \
+             JOIN apps a ON a.id = t.app_id \
+             WHERE t.status IN ('PENDING', 'RUNNING') ORDER BY t.app_id";
+        let rows: Vec<(AppId, Option<String>)> =
+            on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        Ok(placements(rows))
+    }
+
+    /// Those of `ids` that name apps with PENDING or RUNNING tasks, sorted: how the dispatcher
+    /// checks a batch of wake-ups before it tracks anything. One statement through
+    /// `tasks_status_app`, whatever the batch holds (ids that do not exist are simply absent).
+    ///
+    /// # Notable behaviors
+    /// The list is padded to one of a few fixed lengths (repeating its last id), so that a
+    /// connection prepares at most three statements for any batch; batches longer than the
+    /// longest shape are read in several statements.
+    pub async fn apps_with_unfinished_tasks_among(
+        &self,
+        ids: &[AppId],
+    ) -> Result<Vec<AppPlacement>> {
+        const SQL: &str = "SELECT DISTINCT t.app_id, a.host FROM tasks t \
+             JOIN apps a ON a.id = t.app_id \
+             WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN ({ids})";
+        self.placements_among(SQL, ids).await
+    }
+
+    /// Runs `sql`, whose `{ids}` stands for a list of placeholders, over `ids` in chunks padded
+    /// to [`ID_LIST_SHAPES`]; answers the `(id, host)` rows found, by id, once each.
+    async fn placements_among(&self, sql: &str, ids: &[AppId]) -> Result<Vec<AppPlacement>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(ID_LIST_SHAPES[ID_LIST_SHAPES.len() - 1]) {
+            let Some(&last) = chunk.last() else { break };
+            let shape = ID_LIST_SHAPES
+                .iter()
+                .copied()
+                .find(|&len| len >= chunk.len())
+                .unwrap_or(chunk.len());
+            let sql = sql.replace("{ids}", &vec!["?"; shape].join(", "));
+            let padded = chunk.iter().copied().chain(std::iter::repeat(last));
+            let rows: Vec<(AppId, Option<String>)> = on_pool!(self, db => {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+                for id in padded.take(shape) {
+                    query = query.bind(id);
+                }
+                query.fetch_all(db).await?
+            });
+            found.extend(placements(rows));
+        }
+        found.sort_unstable_by_key(|placement| placement.id);
+        found.dedup_by_key(|placement| placement.id);
+        Ok(found)
     }
 
     /// The same answer as [`Store::apps_with_unfinished_tasks`], found the way the StreamPark
     /// design did: read every row and column of the task table and filter in memory. For the
     /// benchmark baseline ([`crate::PollStrategy::FullTableScan`]) only.
-    pub async fn apps_with_unfinished_tasks_by_full_scan(&self) -> Result<Vec<AppId>> {
+    ///
+    /// The hosts of the apps found are read afterwards by key, 256 apps a statement (the scan
+    /// is the baseline's cost; the hosts are this design's).
+    pub async fn apps_with_unfinished_tasks_by_full_scan(&self) -> Result<Vec<AppPlacement>> {
         const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks");
         let rows: Vec<TaskRow> = on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
         let mut ids = Vec::new();
@@ -212,7 +292,8 @@ impl Store {
         }
         ids.sort_unstable();
         ids.dedup();
-        Ok(ids)
+        const HOSTS: &str = "SELECT id, host FROM apps WHERE id IN ({ids})";
+        self.placements_among(HOSTS, &ids).await
     }
 
     /// How many tasks are PENDING and RUNNING, cluster-wide (both statuses always listed).
@@ -260,6 +341,9 @@ impl Store {
     }
 }
 
+/// The lengths of the id lists that [`Store::apps_with_unfinished_tasks_among`] binds.
+const ID_LIST_SHAPES: [usize; 3] = [1, 16, 256];
+
 /// The answer to a repeated idempotency key: the first task, if the request is the same.
 fn repeat_of(first: Task, app_id: AppId, action: Action) -> Result<Submitted> {
     if first.app_id != app_id || first.action != action {
@@ -271,5 +355,6 @@ fn repeat_of(first: Task, app_id: AppId, action: Action) -> Result<Submitted> {
     Ok(Submitted {
         task: first,
         created: false,
+        host: None,
     })
 }

@@ -23,6 +23,8 @@ pub struct Call {
     pub task_id: TaskId,
     pub phase: Phase,
     pub attempt: i64,
+    /// The session epoch of the lease the caller acted under (`app.lease`).
+    pub epoch: Option<i64>,
     /// Global order of call starts.
     pub seq: u64,
     /// The call returned (false: dropped mid-way, or still running).
@@ -48,6 +50,8 @@ pub struct World {
     pub kill_on_probe: Mutex<HashSet<AppId>>,
     /// Apps whose calls do not return until released.
     held: Mutex<HashSet<AppId>>,
+    /// Whether apps are tied to the host that starts them (`AppActions::is_host_bound`).
+    pub host_bound: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -134,7 +138,8 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn enter(world: &Arc<World>, node: &str, app: AppId, cx: &ActionContext, phase: Phase) -> Self {
+    fn enter(world: &Arc<World>, node: &str, app: &App, cx: &ActionContext, phase: Phase) -> Self {
+        let (epoch, app) = (app.lease.as_ref().map(|lease| lease.epoch), app.id);
         let mut in_flight = world.in_flight.lock().unwrap();
         if let Some(other) = in_flight.insert(app, node.to_owned()) {
             world.overlaps.lock().unwrap().push(format!(
@@ -149,6 +154,7 @@ impl InFlight {
             task_id: cx.task_id,
             phase,
             attempt: cx.attempt,
+            epoch,
             seq: world.seq.fetch_add(1, Ordering::SeqCst),
             completed: false,
             failed: false,
@@ -175,7 +181,7 @@ impl Drop for InFlight {
 
 impl FakeActions {
     async fn act(&self, app: &App, cx: &ActionContext, phase: Phase) -> Result<Value, ActionError> {
-        let guard = InFlight::enter(&self.world, &self.node, app.id, cx, phase);
+        let guard = InFlight::enter(&self.world, &self.node, app, cx, phase);
         let delay = self
             .world
             .random(self.world.max_delay_ms.load(Ordering::Relaxed) + 1);
@@ -216,6 +222,10 @@ impl AppActions for FakeActions {
 
     async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
         self.act(app, cx, Phase::Stop).await.map(|_| ())
+    }
+
+    fn is_host_bound(&self, _app: &App) -> bool {
+        self.world.host_bound.load(Ordering::Relaxed)
     }
 
     async fn probe(&self, app: &App) -> Liveness {

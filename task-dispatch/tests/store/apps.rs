@@ -230,7 +230,7 @@ async fn idempotency_key_returns_the_first_task(db: &common::TestDb) {
     }
     assert_eq!((created, ids.len()), (1, 1));
     assert_eq!(
-        store.apps_with_unfinished_tasks().await.unwrap(),
+        crate::ids(store.apps_with_unfinished_tasks().await.unwrap()),
         vec![app.id, other.id]
     );
 }

@@ -6,7 +6,7 @@ use task_dispatch::{Action, Adoption, AppState, Claim, Error, Outcome, Phase, Ta
 
 use crate::common;
 use crate::on_both_backends;
-use crate::{claim_next, new_app, own, run_next_ok};
+use crate::{claim_next, ids, new_app, own, run_next_ok};
 
 async fn claim_run_finish_through_the_state_machine(db: &common::TestDb) {
     let store = db.store().await;
@@ -26,7 +26,7 @@ async fn claim_run_finish_through_the_state_machine(db: &common::TestDb) {
         store.get_app(app.id).await.unwrap().state,
         AppState::Starting
     );
-    assert_eq!(store.active_app_ids().await.unwrap(), vec![app.id]);
+    assert_eq!(ids(store.active_apps().await.unwrap()), vec![app.id]);
 
     let handle = json!({"pid": 7, "start_time": 99});
     let (done, running) = store
@@ -58,7 +58,7 @@ async fn claim_run_finish_through_the_state_machine(db: &common::TestDb) {
     assert_eq!(phases, [Phase::Stop, Phase::Start]);
     assert_eq!(stopping.state, AppState::Stopping);
     let starting = store
-        .enter_phase(&lease, &stopping, Phase::Start)
+        .enter_phase(&lease, &stopping, Phase::Start, None)
         .await
         .unwrap();
     assert_eq!(store.get_app(app.id).await.unwrap(), starting);
@@ -112,7 +112,7 @@ async fn an_illegal_action_fails_its_task_at_claim(db: &common::TestDb) {
     .await;
     run_next_ok(&store, &lease, app.id).await;
     let second = store.next_task(app.id).await.unwrap().unwrap();
-    let Claim::Finished(failed) = store.claim_task(&lease, &second, 3).await.unwrap() else {
+    let Claim::Finished(failed) = store.claim_task(&lease, &second, 3, None).await.unwrap() else {
         panic!("an illegal start must not run");
     };
     assert_eq!(failed.status, TaskStatus::Failed);
@@ -139,7 +139,7 @@ async fn claims_need_the_lease_and_give_up_after_max_attempts(db: &common::TestD
     let stranger = store.register_node("stranger").await.unwrap();
     let pending = store.next_task(app.id).await.unwrap().unwrap();
     assert!(matches!(
-        store.claim_task(&stranger, &pending, 3).await,
+        store.claim_task(&stranger, &pending, 3, None).await,
         Err(Error::NotOwner { holder: None, .. })
     ));
     // Nothing was written by the refused claim.
@@ -152,7 +152,10 @@ async fn claims_need_the_lease_and_give_up_after_max_attempts(db: &common::TestD
         let next = store.register_node(&format!("n{i}")).await.unwrap();
         let dead = lease.node_id.clone();
         assert!(matches!(
-            store.adopt_app(&next, app.id, |n| n != dead).await.unwrap(),
+            store
+                .adopt_app(&next, app.id, None, |n| n != dead)
+                .await
+                .unwrap(),
             Adoption::Adopted(_)
         ));
         let (task, _, _) = claim_next(&store, &next, app.id).await;
@@ -161,14 +164,17 @@ async fn claims_need_the_lease_and_give_up_after_max_attempts(db: &common::TestD
     }
     let last = store.register_node("n3").await.unwrap();
     let dead = lease.node_id.clone();
-    store.adopt_app(&last, app.id, |n| n != dead).await.unwrap();
+    store
+        .adopt_app(&last, app.id, None, |n| n != dead)
+        .await
+        .unwrap();
     let task = store.next_task(app.id).await.unwrap().unwrap();
     // A stale read of the task is refused (its version moved on).
     assert!(matches!(
-        store.claim_task(&last, &pending, 3).await,
+        store.claim_task(&last, &pending, 3, None).await,
         Err(Error::Conflict(_))
     ));
-    let Claim::Finished(abandoned) = store.claim_task(&last, &task, 3).await.unwrap() else {
+    let Claim::Finished(abandoned) = store.claim_task(&last, &task, 3, None).await.unwrap() else {
         panic!("a fourth claim must give up");
     };
     assert_eq!(abandoned.status, TaskStatus::Failed);
@@ -203,7 +209,10 @@ async fn claim_of_a_known_app_matches_the_reading_claim(db: &common::TestDb) {
         task,
         app: claimed,
         phases,
-    } = store.claim_task_of(&lease, &start, &held, 3).await.unwrap()
+    } = store
+        .claim_task_of(&lease, &start, &held, 3, None)
+        .await
+        .unwrap()
     else {
         panic!("a start of a CREATED app runs");
     };
@@ -247,7 +256,10 @@ async fn claim_of_a_known_app_matches_the_reading_claim(db: &common::TestDb) {
         app: stopping,
         phases,
         ..
-    } = store.claim_task_of(&lease, &stop, &held, 3).await.unwrap()
+    } = store
+        .claim_task_of(&lease, &stop, &held, 3, None)
+        .await
+        .unwrap()
     else {
         panic!("a stop of a RUNNING app runs");
     };
@@ -280,7 +292,7 @@ async fn claim_of_a_known_app_matches_the_reading_claim(db: &common::TestDb) {
     let start_again = store.get_task(stop.id).await.unwrap();
     assert!(
         store
-            .claim_task_of(&stranger, &start_again, &stopping, 3)
+            .claim_task_of(&stranger, &start_again, &stopping, 3, None)
             .await
             .is_err()
     );

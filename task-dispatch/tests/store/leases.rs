@@ -44,7 +44,7 @@ async fn a_new_session_fences_the_old_ones_writes(db: &common::TestDb) {
     // The new session adopts the app (its own node id) and re-claims the orphaned task,
     // resuming the phase the app shows.
     assert!(matches!(
-        store.adopt_app(&new, app.id, |_| true).await.unwrap(),
+        store.adopt_app(&new, app.id, None, |_| true).await.unwrap(),
         Adoption::Adopted(_)
     ));
     let (again, app_now, phases) = claim_next(&store, &new, app.id).await;
@@ -74,21 +74,21 @@ async fn adoption_waits_for_live_holders_and_fences_dead_ones(db: &common::TestD
 
     // a is live: b must wait.
     assert_eq!(
-        store.adopt_app(&b, app.id, |_| true).await.unwrap(),
+        store.adopt_app(&b, app.id, None, |_| true).await.unwrap(),
         Adoption::HeldBy(a.clone())
     );
     // a releases it (ownership moved while a is alive): b takes it, a stays unfenced.
     assert!(store.release_app(&a, app.id).await.unwrap());
     assert!(!store.release_app(&a, app.id).await.unwrap());
     assert!(matches!(
-        store.adopt_app(&b, app.id, |_| true).await.unwrap(),
+        store.adopt_app(&b, app.id, None, |_| true).await.unwrap(),
         Adoption::Adopted(_)
     ));
     store.check_epoch(&a).await.unwrap();
 
     // b dies without releasing: a (membership says b is gone) takes over and fences b.
     let Adoption::Adopted(adopted) = store
-        .adopt_app(&a, app.id, |node| node != "b")
+        .adopt_app(&a, app.id, None, |node| node != "b")
         .await
         .unwrap()
     else {
@@ -103,7 +103,7 @@ async fn adoption_waits_for_live_holders_and_fences_dead_ones(db: &common::TestD
     assert_eq!(store.node_epoch("b").await.unwrap(), Some(b.epoch + 1));
     // Adopting again is a no-op.
     assert!(matches!(
-        store.adopt_app(&a, app.id, |_| true).await.unwrap(),
+        store.adopt_app(&a, app.id, None, |_| true).await.unwrap(),
         Adoption::Adopted(_)
     ));
     // b comes back with a new session; fencing an old epoch again changes nothing.
@@ -114,7 +114,7 @@ async fn adoption_waits_for_live_holders_and_fences_dead_ones(db: &common::TestD
 
     store.delete_app(app.id).await.unwrap();
     assert_eq!(
-        store.adopt_app(&a, app.id, |_| true).await.unwrap(),
+        store.adopt_app(&a, app.id, None, |_| true).await.unwrap(),
         Adoption::Gone
     );
     assert!(matches!(

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `apps` | apps and the submission of tasks |
 //! | `claims` | claiming and running tasks through the state machine |
+//! | `hosts` | host affinity: the host an app's copy may run on, and what it refuses |
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `schema` | connecting, migrations, indexes |
@@ -14,12 +15,15 @@ mod common;
 
 mod apps;
 mod claims;
+mod hosts;
 mod leases;
 mod maintenance;
 mod schema;
 
 use serde_json::json;
-use task_dispatch::{Adoption, Claim, NewApp, NodeLease, Outcome, Phase, Store, Task};
+use task_dispatch::{
+    Adoption, AppPlacement, Claim, NewApp, NodeLease, Outcome, Phase, Store, Task,
+};
 
 pub(crate) fn new_app(name: &str) -> NewApp {
     NewApp {
@@ -29,10 +33,22 @@ pub(crate) fn new_app(name: &str) -> NewApp {
     }
 }
 
+/// The app ids of a read that answers placements.
+pub(crate) fn ids(placements: Vec<AppPlacement>) -> Vec<i64> {
+    placements
+        .into_iter()
+        .map(|placement| placement.id)
+        .collect()
+}
+
 /// Registers `node`, adopts `app_id` for it (nobody else live) and returns its lease.
 pub(crate) async fn own(store: &Store, node: &str, app_id: i64) -> NodeLease {
     let lease = store.register_node(node).await.unwrap();
-    match store.adopt_app(&lease, app_id, |_| false).await.unwrap() {
+    match store
+        .adopt_app(&lease, app_id, None, |_| false)
+        .await
+        .unwrap()
+    {
         Adoption::Adopted(_) => lease,
         other => panic!("adoption of {app_id} by {node}: {other:?}"),
     }
@@ -49,7 +65,7 @@ pub(crate) async fn claim_next(
         .await
         .unwrap()
         .expect("a task to claim");
-    match store.claim_task(lease, &task, 3).await.unwrap() {
+    match store.claim_task(lease, &task, 3, None).await.unwrap() {
         Claim::Run { task, app, phases } => (task, *app, phases),
         Claim::Finished(task) => panic!("task finished at claim: {task:?}"),
     }
@@ -64,7 +80,7 @@ pub(crate) async fn run_next_ok(
     let (task, mut app, phases) = claim_next(store, lease, app_id).await;
     for (i, phase) in phases.iter().enumerate() {
         if i > 0 {
-            app = store.enter_phase(lease, &app, *phase).await.unwrap();
+            app = store.enter_phase(lease, &app, *phase, None).await.unwrap();
         }
         if i + 1 == phases.len() {
             let handle = Some(json!({"pid": 42}));

@@ -5,7 +5,7 @@ use task_dispatch::{Action, AppState, Entity, Error, TaskStatus};
 
 use crate::common;
 use crate::on_both_backends;
-use crate::{new_app, own, run_next_ok};
+use crate::{ids, new_app, own, run_next_ok};
 
 async fn monitoring_marks_a_dead_running_app_failed(db: &common::TestDb) {
     let store = db.store().await;
@@ -101,7 +101,7 @@ async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
         .await
         .unwrap();
     let indexed = store.apps_with_unfinished_tasks().await.unwrap();
-    assert_eq!(indexed, [busy.id]);
+    assert_eq!(ids(indexed.clone()), [busy.id]);
     assert_eq!(
         store
             .apps_with_unfinished_tasks_by_full_scan()
@@ -112,3 +112,32 @@ async fn full_scan_baseline_finds_the_same_apps(db: &common::TestDb) {
 }
 on_both_backends!(full_scan_baseline_finds_the_same_apps =>
     mysql_full_scan_baseline_finds_the_same_apps, sqlite_full_scan_baseline_finds_the_same_apps);
+
+/// The check of a batch of wake-ups: only the ids with unfinished tasks come back, whatever the
+/// length of the batch (one id, a padded shape, several statements) and however it repeats.
+async fn woken_ids_are_checked_against_the_task_index(db: &common::TestDb) {
+    let store = db.store().await;
+    let busy = store.create_app(new_app("busy")).await.unwrap();
+    let idle = store.create_app(new_app("idle")).await.unwrap();
+    store
+        .submit_task(busy.id, Action::Start, None)
+        .await
+        .unwrap();
+    let among = |list: Vec<i64>| {
+        let store = store.clone();
+        async move { ids(store.apps_with_unfinished_tasks_among(&list).await.unwrap()) }
+    };
+    assert_eq!(among(vec![]).await, Vec::<i64>::new());
+    assert_eq!(among(vec![busy.id]).await, [busy.id]);
+    assert_eq!(among(vec![idle.id]).await, Vec::<i64>::new());
+    assert_eq!(among(vec![idle.id, busy.id, busy.id]).await, [busy.id]);
+    let made_up: Vec<i64> = (1_000_000..1_000_600).collect();
+    assert_eq!(among(made_up.clone()).await, Vec::<i64>::new());
+    let mut mixed = made_up;
+    mixed.insert(300, busy.id);
+    mixed.push(idle.id);
+    assert_eq!(among(mixed).await, [busy.id]);
+}
+on_both_backends!(woken_ids_are_checked_against_the_task_index =>
+    mysql_woken_ids_are_checked_against_the_task_index,
+    sqlite_woken_ids_are_checked_against_the_task_index);

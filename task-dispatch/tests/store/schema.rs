@@ -46,7 +46,7 @@ async fn mysql_nodes_starting_together_migrate_once() {
     db.cleanup().await;
 }
 
-/// The dispatcher's queries read through their indexes, not the whole task table.
+/// The dispatcher's queries read through their indexes, not the whole task or app table.
 #[tokio::test]
 async fn mysql_dispatcher_queries_use_indexes() {
     let db = common::TestDb::mysql().await;
@@ -61,17 +61,28 @@ async fn mysql_dispatcher_queries_use_indexes() {
         app.id
     ))
     .await;
+    // And 1,000 apps that have stopped, as the tasks' joins read them.
+    db.execute(format!(
+        "INSERT INTO apps (name, executor, spec, state, version, created_at, updated_at) \
+         SELECT 'old', 'process', '{{}}', 'STOPPED', 1, 0, 0 FROM {DIGITS} a, {DIGITS} b, {DIGITS} c"
+    ))
+    .await;
     store
         .submit_task(app.id, Action::Start, None)
         .await
         .unwrap();
-    db.execute("ANALYZE TABLE tasks".to_owned()).await;
+    db.execute("ANALYZE TABLE tasks, apps".to_owned()).await;
     let mut conn = <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
     for query in [
-        "SELECT DISTINCT app_id FROM tasks WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id",
+        // The poll, and the check of woken apps.
+        "SELECT DISTINCT t.app_id, a.host FROM tasks t JOIN apps a ON a.id = t.app_id \
+         WHERE t.status IN ('PENDING', 'RUNNING') ORDER BY t.app_id",
+        "SELECT DISTINCT t.app_id, a.host FROM tasks t JOIN apps a ON a.id = t.app_id \
+         WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN (1, 2, 3)",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
+        "SELECT id, host FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')",
     ] {
         let plan: Vec<(Option<String>, Option<String>, Option<String>)> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))
@@ -110,9 +121,12 @@ async fn sqlite_dispatcher_queries_use_indexes() {
         .await
         .unwrap();
     for query in [
-        "SELECT DISTINCT app_id FROM tasks WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id",
+        "SELECT DISTINCT t.app_id, a.host FROM tasks t JOIN apps a ON a.id = t.app_id \
+         WHERE t.status IN ('PENDING', 'RUNNING') ORDER BY t.app_id",
+        "SELECT DISTINCT t.app_id, a.host FROM tasks t JOIN apps a ON a.id = t.app_id \
+         WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN (1, 2, 3)",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
-        "SELECT id FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING') ORDER BY id",
+        "SELECT id, host FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')",
     ] {
         let details: Vec<String> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))

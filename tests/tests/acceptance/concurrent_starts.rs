@@ -81,6 +81,11 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
         app.last_error, None,
         "a refused duplicate start leaves the app alone"
     );
+    // RUNNING says the process exists; its shell appends the marker line a moment later.
+    eventually("the app wrote its marker", SETTLE, || async {
+        cluster.marker_lines(&app.name) > 0
+    })
+    .await;
     assert_eq!(cluster.marker_lines(&app.name), 1, "started exactly once");
     let processes = cluster.app_processes(&app.id.0);
     assert_eq!(processes.len(), 1, "exactly one process: {processes:?}");

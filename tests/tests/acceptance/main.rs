@@ -12,6 +12,7 @@
 //! | `concurrent_starts` | 5. concurrent starts start one process |
 //! | `outage` | 6. the registry goes away and comes back |
 //! | `bad_input` | 7. bad input changes nothing |
+//! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `checks` | what the scenarios check on a running cluster |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -71,5 +72,6 @@ mod bad_input;
 mod checks;
 mod concurrent_starts;
 mod failover;
+mod host_affinity;
 mod membership;
 mod outage;

@@ -1,0 +1,252 @@
+//! Host affinity: which live nodes may own an app.
+//!
+//! An app whose running copy is tied to the machine that started it (a `process` app: only a
+//! node on that machine can see, probe or signal it) records that machine as its host while a
+//! copy may be alive. Such an app may be owned only by live nodes on its host; an app with no
+//! recorded host may be owned by any live node. Ownership stays a pure function of the live
+//! set, now with each node's host, and of the app's host: [`LiveSet::owner`] is rendezvous
+//! hashing over the nodes the app may go to, so every node that sees the same live set and the
+//! same app computes the same owner.
+//!
+//! # Notable behaviors
+//! - Among the nodes of one host the owner is the one the whole ring ranks first, so recording
+//!   the owner's own host (as a start does) never moves the app.
+//! - With no live node on an app's host the app has no owner ([`Unowned::NoLiveNodeOnHost`]):
+//!   its copy may still run there, and no other node could see it.
+//! - Extension point (issue 16): [`AppPlacement`] is what ownership is told about an app; a
+//!   weight would join the host there, and a bounded assignment would filter its candidates by
+//!   host the way [`LiveSet::owner`] filters the ring.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::{Ring, RingKind, TooManyNodes};
+use crate::store::{App, AppId};
+
+/// The identity of a machine (the console builds it from `/etc/machine-id` and the host name:
+/// two cloned virtual machines share a host name). Opaque here: two nodes are on the same host
+/// exactly when their ids are equal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HostId(String);
+
+impl HostId {
+    /// A host id from its text.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The text of the id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A live node as ownership sees it: its id and the host it runs on (`None`: a node that does
+/// not say, which may own only apps with no recorded host).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LiveNode {
+    /// The node id.
+    pub id: String,
+    /// The node's host.
+    pub host: Option<HostId>,
+}
+
+impl LiveNode {
+    /// Node `id` on `host`.
+    pub fn new(id: impl Into<String>, host: Option<HostId>) -> Self {
+        Self {
+            id: id.into(),
+            host,
+        }
+    }
+}
+
+impl From<&str> for LiveNode {
+    /// A node that does not say which host it runs on.
+    fn from(id: &str) -> Self {
+        Self::new(id, None)
+    }
+}
+
+impl From<String> for LiveNode {
+    /// A node that does not say which host it runs on.
+    fn from(id: String) -> Self {
+        Self::new(id, None)
+    }
+}
+
+/// What ownership is told about an app: its id and the host its copy may run on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppPlacement {
+    /// The app.
+    pub id: AppId,
+    /// The host a copy of the app may be running on (`App::host`); `None`: any node may own it.
+    pub host: Option<HostId>,
+}
+
+impl AppPlacement {
+    /// App `id`, tied to `host` if any.
+    #[must_use]
+    pub fn new(id: AppId, host: Option<HostId>) -> Self {
+        Self { id, host }
+    }
+}
+
+impl From<AppId> for AppPlacement {
+    /// An app with no recorded host.
+    fn from(id: AppId) -> Self {
+        Self::new(id, None)
+    }
+}
+
+impl From<&App> for AppPlacement {
+    fn from(app: &App) -> Self {
+        Self::new(app.id, app.host.clone())
+    }
+}
+
+/// Why an app has no owner now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unowned {
+    /// No node is live.
+    NoLiveNode,
+    /// The app's copy may run on this host, and no live node runs there.
+    NoLiveNodeOnHost(HostId),
+}
+
+impl fmt::Display for Unowned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoLiveNode => f.write_str("no console node is live"),
+            Self::NoLiveNodeOnHost(host) => write!(
+                f,
+                "the app's process may still run on host {host}, where no console node is live; \
+                 it keeps its state until a node on that host adopts it"
+            ),
+        }
+    }
+}
+
+/// The live nodes with their hosts: who owns which app. Immutable; a change builds a new one.
+#[derive(Debug, Clone)]
+pub struct LiveSet {
+    all: Ring,
+    hosts: BTreeMap<String, Option<HostId>>,
+    /// One ring per host with live nodes, over those nodes.
+    by_host: BTreeMap<HostId, Ring>,
+}
+
+impl LiveSet {
+    /// The live set of `nodes` (an id given twice counts once, with the greater host).
+    ///
+    /// # Notable errors
+    /// [`TooManyNodes`] beyond the ring's limit.
+    pub fn new<I, N>(kind: RingKind, nodes: I) -> Result<Self, TooManyNodes>
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<LiveNode>,
+    {
+        let mut hosts: BTreeMap<String, Option<HostId>> = BTreeMap::new();
+        for node in nodes.into_iter().map(Into::into) {
+            let host = hosts.entry(node.id).or_default();
+            *host = host.take().max(node.host);
+        }
+        let all = Ring::new(kind, hosts.keys().cloned())?;
+        let mut members: BTreeMap<&HostId, Vec<&str>> = BTreeMap::new();
+        for (id, host) in &hosts {
+            if let Some(host) = host {
+                members.entry(host).or_default().push(id);
+            }
+        }
+        let by_host = members
+            .into_iter()
+            .map(|(host, ids)| Ok((host.clone(), Ring::new(kind, ids)?)))
+            .collect::<Result<_, TooManyNodes>>()?;
+        Ok(Self {
+            all,
+            hosts,
+            by_host,
+        })
+    }
+
+    /// No live node.
+    #[must_use]
+    pub fn empty(kind: RingKind) -> Self {
+        Self {
+            all: Ring::empty(kind),
+            hosts: BTreeMap::new(),
+            by_host: BTreeMap::new(),
+        }
+    }
+
+    /// The ring implementation in use.
+    #[must_use]
+    pub fn kind(&self) -> RingKind {
+        self.all.kind()
+    }
+
+    /// The owner of `app`: the first node in the ring's order among those it may go to.
+    ///
+    /// # Notable errors
+    /// [`Unowned`] when no live node may own it.
+    pub fn owner(&self, app: &AppPlacement) -> Result<&str, Unowned> {
+        let ring = match &app.host {
+            None => &self.all,
+            Some(host) => self
+                .by_host
+                .get(host)
+                .ok_or_else(|| Unowned::NoLiveNodeOnHost(host.clone()))?,
+        };
+        ring.owner_of_app(app.id).ok_or(Unowned::NoLiveNode)
+    }
+
+    /// Whether `node` is live.
+    #[must_use]
+    pub fn contains(&self, node: &str) -> bool {
+        self.hosts.contains_key(node)
+    }
+
+    /// Whether a live node runs on `host`.
+    #[must_use]
+    pub fn has_host(&self, host: &HostId) -> bool {
+        self.by_host.contains_key(host)
+    }
+
+    /// The host of live node `node`, if it is live and says.
+    #[must_use]
+    pub fn host_of(&self, node: &str) -> Option<&HostId> {
+        self.hosts.get(node)?.as_ref()
+    }
+
+    /// The live node ids, sorted.
+    #[must_use]
+    pub fn ids(&self) -> &[String] {
+        self.all.nodes()
+    }
+
+    /// The live nodes with their hosts, sorted by id.
+    pub fn nodes(&self) -> impl Iterator<Item = LiveNode> + '_ {
+        self.hosts
+            .iter()
+            .map(|(id, host)| LiveNode::new(id.clone(), host.clone()))
+    }
+
+    /// True when no node is live.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;
