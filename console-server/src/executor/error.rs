@@ -61,4 +61,8 @@ pub enum ExecutorError {
     /// second instance could duplicate the app.
     #[error("cannot tell whether the previous instance still runs: {reason}")]
     Undetermined { reason: String },
+
+    /// The executor cannot be set up as configured; `what` names the setting.
+    #[error("{what}: {reason}")]
+    Setup { what: String, reason: String },
 }

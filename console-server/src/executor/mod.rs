@@ -45,7 +45,8 @@ pub struct AppRef<'a> {
 /// as JSON in the app row, and passed back to [`Executor::stop`] and [`Executor::probe`].
 ///
 /// Serialized with the executor's name as tag, e.g.
-/// `{"executor":"process","pid":1234,"start_time_ticks":5678,"boot_id":"…","host":"…","log_path":"…"}`.
+/// `{"executor":"process","pid":1234,"start_time_ticks":5678,"boot_id":"…","host":"…",
+/// "app_key":"…","log_path":"…"}`.
 ///
 /// # Notable behaviors
 /// A handle comes back from the database, i.e. from outside the process: executors validate it
@@ -137,7 +138,8 @@ mod tests {
     #[test]
     fn process_executor_behind_the_trait_object() {
         let dir = tempfile::tempdir().unwrap();
-        let executor: Arc<dyn Executor> = Arc::new(ProcessExecutor::new(dir.path()).unwrap());
+        let executor: Arc<dyn Executor> =
+            Arc::new(ProcessExecutor::new(dir.path(), "test-cluster").unwrap());
         assert_eq!(executor.name(), "process");
         assert!(
             executor

@@ -1,5 +1,6 @@
-//! Reading Linux's `/proc`: a process's identity (pid + start time) and state, its process group,
-//! and the host's identity (host name + boot id).
+//! Reading Linux's `/proc`: a process's identity (pid + start time), state, process group and
+//! session, its environment, every process of the host in one scan, and the host's identity
+//! (host name + boot id).
 //!
 //! A pid alone does not name a process: pids are reused. A pid plus its start time (clock ticks
 //! since boot, field 22 of `/proc/<pid>/stat`) plus the boot id does.
@@ -79,33 +80,40 @@ pub fn parse(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// Whether any process that has not exited is in process group `pgid`.
-///
-/// Scans `/proc`; processes that vanish during the scan are skipped.
+/// A process found by [`scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    pub stat: ProcStat,
+}
+
+/// Every process in `/proc` whose stat could be read, zombies included: one pass over the
+/// directory. Processes that vanish during the scan are skipped.
 ///
 /// # Notable errors
 /// [`ExecutorError::Proc`] when `/proc` cannot be listed.
-pub fn group_has_live_member(pgid: i32) -> Result<bool, ExecutorError> {
+pub fn scan() -> Result<Vec<Process>, ExecutorError> {
     let proc_dir = Path::new("/proc");
     let entries = std::fs::read_dir(proc_dir).map_err(|error| proc_error(proc_dir, &error))?;
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         // A process we may not read, or that vanished, is not evidence either way; skip it.
-        if let Ok(Some(stat)) = read(pid)
-            && stat.pgrp == pgid
-            && !stat.has_exited()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+        .filter_map(|pid| {
+            Some(Process {
+                pid,
+                stat: read(pid).ok()??,
+            })
+        })
+        .collect())
+}
+
+/// Whether the environment process `pid` was started with (`/proc/<pid>/environ`) holds
+/// `entry` (`NAME=value`, byte for byte). `false` when it cannot be read: the process is gone,
+/// or belongs to another user (only root and the same user may read it).
+pub fn environ_contains(pid: i32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|byte| *byte == 0).any(|item| item == entry))
 }
 
 /// Which machine, and which boot of it, this console runs on.
@@ -174,15 +182,15 @@ mod tests {
         let stat = read(me).unwrap().unwrap();
         assert!(!stat.has_exited());
         assert!(stat.start_time_ticks > 0);
-        // This process is in its own group, so a live member exists.
-        assert!(group_has_live_member(stat.pgrp).unwrap());
+        let found = scan().unwrap();
+        assert!(found.contains(&Process { pid: me, stat }), "{found:?}");
     }
 
     #[test]
     fn process_stat_of_a_missing_pid_is_none() {
         // Above the kernel's maximum pid (2^22), so it can never exist.
         assert_eq!(read(i32::MAX).unwrap(), None);
-        assert!(!group_has_live_member(i32::MAX).unwrap());
+        assert!(!environ_contains(i32::MAX, b"PATH"));
     }
 
     #[test]
@@ -190,5 +198,14 @@ mod tests {
         let host = HostIdentity::current().unwrap();
         assert!(!host.host_name.is_empty());
         assert_eq!(host.boot_id.len(), 36, "boot id {:?}", host.boot_id);
+    }
+
+    #[test]
+    fn process_environ_of_this_process_is_read_entry_by_entry() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert!(environ_contains(me, format!("PATH={path}").as_bytes()));
+        assert!(!environ_contains(me, format!("PATH={path}x").as_bytes()));
+        assert!(!environ_contains(me, b"PATH"), "a prefix is not an entry");
     }
 }

@@ -3,12 +3,15 @@
 //! Every test waits for real conditions with a deadline and kills what it started when it ends,
 //! even on failure ([`KillOnDrop`]).
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use serde_json::{Value, json};
 use test_support::eventually;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::exits::EXIT_STATUSES_KEPT;
 use super::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -24,7 +27,7 @@ struct Fixture {
 impl Fixture {
     fn new(grace: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let executor = ProcessExecutor::new(dir.path().join("apps"))
+        let executor = ProcessExecutor::new(dir.path().join("apps"), &test_cluster_id())
             .unwrap()
             .with_stop_grace(grace);
         Self { dir, executor }
@@ -33,6 +36,11 @@ impl Fixture {
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// A cluster id of its own for every executor a test makes: keys never meet across tests.
+fn test_cluster_id() -> String {
+    format!("test-{}", uuid::Uuid::new_v4())
 }
 
 /// A spec running `script` under `sh -c`, with the marker file as `$1`.
@@ -274,6 +282,7 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
         start_time_ticks: me.start_time_ticks + 1,
         boot_id: fixture.executor.host.boot_id.clone(),
         host: fixture.executor.host.host_name.clone(),
+        app_key: fixture.executor.app_key(10),
         log_path: fixture.executor.log_path(10),
     });
     assert_eq!(
@@ -287,19 +296,26 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
     );
     fixture.executor.stop(&app, &reused).await.unwrap();
 
-    // A real app in its own group, named with a wrong start time.
+    // A real app in its own group, named with a wrong start time by another app's handle (for
+    // the same app, its key would rightly find the process: a copy of that app runs).
     let mut guard = KillOnDrop::default();
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
+    let other_spec = json!({"command": ["true"]});
+    let other_app = AppRef {
+        id: 99,
+        ..self::app(99, &other_spec)
+    };
     let mut wrong = process(&handle).clone();
     wrong.start_time_ticks += 1;
+    wrong.app_key = fixture.executor.app_key(99);
     let wrong = Handle::Process(wrong);
     assert!(
-        dead_reason(&fixture.executor, &app, &wrong)
+        dead_reason(&fixture.executor, &other_app, &wrong)
             .await
             .contains("now belongs to another process")
     );
-    fixture.executor.stop(&app, &wrong).await.unwrap();
+    fixture.executor.stop(&other_app, &wrong).await.unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
     // Had `stop` sent SIGTERM, the kernel would already have fixed SIGTERM as the cause of death
@@ -429,6 +445,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
             start_time_ticks,
             boot_id: fixture.executor.host.boot_id.clone(),
             host: fixture.executor.host.host_name.clone(),
+            app_key: fixture.executor.app_key(13),
             log_path: fixture.executor.log_path(13),
         })
     };
@@ -495,7 +512,7 @@ async fn process_start_errors_are_specific() {
     // A log directory that cannot be created (its parent is a file).
     let file = fixture.marker("a-file");
     std::fs::write(&file, "").unwrap();
-    let executor = ProcessExecutor::new(file.join("apps")).unwrap();
+    let executor = ProcessExecutor::new(file.join("apps"), &test_cluster_id()).unwrap();
     let spec = json!({"command": ["true"]});
     assert!(matches!(
         executor.start(&app(14, &spec), None).await,
@@ -510,15 +527,24 @@ fn process_handle_json_shape() {
         start_time_ticks: 5678,
         boot_id: "b".to_owned(),
         host: "h".to_owned(),
+        app_key: "c/7".to_owned(),
         log_path: PathBuf::from("/data/apps/7.log"),
     });
     let value = serde_json::to_value(&handle).unwrap();
     assert_eq!(
         value,
         json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
-               "boot_id": "b", "host": "h", "log_path": "/data/apps/7.log"})
+               "boot_id": "b", "host": "h", "app_key": "c/7",
+               "log_path": "/data/apps/7.log"})
     );
     assert_eq!(serde_json::from_value::<Handle>(value).unwrap(), handle);
+    // Handles recorded before the key existed still read.
+    let old = json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
+                     "boot_id": "b", "host": "h", "log_path": "/data/apps/7.log"});
+    let Handle::Process(old) = serde_json::from_value::<Handle>(old).unwrap() else {
+        panic!("not a process handle");
+    };
+    assert_eq!(old.app_key, "");
     assert!(serde_json::from_value::<Handle>(json!({"executor": "flink"})).is_err());
 }
 
@@ -530,6 +556,7 @@ fn process_exit_statuses_forget_the_oldest() {
         start_time_ticks: 1,
         boot_id: String::new(),
         host: String::new(),
+        app_key: String::new(),
         log_path: PathBuf::new(),
     };
     let total = u32::try_from(EXIT_STATUSES_KEPT).unwrap() + 2;
@@ -566,7 +593,11 @@ fn process_helper_console_that_starts_an_app() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let executor = ProcessExecutor::new(config["log_dir"].as_str().unwrap()).unwrap();
+        let executor = ProcessExecutor::new(
+            config["log_dir"].as_str().unwrap(),
+            config["cluster_id"].as_str().unwrap(),
+        )
+        .unwrap();
         let app = app(15, &config["spec"]);
         let handle = executor.start(&app, None).await.unwrap();
         println!("{HANDLE_LINE}{}", serde_json::to_string(&handle).unwrap());
@@ -582,7 +613,8 @@ async fn process_app_survives_the_console_being_sigkilled() {
     let spec = json!({"command": ["sh", "-c",
         "echo $$ > \"$2\"; echo started >> \"$1\"; exec sleep 300",
         "sh", marker, pid_file]});
-    let config = json!({"log_dir": fixture.dir.path().join("apps"), "spec": spec});
+    let config = json!({"log_dir": fixture.dir.path().join("apps"), "spec": spec,
+                        "cluster_id": fixture.executor.cluster_id});
     let mut guard = KillOnDrop::default();
     guard.guard_pid_file(pid_file);
 
@@ -641,3 +673,5 @@ async fn process_app_survives_the_console_being_sigkilled() {
             .starts_with(&format!("process {pid} exited"))
     );
 }
+
+mod forking;
