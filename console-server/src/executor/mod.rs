@@ -68,8 +68,8 @@ pub enum Handle {
 ///   owner died mid-action) and passes the last handle it *did* record as `previous`. If `previous`
 ///   names an app that is still [`Liveness::Alive`], `start` adopts it: it returns that handle and
 ///   starts nothing. If it is dead, `start` starts a new instance. If its liveness cannot be
-///   established (unknown, or a process on another host), `start` fails rather than risk a second
-///   running copy.
+///   established (unknown, or a process on another host), `start` refuses
+///   ([`ExecutorError::is_refusal`]) rather than risk a second running copy.
 /// - The dispatcher must record the returned handle before it reports the start as done. A handle
 ///   that was never recorded (the owner died between `start` returning and the write) cannot be
 ///   found again by this trait; the dispatcher's task log is what bounds that window.
@@ -117,7 +117,8 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     async fn stop(&self, app: &AppRef<'_>, handle: &Handle) -> Result<(), ExecutorError>;
 
     /// Whether the app that `handle` names is running. Never fails: what cannot be established is
-    /// [`Liveness::Unknown`].
+    /// [`Liveness::Unknown`], never [`Liveness::Dead`]; so is an app this node cannot see (a
+    /// process on another host, an unreachable Flink cluster).
     async fn probe(&self, app: &AppRef<'_>, handle: &Handle) -> Liveness;
 }
 

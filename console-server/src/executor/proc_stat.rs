@@ -1,6 +1,6 @@
 //! Reading Linux's `/proc`: a process's identity (pid + start time), state, process group and
 //! session, its environment, every process of the host in one scan, and the host's identity
-//! (host name + boot id).
+//! (machine id + host name + boot id).
 //!
 //! A pid alone does not name a process: pids are reused. A pid plus its start time (clock ticks
 //! since boot, field 22 of `/proc/<pid>/stat`) plus the boot id does.
@@ -12,6 +12,8 @@ use super::ExecutorError;
 
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 const HOST_NAME_PATH: &str = "/proc/sys/kernel/hostname";
+/// Where systemd (and `dbus-uuidgen`) keep the machine id; the second is the older location.
+const MACHINE_ID_PATHS: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 /// The fields of `/proc/<pid>/stat` that the executor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +119,15 @@ pub fn environ_contains(pid: i32, entry: &[u8]) -> bool {
 }
 
 /// Which machine, and which boot of it, this console runs on.
+///
+/// A machine is its machine id **and** its host name: two VMs cloned from one image share a
+/// host name (and sometimes, wrongly, a machine id), and containers on one kernel share the boot
+/// id but neither of the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostIdentity {
+    /// `/etc/machine-id` (or `/var/lib/dbus/machine-id`): drawn once per installation. Empty
+    /// when neither file exists (a minimal container); the host name alone names the machine then.
+    pub machine_id: String,
     /// The kernel's host name.
     pub host_name: String,
     /// A random id the kernel draws at every boot.
@@ -126,12 +135,25 @@ pub struct HostIdentity {
 }
 
 impl HostIdentity {
-    /// Reads the host name and boot id from `/proc/sys/kernel`.
+    /// Reads the machine id, the host name and the boot id.
     ///
     /// # Notable errors
-    /// [`ExecutorError::Proc`] when either cannot be read.
+    /// [`ExecutorError::Proc`] when the host name or the boot id cannot be read, or a machine id
+    /// file exists but cannot be read.
     pub fn current() -> Result<Self, ExecutorError> {
+        let mut machine_id = String::new();
+        for path in MACHINE_ID_PATHS {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    machine_id = text.trim().to_owned();
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(proc_error(Path::new(path), &error)),
+            }
+        }
         Ok(Self {
+            machine_id,
             host_name: read_trimmed(HOST_NAME_PATH)?,
             boot_id: read_trimmed(BOOT_ID_PATH)?,
         })
@@ -198,6 +220,14 @@ mod tests {
         let host = HostIdentity::current().unwrap();
         assert!(!host.host_name.is_empty());
         assert_eq!(host.boot_id.len(), 36, "boot id {:?}", host.boot_id);
+        if Path::new(MACHINE_ID_PATHS[0]).exists() {
+            assert_eq!(
+                host.machine_id.len(),
+                32,
+                "machine id {:?}",
+                host.machine_id
+            );
+        }
     }
 
     #[test]

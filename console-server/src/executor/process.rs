@@ -14,8 +14,12 @@
 //!   returns once none is left. `probe` and `stop` use the same definition.
 //! - The console reaps the processes it started (a background task per process), so no zombie is
 //!   left while it runs; it remembers their exit status to explain a death in [`Liveness::Dead`].
-//! - A process is named by pid **and** start time (clock ticks since boot) **and** boot id: a pid
-//!   that now belongs to another process is never signalled.
+//! - A process is named by pid **and** start time (clock ticks since boot) **and** boot id **and**
+//!   host (machine id and host name): a pid that now belongs to another process is never
+//!   signalled, and a process of an earlier boot is dead.
+//! - **A handle from another host is never dead**: `probe` answers [`Liveness::Unknown`], and
+//!   `start` and `stop` refuse with [`ExecutorError::ForeignHost`] (a
+//!   [refusal](ExecutorError::is_refusal)): this node can neither see, stop nor replace it.
 //!
 //! # Requirements
 //! Linux (`/proc`, pidfds from 5.3 on, a plain `kill` before). Nodes and their apps run as the
@@ -41,7 +45,7 @@ use tokio::time::Instant;
 
 use self::exits::{ExitStatuses, describe_exit};
 pub use self::handle::ProcessHandle;
-use self::handle::Whereabouts;
+use self::handle::{Whereabouts, describe_host};
 pub use self::members::APP_KEY_VAR;
 use self::members::{Member, MemberCache, Membership};
 use self::signal::Signal;
@@ -204,8 +208,8 @@ impl ProcessExecutor {
     fn foreign_host(&self, handle: &ProcessHandle) -> ExecutorError {
         ExecutorError::ForeignHost {
             pid: handle.pid,
-            handle_host: handle.host.clone(),
-            this_host: self.host.host_name.clone(),
+            handle_host: handle.describe_host(),
+            this_host: describe_host(&self.host.host_name, &self.host.machine_id),
         }
     }
 
@@ -307,6 +311,7 @@ impl ProcessExecutor {
             start_time_ticks: stat.start_time_ticks,
             boot_id: self.host.boot_id.clone(),
             host: self.host.host_name.clone(),
+            machine_id: self.host.machine_id.clone(),
             app_key,
             log_path,
         };
@@ -379,7 +384,7 @@ impl Executor for ProcessExecutor {
 
     /// # Notable behaviors
     /// With a `previous` handle: adopts the app if any of its processes is alive, starts a new
-    /// one if it is certainly dead; fails with [`ExecutorError::ForeignHost`] for a process on
+    /// one if it is certainly dead; refuses with [`ExecutorError::ForeignHost`] for a process on
     /// another host and [`ExecutorError::Undetermined`] when `/proc` cannot tell.
     async fn start(
         &self,
@@ -474,11 +479,10 @@ impl Executor for ProcessExecutor {
         match self.observe(app, handle) {
             Observed::Alive => Liveness::Alive,
             Observed::Dead(reason) => Liveness::Dead { reason },
-            Observed::OtherHost => Liveness::Dead {
-                reason: format!(
-                    "handle from another host: process {} runs on {:?}, this console on {:?}",
-                    handle.pid, handle.host, self.host.host_name
-                ),
+            // Not dead: this node cannot see it. Marking it FAILED would let a new start or a
+            // delete leave it running unmanaged.
+            Observed::OtherHost => Liveness::Unknown {
+                reason: self.foreign_host(handle).to_string(),
             },
             Observed::Unknown(reason) => Liveness::Unknown { reason },
         }

@@ -11,8 +11,8 @@ use super::super::proc_stat::HostIdentity;
 /// [`Handle::Process`](super::super::Handle::Process) carries.
 ///
 /// # Notable behaviors
-/// Handles recorded before `app_key` existed still read (it is empty): their app is found by its
-/// session only.
+/// Handles recorded before `machine_id` and `app_key` existed still read (both empty): the host
+/// name alone names their machine, and their app is found by its session only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessHandle {
     /// The recorded process: the app's first process, or the oldest one found when an
@@ -24,6 +24,9 @@ pub struct ProcessHandle {
     pub boot_id: String,
     /// The host name of the machine the process was started on.
     pub host: String,
+    /// The machine id (`/etc/machine-id`) of that machine; empty if it had none.
+    #[serde(default)]
+    pub machine_id: String,
     /// The `CONSOLE_APP_KEY` that the app's processes carry: `<cluster id>/<app id>`.
     #[serde(default)]
     pub app_key: String,
@@ -58,14 +61,29 @@ impl ProcessHandle {
 
     /// Where the process is, as seen from `host`.
     pub(super) fn whereabouts(&self, host: &HostIdentity) -> Whereabouts {
-        // Both must match: containers on one kernel share the boot id but not the host name.
-        if self.host != host.host_name {
+        let same_machine = self.host == host.host_name
+            && (self.machine_id.is_empty() || self.machine_id == host.machine_id);
+        if !same_machine {
             Whereabouts::OtherHost
         } else if self.boot_id != host.boot_id {
             Whereabouts::PreviousBoot
         } else {
             Whereabouts::Here
         }
+    }
+
+    /// "host \"h\" (machine id m)", for messages.
+    pub(super) fn describe_host(&self) -> String {
+        describe_host(&self.host, &self.machine_id)
+    }
+}
+
+/// "host \"h\" (machine id m)", for messages.
+pub(super) fn describe_host(host_name: &str, machine_id: &str) -> String {
+    if machine_id.is_empty() {
+        format!("host {host_name:?}")
+    } else {
+        format!("host {host_name:?} (machine id {machine_id})")
     }
 }
 

@@ -282,6 +282,7 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
         start_time_ticks: me.start_time_ticks + 1,
         boot_id: fixture.executor.host.boot_id.clone(),
         host: fixture.executor.host.host_name.clone(),
+        machine_id: fixture.executor.host.machine_id.clone(),
         app_key: fixture.executor.app_key(10),
         log_path: fixture.executor.log_path(10),
     });
@@ -371,7 +372,7 @@ async fn process_start_adopts_an_alive_previous_instance() {
 }
 
 #[tokio::test]
-async fn process_handles_from_another_boot_or_host() {
+async fn process_handles_from_another_boot_are_dead() {
     let fixture = Fixture::new(Duration::from_secs(5));
     let marker = fixture.marker("marker");
     let spec = script_spec("echo started >> \"$1\"; exec sleep 300", &marker);
@@ -379,7 +380,6 @@ async fn process_handles_from_another_boot_or_host() {
     let mut guard = KillOnDrop::default();
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
-    let pid = process(&handle).pid;
     eventually("the app ran", DEADLINE, async || {
         lines(&marker) == ["started"]
     })
@@ -397,37 +397,6 @@ async fn process_handles_from_another_boot_or_host() {
     fixture.executor.stop(&app, &other_boot).await.unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
-    // Another host: dead as far as this node can monitor, but neither stopped nor replaced.
-    let mut other_host = process(&handle).clone();
-    other_host.host = "elsewhere.example".to_owned();
-    let other_host = Handle::Process(other_host);
-    assert!(
-        dead_reason(&fixture.executor, &app, &other_host)
-            .await
-            .starts_with("handle from another host")
-    );
-    let foreign = ExecutorError::ForeignHost {
-        pid,
-        handle_host: "elsewhere.example".to_owned(),
-        this_host: fixture.executor.host.host_name.clone(),
-    };
-    assert_eq!(
-        fixture.executor.stop(&app, &other_host).await,
-        Err(foreign.clone())
-    );
-    assert_eq!(
-        fixture.executor.start(&app, Some(&other_host)).await,
-        Err(foreign)
-    );
-    assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
-    let starts = lines(&fixture.executor.log_path(12))
-        .iter()
-        .filter(|line| line.starts_with("[console] starting app 12 "))
-        .count();
-    assert_eq!(
-        starts, 1,
-        "a foreign handle must not lead to a second start"
-    );
     fixture.executor.stop(&app, &handle).await.unwrap();
 }
 
@@ -445,6 +414,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
             start_time_ticks,
             boot_id: fixture.executor.host.boot_id.clone(),
             host: fixture.executor.host.host_name.clone(),
+            machine_id: fixture.executor.host.machine_id.clone(),
             app_key: fixture.executor.app_key(13),
             log_path: fixture.executor.log_path(13),
         })
@@ -527,6 +497,7 @@ fn process_handle_json_shape() {
         start_time_ticks: 5678,
         boot_id: "b".to_owned(),
         host: "h".to_owned(),
+        machine_id: "m".to_owned(),
         app_key: "c/7".to_owned(),
         log_path: PathBuf::from("/data/apps/7.log"),
     });
@@ -534,17 +505,17 @@ fn process_handle_json_shape() {
     assert_eq!(
         value,
         json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
-               "boot_id": "b", "host": "h", "app_key": "c/7",
+               "boot_id": "b", "host": "h", "machine_id": "m", "app_key": "c/7",
                "log_path": "/data/apps/7.log"})
     );
     assert_eq!(serde_json::from_value::<Handle>(value).unwrap(), handle);
-    // Handles recorded before the key existed still read.
+    // Handles recorded before the machine id and the key existed still read.
     let old = json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
                      "boot_id": "b", "host": "h", "log_path": "/data/apps/7.log"});
     let Handle::Process(old) = serde_json::from_value::<Handle>(old).unwrap() else {
         panic!("not a process handle");
     };
-    assert_eq!(old.app_key, "");
+    assert_eq!((old.machine_id.as_str(), old.app_key.as_str()), ("", ""));
     assert!(serde_json::from_value::<Handle>(json!({"executor": "flink"})).is_err());
 }
 
@@ -556,6 +527,7 @@ fn process_exit_statuses_forget_the_oldest() {
         start_time_ticks: 1,
         boot_id: String::new(),
         host: String::new(),
+        machine_id: String::new(),
         app_key: String::new(),
         log_path: PathBuf::new(),
     };
@@ -675,3 +647,4 @@ async fn process_app_survives_the_console_being_sigkilled() {
 }
 
 mod forking;
+mod hosts;
