@@ -64,6 +64,10 @@ pub enum ExecutorError {
     #[error("cannot tell whether the previous instance still runs: {reason}")]
     Undetermined { reason: String },
 
+    /// The host-level start lock (see the process executor) cannot be used.
+    #[error("cannot use the start lock {}: {reason}", path.display())]
+    StartLock { path: PathBuf, reason: String },
+
     /// The executor cannot be set up as configured; `what` names the setting.
     #[error("{what}: {reason}")]
     Setup { what: String, reason: String },

@@ -14,6 +14,11 @@
 //!   returns once none is left. `probe` and `stop` use the same definition.
 //! - The console reaps the processes it started (a background task per process), so no zombie is
 //!   left while it runs; it remembers their exit status to explain a death in [`Liveness::Dead`].
+//! - **Host-level guard**: before it spawns, `start` takes the app's start lock, shared by every
+//!   console on the host (`start_lock.rs`), and adopts a running copy of the app (a process
+//!   carrying its key) if there is one. A start retried after its console died between the
+//!   spawn and the record, or run by a console that was fenced meanwhile, finds the copy
+//!   instead of making a second.
 //! - A process is named by pid **and** start time (clock ticks since boot) **and** boot id **and**
 //!   host (machine id and host name): a pid that now belongs to another process is never
 //!   signalled, and a process of an earlier boot is dead.
@@ -28,28 +33,31 @@
 
 mod exits;
 mod handle;
+#[cfg(test)]
+mod hooks;
 mod members;
 mod signal;
+mod spawn;
+mod start_lock;
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
-use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use self::exits::{ExitStatuses, describe_exit};
 pub use self::handle::ProcessHandle;
 use self::handle::{Whereabouts, describe_host};
+#[cfg(test)]
+use self::hooks::TestHooks;
 pub use self::members::APP_KEY_VAR;
 use self::members::{Member, MemberCache, Membership};
 use self::signal::Signal;
-use super::proc_stat::{self, HostIdentity, ProcStat};
+use self::start_lock::StartLocks;
+use super::proc_stat::{self, HostIdentity};
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec};
 
 /// How long `stop` waits after SIGTERM before it sends SIGKILL, unless configured otherwise.
@@ -70,6 +78,9 @@ pub struct ProcessExecutor {
     host: HostIdentity,
     exit_statuses: Arc<Mutex<ExitStatuses>>,
     members: MemberCache,
+    start_locks: StartLocks,
+    #[cfg(test)]
+    hooks: TestHooks,
 }
 
 impl ProcessExecutor {
@@ -108,6 +119,9 @@ impl ProcessExecutor {
             host: HostIdentity::current()?,
             exit_statuses: Arc::default(),
             members: MemberCache::default(),
+            start_locks: StartLocks::for_this_user(),
+            #[cfg(test)]
+            hooks: TestHooks::default(),
         })
     }
 
@@ -115,6 +129,13 @@ impl ProcessExecutor {
     #[cfg(test)]
     pub fn with_stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
+        self
+    }
+
+    /// Sets the points where a test pauses or observes the executor.
+    #[cfg(test)]
+    fn with_hooks(mut self, hooks: TestHooks) -> Self {
+        self.hooks = hooks;
         self
     }
 
@@ -213,131 +234,62 @@ impl ProcessExecutor {
         }
     }
 
-    /// Starts the app's command. Synchronous on purpose: once the process exists, nothing can
-    /// cancel this before the handle is returned.
-    fn spawn(&self, app: &AppRef<'_>, spec: &ProcessSpec) -> Result<ProcessHandle, ExecutorError> {
-        let program = &spec.command[0];
-        let spawn_error = |reason: String| ExecutorError::Spawn {
-            program: program.clone(),
-            reason,
-        };
-        if let Some(cwd) = &spec.cwd
-            && !cwd.is_dir()
-        {
-            return Err(spawn_error(format!(
-                "working directory {} is not a directory",
-                cwd.display()
-            )));
+    /// The handle to record for an app found alive through `previous`: `previous` while its
+    /// recorded process runs; once that one has exited, the running copy's first process, so
+    /// that the record names a live process rather than a pid the kernel may hand out again.
+    fn precise(
+        &self,
+        app: &AppRef<'_>,
+        previous: &ProcessHandle,
+        keys: &[String],
+    ) -> Result<ProcessHandle, ExecutorError> {
+        let recorded_runs = Member {
+            pid: previous.checked_pid()?,
+            start_time_ticks: previous.start_time_ticks,
         }
-
-        let log_path = self.log_path(app.id);
-        let log_error = |error: io::Error| ExecutorError::LogFile {
-            path: log_path.clone(),
-            reason: error.to_string(),
-        };
-        std::fs::create_dir_all(&self.log_dir).map_err(|error| ExecutorError::LogFile {
-            path: self.log_dir.clone(),
-            reason: error.to_string(),
-        })?;
-        let mut stdout = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(log_error)?;
-        let unix_time = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        writeln!(
-            stdout,
-            "[console] starting app {} {:?} at unix time {unix_time}: {:?}",
-            app.id, app.name, spec.command
-        )
-        .map_err(log_error)?;
-        let stderr = stdout.try_clone().map_err(log_error)?;
-
-        let app_key = self.app_key(app.id);
-        let mut command = Command::new(program);
-        command
-            .args(&spec.command[1..])
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (name, _) in std::env::vars_os() {
-            if name.as_encoded_bytes().starts_with(b"CONSOLE_") {
-                command.env_remove(name);
-            }
+        .is_alive();
+        if recorded_runs {
+            return Ok(previous.clone());
         }
-        command
-            .envs(&spec.env)
-            .env("CONSOLE_APP_ID", app.id.to_string())
-            .env("CONSOLE_APP_NAME", app.name)
-            .env(APP_KEY_VAR, &app_key);
-        if let Some(cwd) = &spec.cwd {
-            command.current_dir(cwd);
-        }
-        // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-        // functions may be called; it calls setsid(2), which is one, and touches no shared state.
-        unsafe {
-            command.pre_exec(start_new_session);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|error| spawn_error(error.to_string()))?;
-
-        // Until the reaper below waits for it, the child stays in /proc (as a zombie at worst).
-        let stat = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .ok_or_else(|| "the started process has no pid".to_owned())
-            .and_then(|pid| match proc_stat::read(pid) {
-                Ok(Some(stat)) => Ok((pid, stat)),
-                Ok(None) => Err(format!("/proc/{pid}/stat vanished right after the start")),
-                Err(error) => Err(error.to_string()),
-            });
-        let (pid, stat): (i32, ProcStat) = match stat {
-            Ok(found) => found,
-            Err(reason) => {
-                // Without a handle nobody could stop it later: do not leave it running.
-                if let Err(error) = child.start_kill() {
-                    tracing::warn!(app_id = app.id, %error, "cannot kill an unidentified app process");
-                }
-                self.reap_in_background(app.id, None, child);
-                return Err(spawn_error(reason));
-            }
-        };
-
-        let handle = ProcessHandle {
-            pid: pid.unsigned_abs(),
-            start_time_ticks: stat.start_time_ticks,
-            boot_id: self.host.boot_id.clone(),
-            host: self.host.host_name.clone(),
-            machine_id: self.host.machine_id.clone(),
-            app_key,
-            log_path,
-        };
-        tracing::info!(app_id = app.id, pid, "started app process");
-        self.reap_in_background(app.id, Some(handle.clone()), child);
-        Ok(handle)
+        Ok(self
+            .find_copy(app, keys)?
+            .unwrap_or_else(|| previous.clone()))
     }
 
-    /// Waits for a child in a background task so that it does not linger as a zombie, and
-    /// remembers its exit status.
-    fn reap_in_background(&self, app_id: i64, handle: Option<ProcessHandle>, mut child: Child) {
-        let exit_statuses = Arc::clone(&self.exit_statuses);
-        tokio::spawn(async move {
-            match child.wait().await {
-                Ok(status) => {
-                    tracing::info!(app_id, %status, "app process exited");
-                    if let Some(handle) = handle {
-                        exit_statuses
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .record(&handle, status);
-                    }
-                }
-                Err(error) => tracing::warn!(app_id, %error, "cannot wait for app process"),
+    /// A running copy of the app that no handle names (a start whose outcome was never
+    /// recorded): the oldest process carrying one of `keys`, preferring one that leads its own
+    /// session (the copy's first process).
+    ///
+    /// # Notable errors
+    /// [`ExecutorError::Undetermined`] when `/proc` cannot be scanned: without the scan a start
+    /// could make a second copy.
+    fn find_copy(
+        &self,
+        app: &AppRef<'_>,
+        keys: &[String],
+    ) -> Result<Option<ProcessHandle>, ExecutorError> {
+        for key in keys {
+            let found =
+                members::carrying_key(key).map_err(|error| ExecutorError::Undetermined {
+                    reason: format!("cannot look for a running copy of the app: {error}"),
+                })?;
+            let first = found
+                .iter()
+                .find(|process| process.stat.session == process.pid)
+                .or(found.first());
+            if let Some(first) = first {
+                return Ok(Some(ProcessHandle {
+                    pid: first.pid.unsigned_abs(),
+                    start_time_ticks: first.stat.start_time_ticks,
+                    boot_id: self.host.boot_id.clone(),
+                    host: self.host.host_name.clone(),
+                    machine_id: self.host.machine_id.clone(),
+                    app_key: key.clone(),
+                    log_path: self.log_path(app.id),
+                }));
             }
-        });
+        }
+        Ok(None)
     }
 
     /// Sends `signal` to every process of the app, rescanning (new children, daemons) until none
@@ -383,9 +335,17 @@ impl Executor for ProcessExecutor {
     }
 
     /// # Notable behaviors
-    /// With a `previous` handle: adopts the app if any of its processes is alive, starts a new
-    /// one if it is certainly dead; refuses with [`ExecutorError::ForeignHost`] for a process on
-    /// another host and [`ExecutorError::Undetermined`] when `/proc` cannot tell.
+    /// - With a `previous` handle: adopts the app if any of its processes is alive; refuses
+    ///   with [`ExecutorError::ForeignHost`] for a process on another host and
+    ///   [`ExecutorError::Undetermined`] when `/proc` cannot tell.
+    /// - Otherwise, under the app's host-level start lock: adopts a running copy that carries
+    ///   the app's key (started by a console that died before recording it, or by another
+    ///   console on this host), else spawns.
+    ///
+    /// # Notable errors
+    /// Besides the above: [`ExecutorError::InvalidSpec`], [`ExecutorError::Spawn`],
+    /// [`ExecutorError::LogFile`], [`ExecutorError::StartLock`]; [`ExecutorError::Undetermined`]
+    /// when another start of the app holds the lock for [`START_LOCK_WAIT`](start_lock::START_LOCK_WAIT).
     async fn start(
         &self,
         app: &AppRef<'_>,
@@ -395,11 +355,16 @@ impl Executor for ProcessExecutor {
         if let Some(other @ Handle::Noop(_)) = previous {
             return Err(not_a_process(other));
         }
+        let mut keys = vec![self.app_key(app.id)];
         if let Some(Handle::Process(previous)) = previous {
+            if !previous.app_key.is_empty() && previous.app_key != keys[0] {
+                keys.push(previous.app_key.clone());
+            }
             match self.observe(app, previous) {
                 Observed::Alive => {
-                    tracing::info!(app_id = app.id, pid = previous.pid, "adopted running app");
-                    return Ok(Handle::Process(previous.clone()));
+                    let adopted = self.precise(app, previous, &keys)?;
+                    tracing::info!(app_id = app.id, pid = adopted.pid, "adopted running app");
+                    return Ok(Handle::Process(adopted));
                 }
                 Observed::Dead(reason) => {
                     tracing::info!(app_id = app.id, %reason, "previous instance is dead");
@@ -408,6 +373,27 @@ impl Executor for ProcessExecutor {
                 Observed::Unknown(reason) => return Err(ExecutorError::Undetermined { reason }),
             }
         }
+
+        // The host-level guard: under the app's start lock, adopt a copy nobody recorded
+        // instead of starting a second one.
+        let _lock = self
+            .start_locks
+            .acquire(&keys[0], || {
+                #[cfg(test)]
+                self.hooks.lock_busy();
+            })
+            .await?;
+        // No await from here on: once the process exists, this returns its handle.
+        if let Some(copy) = self.find_copy(app, &keys)? {
+            tracing::warn!(
+                app_id = app.id,
+                pid = copy.pid,
+                "adopted a running copy that no handle recorded"
+            );
+            return Ok(Handle::Process(copy));
+        }
+        #[cfg(test)]
+        self.hooks.before_spawn();
         self.spawn(app, &spec).map(Handle::Process)
     }
 
@@ -497,15 +483,6 @@ enum Observed {
     /// On another host: this node cannot tell.
     OtherHost,
     Unknown(String),
-}
-
-/// The `pre_exec` hook: makes the child a session (and process group) leader.
-fn start_new_session() -> io::Result<()> {
-    // SAFETY: setsid(2) has no memory-safety preconditions and is async-signal-safe.
-    if unsafe { libc::setsid() } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The error for a handle that another executor made.

@@ -15,8 +15,13 @@
 //! (`sh -c 'server & exit 0'`), and `stop` signals every one of them.
 //!
 //! # Notable behaviors
-//! - The key is what finds a copy nobody recorded (the host-level guard before a start): any
-//!   console of the cluster on this host computes the same key for an app.
+//! - The key is what finds a copy nobody recorded (the host-level guard before a start,
+//!   `start_lock.rs`): any console of the cluster on this host computes the same key for an app.
+//! - Once no process of a session is left, the kernel may hand its number out again; a later,
+//!   unrelated session of that number whose leader has exited would then pass the session rule
+//!   for a handle that still names the old one. That takes a pid wrap-around and that exact
+//!   pattern, and `start` records a live process whenever it adopts, so the recorded pid is
+//!   rarely one whose session has died.
 //! - Not found: a process that cleared its environment (`env -i`) **and** left the session, and
 //!   processes of another user (their environment cannot be read: nodes and apps run as the same
 //!   user, or the node as root).
@@ -120,6 +125,27 @@ impl Membership {
                 .iter()
                 .any(|entry| proc_stat::environ_contains(process.pid, entry))
     }
+}
+
+/// The live processes that carry `key`, the oldest first, outside the console's own session
+/// and group.
+///
+/// # Notable errors
+/// [`ExecutorError::Proc`] when `/proc` cannot be listed.
+pub(super) fn carrying_key(key: &str) -> Result<Vec<Process>, ExecutorError> {
+    let console = Console::current()?;
+    let entry = key_entry(key);
+    let mut found: Vec<Process> = proc_stat::scan()?
+        .into_iter()
+        .filter(|process| {
+            process.pid > 1
+                && !process.stat.has_exited()
+                && !console.includes(process)
+                && proc_stat::environ_contains(process.pid, &entry)
+        })
+        .collect();
+    found.sort_by_key(|process| (process.stat.start_time_ticks, process.pid));
+    Ok(found)
 }
 
 fn key_entry(key: &str) -> Vec<u8> {

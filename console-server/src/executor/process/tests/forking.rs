@@ -31,6 +31,7 @@ async fn process_forking_command_is_alive_while_its_child_runs() {
     let spec = script_spec("sleep 2000 & echo $! > \"$1\"; exit 0", &child_pid_file);
     let app = app(21, &spec);
     let mut guard = KillOnDrop::default();
+    guard.guard_app(&fixture.executor, 21);
     guard.guard_pid_file(child_pid_file.clone());
 
     let handle = fixture.executor.start(&app, None).await.unwrap();
@@ -41,22 +42,27 @@ async fn process_forking_command_is_alive_while_its_child_runs() {
 
     // The shell that was recorded has exited; its child is the app now.
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
-    // A second start adopts the running app instead of starting another copy.
+    // A second start adopts the running app instead of starting another copy, and names the
+    // process that runs.
     let again = fixture.executor.start(&app, Some(&handle)).await.unwrap();
-    assert_eq!(again, handle);
+    assert_eq!(process(&again).pid, child.unsigned_abs());
     let starts = lines(&fixture.executor.log_path(21))
         .iter()
         .filter(|line| line.starts_with("[console] starting app 21 "))
         .count();
     assert_eq!(starts, 1, "one copy");
 
-    // Stop reaches the child, and returns only once it is gone.
+    assert_eq!(fixture.executor.probe(&app, &again).await, Liveness::Alive);
+
+    // Stop through the first handle reaches the child, and returns only once it is gone.
     fixture.executor.stop(&app, &handle).await.unwrap();
     assert!(!is_running(child), "stop left the child {child} running");
-    assert!(matches!(
-        fixture.executor.probe(&app, &handle).await,
-        Liveness::Dead { .. }
-    ));
+    for handle in [&handle, &again] {
+        assert!(matches!(
+            fixture.executor.probe(&app, handle).await,
+            Liveness::Dead { .. }
+        ));
+    }
 }
 
 #[tokio::test]
@@ -71,6 +77,7 @@ async fn process_daemon_that_leaves_the_session_is_found_by_its_key() {
     );
     let app = app(22, &spec);
     let mut guard = KillOnDrop::default();
+    guard.guard_app(&fixture.executor, 22);
     guard.guard_pid_file(daemon_pid_file.clone());
 
     let handle = fixture.executor.start(&app, None).await.unwrap();
@@ -105,6 +112,7 @@ async fn process_probe_sees_the_death_of_the_last_child() {
     let spec = script_spec("sleep 2000 & echo $! > \"$1\"; exit 0", &child_pid_file);
     let app = app(23, &spec);
     let mut guard = KillOnDrop::default();
+    guard.guard_app(&fixture.executor, 23);
     guard.guard_pid_file(child_pid_file.clone());
 
     let handle = fixture.executor.start(&app, None).await.unwrap();

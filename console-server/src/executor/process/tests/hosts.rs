@@ -19,6 +19,7 @@ async fn process_handles_from_another_host_are_unknown_and_refused() {
     let spec = script_spec("echo started >> \"$1\"; exec sleep 300", &marker);
     let app = app(31, &spec);
     let mut guard = KillOnDrop::default();
+    guard.guard_app(&fixture.executor, 31);
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
@@ -91,6 +92,7 @@ async fn process_handles_recorded_before_machine_ids_name_the_host_by_name() {
     let spec = script_spec("exec sleep 300", &fixture.marker("unused"));
     let app = app(32, &spec);
     let mut guard = KillOnDrop::default();
+    guard.guard_app(&fixture.executor, 32);
     let handle = fixture.executor.start(&app, None).await.unwrap();
     guard.guard(&handle);
     assert_eq!(

@@ -5,7 +5,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 
 use serde_json::{Value, json};
 use test_support::eventually;
@@ -99,6 +99,8 @@ struct KillOnDrop {
     /// Files into which an app wrote its own pid (`echo $$`), for apps whose handle may never
     /// reach the test.
     pid_files: Vec<PathBuf>,
+    /// App keys: every process carrying one is killed, whatever handle reached the test.
+    keys: Vec<String>,
 }
 
 impl KillOnDrop {
@@ -108,6 +110,10 @@ impl KillOnDrop {
 
     fn guard_pid_file(&mut self, path: PathBuf) {
         self.pid_files.push(path);
+    }
+
+    fn guard_app(&mut self, executor: &ProcessExecutor, app_id: i64) {
+        self.keys.push(executor.app_key(app_id));
     }
 }
 
@@ -125,7 +131,16 @@ impl Drop for KillOnDrop {
                 .parse::<i32>()
                 .ok()
         });
-        for pid in from_handles.chain(from_pid_files).collect::<Vec<_>>() {
+        let from_keys = self
+            .keys
+            .iter()
+            .flat_map(|key| members::carrying_key(key).unwrap_or_default())
+            .map(|process| process.pid);
+        for pid in from_handles
+            .chain(from_pid_files)
+            .chain(from_keys)
+            .collect::<Vec<_>>()
+        {
             let Ok(Some(stat)) = proc_stat::read(pid) else {
                 continue;
             };
@@ -647,4 +662,5 @@ async fn process_app_survives_the_console_being_sigkilled() {
 }
 
 mod forking;
+mod guard;
 mod hosts;
