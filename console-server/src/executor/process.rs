@@ -58,7 +58,7 @@ use self::members::{Member, MemberCache, Membership};
 use self::signal::Signal;
 use self::start_lock::StartLocks;
 use super::proc_stat::{self, HostIdentity};
-use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec};
+use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec, TaskRef};
 
 /// How long `stop` waits after SIGTERM before it sends SIGKILL, unless configured otherwise.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -349,14 +349,23 @@ impl Executor for ProcessExecutor {
     async fn start(
         &self,
         app: &AppRef<'_>,
+        task: TaskRef,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let spec = ProcessSpec::parse(app.spec)?;
-        if let Some(other @ Handle::Noop(_)) = previous {
-            return Err(not_a_process(other));
-        }
+        let previous = match previous {
+            None => None,
+            Some(Handle::Process(previous)) => Some(previous),
+            Some(other) => return Err(not_a_process(other)),
+        };
+        tracing::debug!(
+            app_id = app.id,
+            task = task.id,
+            attempt = task.attempt,
+            "start"
+        );
         let mut keys = vec![self.app_key(app.id)];
-        if let Some(Handle::Process(previous)) = previous {
+        if let Some(previous) = previous {
             if !previous.app_key.is_empty() && previous.app_key != keys[0] {
                 keys.push(previous.app_key.clone());
             }
@@ -409,10 +418,21 @@ impl Executor for ProcessExecutor {
     /// a key of another app, the console's own process or group, or a recorded process that
     /// neither leads its own session nor carries the app's key; [`ExecutorError::ForeignHost`];
     /// [`ExecutorError::Proc`]; [`ExecutorError::Signal`]; [`ExecutorError::StillRunning`].
-    async fn stop(&self, app: &AppRef<'_>, handle: &Handle) -> Result<(), ExecutorError> {
+    async fn stop(
+        &self,
+        app: &AppRef<'_>,
+        task: TaskRef,
+        handle: &Handle,
+    ) -> Result<(), ExecutorError> {
         let Handle::Process(handle) = handle else {
             return Err(not_a_process(handle));
         };
+        tracing::debug!(
+            app_id = app.id,
+            task = task.id,
+            attempt = task.attempt,
+            "stop"
+        );
         let pid = handle.checked_pid()?;
         handle.check_key(app.id)?;
         match handle.whereabouts(&self.host) {

@@ -34,7 +34,7 @@ async fn process_forking_command_is_alive_while_its_child_runs() {
     guard.guard_app(&fixture.executor, 21);
     guard.guard_pid_file(child_pid_file.clone());
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let child = pid_in(&child_pid_file).await;
     wait_until_exited(process(&handle)).await;
@@ -44,7 +44,11 @@ async fn process_forking_command_is_alive_while_its_child_runs() {
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
     // A second start adopts the running app instead of starting another copy, and names the
     // process that runs.
-    let again = fixture.executor.start(&app, Some(&handle)).await.unwrap();
+    let again = fixture
+        .executor
+        .start(&app, TASK, Some(&handle))
+        .await
+        .unwrap();
     assert_eq!(process(&again).pid, child.unsigned_abs());
     let starts = lines(&fixture.executor.log_path(21))
         .iter()
@@ -55,7 +59,7 @@ async fn process_forking_command_is_alive_while_its_child_runs() {
     assert_eq!(fixture.executor.probe(&app, &again).await, Liveness::Alive);
 
     // Stop through the first handle reaches the child, and returns only once it is gone.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     assert!(!is_running(child), "stop left the child {child} running");
     for handle in [&handle, &again] {
         assert!(matches!(
@@ -80,7 +84,7 @@ async fn process_daemon_that_leaves_the_session_is_found_by_its_key() {
     guard.guard_app(&fixture.executor, 22);
     guard.guard_pid_file(daemon_pid_file.clone());
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let daemon = pid_in(&daemon_pid_file).await;
     let app_pid = i32::try_from(process(&handle).pid).unwrap();
@@ -97,7 +101,7 @@ async fn process_daemon_that_leaves_the_session_is_found_by_its_key() {
     // Answered from the remembered member, and still right when asked again.
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     assert!(!is_running(daemon), "stop left the daemon {daemon} running");
     assert!(matches!(
         fixture.executor.probe(&app, &handle).await,
@@ -115,7 +119,7 @@ async fn process_probe_sees_the_death_of_the_last_child() {
     guard.guard_app(&fixture.executor, 23);
     guard.guard_pid_file(child_pid_file.clone());
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let child = pid_in(&child_pid_file).await;
     wait_until_exited(process(&handle)).await;

@@ -41,11 +41,11 @@ async fn process_start_adopts_a_copy_that_no_handle_recorded() {
     let mut guard = KillOnDrop::default();
     guard.guard_app(&fixture.executor, 41);
 
-    let first = fixture.executor.start(&app, None).await.unwrap();
+    let first = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&first);
     // Its console died before recording `first`: the retried start has no previous handle.
     let retried = second_console(&fixture, TestHooks::default())
-        .start(&app, None)
+        .start(&app, TASK, None)
         .await
         .unwrap();
     assert!(
@@ -58,7 +58,7 @@ async fn process_start_adopts_a_copy_that_no_handle_recorded() {
     earlier.start_time_ticks -= 1;
     let retried = fixture
         .executor
-        .start(&app, Some(&Handle::Process(earlier)))
+        .start(&app, TASK, Some(&Handle::Process(earlier)))
         .await
         .unwrap();
     assert!(
@@ -73,19 +73,27 @@ async fn process_start_adopts_a_copy_that_no_handle_recorded() {
     // The same app id in another cluster on this host is another app.
     let other_cluster = Fixture::new(Duration::from_secs(5));
     guard.guard_app(&other_cluster.executor, 41);
-    let theirs = other_cluster.executor.start(&app, None).await.unwrap();
+    let theirs = other_cluster
+        .executor
+        .start(&app, TASK, None)
+        .await
+        .unwrap();
     guard.guard(&theirs);
     assert_ne!(process(&theirs).pid, process(&first).pid);
     assert_eq!(copies(&fixture.executor, 41).len(), 1);
     assert_eq!(copies(&other_cluster.executor, 41).len(), 1);
 
-    fixture.executor.stop(&app, &retried).await.unwrap();
+    fixture.executor.stop(&app, TASK, &retried).await.unwrap();
     assert!(copies(&fixture.executor, 41).is_empty());
     assert_eq!(
         other_cluster.executor.probe(&app, &theirs).await,
         Liveness::Alive
     );
-    other_cluster.executor.stop(&app, &theirs).await.unwrap();
+    other_cluster
+        .executor
+        .stop(&app, TASK, &theirs)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +128,7 @@ async fn process_concurrent_starts_on_one_host_make_one_copy() {
             .enable_all()
             .build()
             .unwrap();
-        let handle = runtime.block_on(first.start(&app(42, &first_spec), None));
+        let handle = runtime.block_on(first.start(&app(42, &first_spec), TASK, None));
         first_tx.send(handle).unwrap();
         // Keep the runtime (and the reaper of the child) until the test is done with it.
         let _ = done_rx.recv();
@@ -148,7 +156,7 @@ async fn process_concurrent_starts_on_one_host_make_one_copy() {
     let second_spec = spec.clone();
     let mut second_start = tokio::spawn({
         let second = Arc::clone(&second);
-        async move { second.start(&app(42, &second_spec), None).await }
+        async move { second.start(&app(42, &second_spec), TASK, None).await }
     });
     tokio::select! {
         busy = tokio::time::timeout(DEADLINE, busy_rx.recv()) => {
@@ -178,7 +186,10 @@ async fn process_concurrent_starts_on_one_host_make_one_copy() {
     .await;
     let found = members::carrying_key(&key).unwrap();
     assert_eq!(found.len(), 1, "one copy: {found:?}");
-    second.stop(&app(42, &spec), &second_handle).await.unwrap();
+    second
+        .stop(&app(42, &spec), TASK, &second_handle)
+        .await
+        .unwrap();
     done_tx.send(()).unwrap();
     tokio::task::spawn_blocking(move || first_thread.join())
         .await

@@ -20,7 +20,7 @@ async fn process_handles_from_another_host_are_unknown_and_refused() {
     let app = app(31, &spec);
     let mut guard = KillOnDrop::default();
     guard.guard_app(&fixture.executor, 31);
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
     let this_host = &fixture.executor.host;
@@ -52,11 +52,11 @@ async fn process_handles_from_another_host_are_unknown_and_refused() {
             "another host is unknown, never dead"
         );
         assert_eq!(
-            fixture.executor.stop(&app, &foreign).await,
+            fixture.executor.stop(&app, TASK, &foreign).await,
             Err(refusal.clone())
         );
         assert_eq!(
-            fixture.executor.start(&app, Some(&foreign)).await,
+            fixture.executor.start(&app, TASK, Some(&foreign)).await,
             Err(refusal)
         );
     }
@@ -70,7 +70,7 @@ async fn process_handles_from_another_host_are_unknown_and_refused() {
         1,
         "a foreign handle never leads to a start"
     );
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 fn refusal_message_names_both_hosts(fixture: &Fixture, handle: &Handle) -> bool {
@@ -93,7 +93,7 @@ async fn process_handles_recorded_before_machine_ids_name_the_host_by_name() {
     let app = app(32, &spec);
     let mut guard = KillOnDrop::default();
     guard.guard_app(&fixture.executor, 32);
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     assert_eq!(
         process(&handle).machine_id,
@@ -106,11 +106,15 @@ async fn process_handles_recorded_before_machine_ids_name_the_host_by_name() {
     let old = Handle::Process(old);
     assert_eq!(fixture.executor.probe(&app, &old).await, Liveness::Alive);
     assert_eq!(
-        fixture.executor.start(&app, Some(&old)).await.unwrap(),
+        fixture
+            .executor
+            .start(&app, TASK, Some(&old))
+            .await
+            .unwrap(),
         old,
         "adopted"
     );
-    fixture.executor.stop(&app, &old).await.unwrap();
+    fixture.executor.stop(&app, TASK, &old).await.unwrap();
     assert!(matches!(
         fixture.executor.probe(&app, &handle).await,
         Liveness::Dead { .. }

@@ -15,6 +15,8 @@ use super::exits::EXIT_STATUSES_KEPT;
 use super::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
+/// The task of the executor calls in these tests (the process executor only logs it).
+const TASK: TaskRef = TaskRef { id: 1, attempt: 1 };
 const HELPER_VAR: &str = "CONSOLE_EXECUTOR_TEST_HELPER";
 const HANDLE_LINE: &str = "EXECUTOR_TEST_HANDLE ";
 
@@ -171,7 +173,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     let app = app(7, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let started = process(&handle);
     assert_eq!(started.log_path, fixture.executor.log_path(7));
@@ -197,7 +199,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     assert_ne!(stat.session, own.session);
 
     // The grace period is a minute, so a SIGTERM death proves that SIGKILL was not needed.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     eventually("probe explains the SIGTERM death", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} was killed by SIGTERM")
@@ -211,7 +213,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     })
     .await;
     // Stopping again is success.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -229,7 +231,7 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
     let app = app(8, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     eventually("the trap is set", DEADLINE, async || {
         lines(&marker) == ["started"]
@@ -240,7 +242,7 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
     assert_eq!(child.pgrp, i32::try_from(process(&handle).pid).unwrap());
 
     let began = Instant::now();
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     assert!(
         began.elapsed() >= grace,
         "SIGKILL came before the grace period ended"
@@ -269,7 +271,7 @@ async fn process_probe_explains_an_exit_on_its_own() {
     let app = app(9, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
     eventually("probe explains the exit", DEADLINE, async || {
@@ -279,7 +281,7 @@ async fn process_probe_explains_an_exit_on_its_own() {
     .await;
     assert_eq!(lines(&marker), ["started"]);
     // Stopping a dead app is success.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -310,12 +312,12 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
             )
         }
     );
-    fixture.executor.stop(&app, &reused).await.unwrap();
+    fixture.executor.stop(&app, TASK, &reused).await.unwrap();
 
     // A real app in its own group, named with a wrong start time by another app's handle (for
     // the same app, its key would rightly find the process: a copy of that app runs).
     let mut guard = KillOnDrop::default();
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let other_spec = json!({"command": ["true"]});
     let other_app = AppRef {
@@ -331,7 +333,11 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
             .await
             .contains("now belongs to another process")
     );
-    fixture.executor.stop(&other_app, &wrong).await.unwrap();
+    fixture
+        .executor
+        .stop(&other_app, TASK, &wrong)
+        .await
+        .unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
     // Had `stop` sent SIGTERM, the kernel would already have fixed SIGTERM as the cause of death
@@ -360,21 +366,29 @@ async fn process_start_adopts_an_alive_previous_instance() {
     };
     let mut guard = KillOnDrop::default();
 
-    let first = fixture.executor.start(&app, None).await.unwrap();
+    let first = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&first);
     eventually("the first instance ran", DEADLINE, async || {
         lines(&marker).len() == 1
     })
     .await;
 
-    let adopted = fixture.executor.start(&app, Some(&first)).await.unwrap();
+    let adopted = fixture
+        .executor
+        .start(&app, TASK, Some(&first))
+        .await
+        .unwrap();
     assert_eq!(adopted, first);
     assert_eq!(starts(), 1, "adopting must not start a process");
     assert_eq!(lines(&marker), ["started"]);
 
     // Once the previous instance is dead, `start` starts a new one.
-    fixture.executor.stop(&app, &first).await.unwrap();
-    let second = fixture.executor.start(&app, Some(&first)).await.unwrap();
+    fixture.executor.stop(&app, TASK, &first).await.unwrap();
+    let second = fixture
+        .executor
+        .start(&app, TASK, Some(&first))
+        .await
+        .unwrap();
     guard.guard(&second);
     assert_ne!(second, first);
     assert_eq!(starts(), 2);
@@ -383,7 +397,7 @@ async fn process_start_adopts_an_alive_previous_instance() {
     })
     .await;
     assert_eq!(fixture.executor.probe(&app, &second).await, Liveness::Alive);
-    fixture.executor.stop(&app, &second).await.unwrap();
+    fixture.executor.stop(&app, TASK, &second).await.unwrap();
 }
 
 #[tokio::test]
@@ -393,7 +407,7 @@ async fn process_handles_from_another_boot_are_dead() {
     let spec = script_spec("echo started >> \"$1\"; exec sleep 300", &marker);
     let app = app(12, &spec);
     let mut guard = KillOnDrop::default();
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     eventually("the app ran", DEADLINE, async || {
         lines(&marker) == ["started"]
@@ -409,10 +423,14 @@ async fn process_handles_from_another_boot_are_dead() {
             .await
             .starts_with("handle from another boot of this host")
     );
-    fixture.executor.stop(&app, &other_boot).await.unwrap();
+    fixture
+        .executor
+        .stop(&app, TASK, &other_boot)
+        .await
+        .unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -438,7 +456,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
     for pid in [0, 1, u32::MAX] {
         let handle = handle_for(pid, 1);
         assert_eq!(
-            fixture.executor.stop(&app, &handle).await,
+            fixture.executor.stop(&app, TASK, &handle).await,
             Err(ExecutorError::InvalidHandle {
                 reason: format!("pid {pid} cannot be an app's process")
             })
@@ -448,7 +466,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
             Liveness::Unknown { .. }
         ));
         assert!(matches!(
-            fixture.executor.start(&app, Some(&handle)).await,
+            fixture.executor.start(&app, TASK, Some(&handle)).await,
             Err(ExecutorError::Undetermined { .. })
         ));
     }
@@ -456,7 +474,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
     // The test process itself, correctly named: never an app of this executor.
     let myself = handle_for(std::process::id(), me.start_time_ticks);
     assert!(matches!(
-        fixture.executor.stop(&app, &myself).await,
+        fixture.executor.stop(&app, TASK, &myself).await,
         Err(ExecutorError::InvalidHandle { .. })
     ));
 }
@@ -467,7 +485,7 @@ async fn process_start_errors_are_specific() {
 
     let spec = json!({"command": []});
     assert_eq!(
-        fixture.executor.start(&app(14, &spec), None).await,
+        fixture.executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::InvalidSpec {
             reason: "spec.command must be a non-empty array of strings".to_owned()
         })
@@ -476,7 +494,7 @@ async fn process_start_errors_are_specific() {
     let spec = json!({"command": ["/nonexistent/program"]});
     let error = fixture
         .executor
-        .start(&app(14, &spec), None)
+        .start(&app(14, &spec), TASK, None)
         .await
         .unwrap_err();
     assert!(
@@ -487,7 +505,7 @@ async fn process_start_errors_are_specific() {
 
     let spec = json!({"command": ["true"], "cwd": "/nonexistent/dir"});
     assert_eq!(
-        fixture.executor.start(&app(14, &spec), None).await,
+        fixture.executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::Spawn {
             program: "true".to_owned(),
             reason: "working directory /nonexistent/dir is not a directory".to_owned()
@@ -500,7 +518,7 @@ async fn process_start_errors_are_specific() {
     let executor = ProcessExecutor::new(file.join("apps"), &test_cluster_id()).unwrap();
     let spec = json!({"command": ["true"]});
     assert!(matches!(
-        executor.start(&app(14, &spec), None).await,
+        executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::LogFile { .. })
     ));
 }
@@ -586,7 +604,7 @@ fn process_helper_console_that_starts_an_app() {
         )
         .unwrap();
         let app = app(15, &config["spec"]);
-        let handle = executor.start(&app, None).await.unwrap();
+        let handle = executor.start(&app, TASK, None).await.unwrap();
         println!("{HANDLE_LINE}{}", serde_json::to_string(&handle).unwrap());
         std::future::pending::<()>().await;
     });
@@ -648,11 +666,15 @@ async fn process_app_survives_the_console_being_sigkilled() {
     assert_eq!((stat.session, stat.pgrp), (pid, pid));
 
     // Another console (this test's executor) adopts it without starting a second instance...
-    let adopted = fixture.executor.start(&app, Some(&handle)).await.unwrap();
+    let adopted = fixture
+        .executor
+        .start(&app, TASK, Some(&handle))
+        .await
+        .unwrap();
     assert_eq!(adopted, handle);
     assert_eq!(lines(&marker), ["started"]);
     // ...and can stop it although it is not its child.
-    fixture.executor.stop(&app, &adopted).await.unwrap();
+    fixture.executor.stop(&app, TASK, &adopted).await.unwrap();
     wait_until_exited(&started).await;
     assert!(
         dead_reason(&fixture.executor, &app, &handle)
@@ -661,6 +683,7 @@ async fn process_app_survives_the_console_being_sigkilled() {
     );
 }
 
+mod conformance;
 mod forking;
 mod guard;
 mod hosts;
