@@ -32,6 +32,7 @@
 //! which only that user can read.
 
 mod exits;
+mod failpoint;
 mod handle;
 #[cfg(test)]
 mod hooks;
@@ -49,6 +50,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use self::exits::{ExitStatuses, describe_exit};
+use self::failpoint::Failpoints;
 pub use self::handle::ProcessHandle;
 use self::handle::{Whereabouts, describe_host};
 #[cfg(test)]
@@ -79,6 +81,7 @@ pub struct ProcessExecutor {
     exit_statuses: Arc<Mutex<ExitStatuses>>,
     members: MemberCache,
     start_locks: StartLocks,
+    failpoints: Failpoints,
     #[cfg(test)]
     hooks: TestHooks,
 }
@@ -120,6 +123,7 @@ impl ProcessExecutor {
             exit_statuses: Arc::default(),
             members: MemberCache::default(),
             start_locks: StartLocks::for_this_user(),
+            failpoints: Failpoints::from_env(),
             #[cfg(test)]
             hooks: TestHooks::default(),
         })

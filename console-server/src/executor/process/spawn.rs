@@ -121,6 +121,7 @@ impl ProcessExecutor {
         };
         tracing::info!(app_id = app.id, pid, "started app process");
         self.reap_in_background(app.id, Some(handle.clone()), child);
+        self.failpoints.after_spawn(app.name);
         Ok(handle)
     }
 
