@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use task_dispatch::{Action, ActionContext, ActionError, App, AppActions, Liveness, unix_millis};
 
-use crate::executor::{AppRef, Executor, ExecutorError, Handle};
+use crate::executor::{AppRef, Executor, ExecutorError, Handle, TaskRef};
 
 /// Every executor this node can run, by name.
 #[derive(Clone, Default)]
@@ -51,6 +51,13 @@ impl Executors {
 impl fmt::Debug for Executors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+fn task_ref(cx: &ActionContext) -> TaskRef {
+    TaskRef {
+        id: cx.task_id,
+        attempt: cx.attempt,
     }
 }
 
@@ -149,7 +156,7 @@ impl Executors {
             "starting app"
         );
         let handle = executor
-            .start(&app_ref(app), previous.as_ref())
+            .start(&app_ref(app), task_ref(cx), previous.as_ref())
             .await
             .map_err(failed)?;
         serde_json::to_value(&handle)
@@ -167,7 +174,10 @@ impl Executors {
             attempt = cx.attempt,
             "stopping app"
         );
-        executor.stop(&app_ref(app), &handle).await.map_err(failed)
+        executor
+            .stop(&app_ref(app), task_ref(cx), &handle)
+            .await
+            .map_err(failed)
     }
 
     async fn probe(&self, app: &App) -> Liveness {

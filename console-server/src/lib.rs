@@ -50,7 +50,7 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot prepare the app log directory: {0}")]
+    #[error("cannot set up the process executor: {0}")]
     Executor(#[from] executor::ExecutorError),
     #[error("cannot tell which machine this node runs on: {0}")]
     HostIdentity(String),
@@ -136,6 +136,7 @@ impl Console {
         let host_id = host::host_identity().map_err(StartupError::HostIdentity)?;
         let mut executors = Executors::default().with(Arc::new(ProcessExecutor::new(
             config.node.data_dir.join("apps"),
+            &cluster_id(&config.database.url),
         )?));
         if hooks.noop_executor {
             tracing::warn!("benchmark hook: the noop executor is enabled");
@@ -279,6 +280,26 @@ impl BenchmarkHooks {
     }
 }
 
+/// The cluster's identity in the process executor's app keys (`CONSOLE_APP_KEY=<cluster id>/<app
+/// id>`): the task database's location without credentials or options, `mysql://host:3306/db`
+/// or `sqlite:///absolute/path.db`. Every node that names the database the same way agrees on
+/// it; a database re-created under the same name gets the same one.
+fn cluster_id(database_url: &str) -> String {
+    let (scheme, rest) = database_url
+        .split_once("://")
+        .or_else(|| database_url.split_once(':'))
+        .unwrap_or(("", database_url));
+    // The last `@` ends the user info (a password may contain `@`, `?` or `#`).
+    let location = rest.rsplit_once('@').map_or(rest, |(_, location)| location);
+    let location = location.split(['?', '#']).next().unwrap_or(location);
+    if scheme == "sqlite" {
+        let path = std::path::absolute(location)
+            .map_or_else(|_| location.to_owned(), |path| path.display().to_string());
+        return format!("sqlite://{path}");
+    }
+    format!("{scheme}://{location}")
+}
+
 /// The StreamPark design's scan period.
 const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -298,5 +319,31 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_id;
+
+    #[test]
+    fn cluster_id_is_the_database_location_without_credentials() {
+        assert_eq!(
+            cluster_id("mysql://root:p@ss?w#rd@db.example:3306/console?ssl-mode=required"),
+            "mysql://db.example:3306/console"
+        );
+        assert_eq!(
+            cluster_id("mysql://127.0.0.1:3306/cluster_test_1_store"),
+            "mysql://127.0.0.1:3306/cluster_test_1_store"
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            cluster_id("sqlite://data/console.db?mode=rwc"),
+            format!("sqlite://{}", cwd.join("data/console.db").display())
+        );
+        assert_eq!(
+            cluster_id("sqlite:///var/lib/c.db"),
+            "sqlite:///var/lib/c.db"
+        );
     }
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 /// # Notable errors
 /// - [`ExecutorError::InvalidSpec`] is the user's mistake (HTTP 400); its message names the field.
 /// - [`ExecutorError::InvalidHandle`] means a stored handle is corrupt; nothing was signalled.
-/// - [`ExecutorError::Undetermined`] and [`ExecutorError::ForeignHost`] mean the executor refused
-///   to act because it could not tell whether the app runs; acting could duplicate or orphan it.
+/// - [`ExecutorError::Undetermined`] and [`ExecutorError::ForeignHost`] are
+///   [refusals](ExecutorError::is_refusal): the executor did nothing because it could not tell
+///   whether the app runs; acting could duplicate or orphan it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
@@ -50,7 +51,8 @@ pub enum ExecutorError {
     StillRunning { pid: u32, waited: Duration },
 
     /// The handle names a process on another host: this node can neither stop nor replace it.
-    #[error("process {pid} runs on host {handle_host:?}, not on this host {this_host:?}")]
+    /// The hosts are described with their machine ids: `host "a" (machine id 3d12…)`.
+    #[error("on another host: process {pid} runs on {handle_host}, this node on {this_host}")]
     ForeignHost {
         pid: u32,
         handle_host: String,
@@ -61,4 +63,27 @@ pub enum ExecutorError {
     /// second instance could duplicate the app.
     #[error("cannot tell whether the previous instance still runs: {reason}")]
     Undetermined { reason: String },
+
+    /// The host-level start lock (see the process executor) cannot be used.
+    #[error("cannot use the start lock {}: {reason}", path.display())]
+    StartLock { path: PathBuf, reason: String },
+
+    /// The executor cannot be set up as configured; `what` names the setting.
+    #[error("{what}: {reason}")]
+    Setup { what: String, reason: String },
+}
+
+impl ExecutorError {
+    /// Whether the executor refused to act because a copy of the app may be running where it
+    /// cannot see: on another host ([`ExecutorError::ForeignHost`]) or where its state could not
+    /// be read ([`ExecutorError::Undetermined`]).
+    ///
+    /// # Notable behaviors
+    /// Nothing was started, stopped or signalled. The app may still run, so its state must not
+    /// change: the dispatcher keeps such a task as refused (the app stays as it was, never
+    /// FAILED), and the same call may succeed later, from a node that can see the app.
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::ForeignHost { .. } | Self::Undetermined { .. })
+    }
 }

@@ -14,6 +14,8 @@
 
 mod error;
 pub mod flink;
+#[cfg(test)]
+mod kit;
 mod noop;
 mod proc_stat;
 pub mod process;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ExecutorError;
 pub use noop::{NoopExecutor, NoopHandle};
+pub use proc_stat::HostIdentity;
 pub use process::{ProcessExecutor, ProcessHandle};
 pub use spec::{ProcessSpec, validate_spec};
 pub use task_dispatch::Liveness;
@@ -41,11 +44,25 @@ pub struct AppRef<'a> {
     pub spec: &'a serde_json::Value,
 }
 
+/// Which task an executor call runs for.
+///
+/// A task re-run after its owner died mid-way keeps its `id` and has a higher `attempt`: an
+/// executor that can deduplicate by task (the `flink` executor derives the job id from the app
+/// and the start task) finds the first attempt's result instead of making a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRef {
+    /// The task's id.
+    pub id: i64,
+    /// 1 for the first run, more when a previous owner died while running it.
+    pub attempt: i64,
+}
+
 /// Where to find a started app again: returned by [`Executor::start`], stored by the dispatcher
 /// as JSON in the app row, and passed back to [`Executor::stop`] and [`Executor::probe`].
 ///
 /// Serialized with the executor's name as tag, e.g.
-/// `{"executor":"process","pid":1234,"start_time_ticks":5678,"boot_id":"…","host":"…","log_path":"…"}`.
+/// `{"executor":"process","pid":1234,"start_time_ticks":5678,"boot_id":"…","host":"…",
+/// "app_key":"…","log_path":"…"}`.
 ///
 /// # Notable behaviors
 /// A handle comes back from the database, i.e. from outside the process: executors validate it
@@ -58,26 +75,37 @@ pub enum Handle {
     Process(ProcessHandle),
     /// An app of the [`NoopExecutor`] (benchmarks only).
     Noop(NoopHandle),
+    /// An app of the conformance kit's in-memory executors (tests only).
+    #[cfg(test)]
+    Fake(kit::FakeHandle),
 }
 
 /// Runs apps of one kind. Object-safe: the dispatcher holds `Arc<dyn Executor>` per executor name.
 ///
 /// # The contract with the dispatcher
+/// The executor conformance kit (`executor/kit/`, one case per rule) is its executable form;
+/// every executor runs it.
 /// - **Idempotent start.** The dispatcher re-runs a `start` whose outcome it did not record (the
-///   owner died mid-action) and passes the last handle it *did* record as `previous`. If `previous`
-///   names an app that is still [`Liveness::Alive`], `start` adopts it: it returns that handle and
-///   starts nothing. If it is dead, `start` starts a new instance. If its liveness cannot be
-///   established (unknown, or a process on another host), `start` fails rather than risk a second
-///   running copy.
-/// - The dispatcher must record the returned handle before it reports the start as done. A handle
-///   that was never recorded (the owner died between `start` returning and the write) cannot be
-///   found again by this trait; the dispatcher's task log is what bounds that window.
+///   owner died mid-action; same [`TaskRef::id`], higher attempt) and passes the last handle it
+///   *did* record as `previous`. If `previous` names an app that is still [`Liveness::Alive`],
+///   `start` adopts it: it returns a handle of the running app and starts nothing. If it is
+///   dead, or there is none, `start` first looks for a copy that no handle recorded, where the
+///   resource can tell (the process executor: a host-level guard; Flink: a job id derived from
+///   the app and the start task), and adopts it; only then does it start a new instance. If the
+///   liveness of `previous` cannot be established (unknown, or on another host), `start`
+///   refuses ([`ExecutorError::is_refusal`]) rather than risk a second running copy.
+/// - The dispatcher records the returned handle before it reports the start as done; a handle
+///   it never recorded is found again by the next start (above).
 /// - **Idempotent stop.** Stopping an app that is already dead, or whose handle names a process
 ///   that no longer exists, is success.
+/// - **Refusals.** An error for which [`ExecutorError::is_refusal`] holds means nothing was
+///   done and the app may still run: the dispatcher keeps the app's state, never FAILED.
 /// - `probe` has no side effects and may be called at any rate (the monitor calls it every
-///   `monitor.interval_ms` for every owned active app).
+///   `monitor.interval_ms` for every owned active app). What it cannot see is
+///   [`Liveness::Unknown`], never [`Liveness::Dead`].
 /// - Calls for one app are not made concurrently by the dispatcher (per-app ordering); calls for
-///   different apps are.
+///   different apps are. Executors still guard against a second caller where the resource
+///   allows (a fenced node may act late): the process executor's start lock.
 #[async_trait]
 pub trait Executor: Send + Sync + fmt::Debug + 'static {
     /// The executor's name as used in app rows and the HTTP API (`"process"`).
@@ -98,20 +126,21 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     /// [`ExecutorError::InvalidSpec`], naming the offending field.
     fn validate_spec(&self, spec: &serde_json::Value) -> Result<(), ExecutorError>;
 
-    /// Starts `app`, or adopts the instance that `previous` names if it is still alive (see the
-    /// trait's contract).
+    /// Starts `app` for `task`, or adopts the running instance (see the trait's contract).
     ///
     /// # Notable errors
     /// [`ExecutorError::InvalidSpec`], [`ExecutorError::Spawn`], [`ExecutorError::LogFile`];
-    /// [`ExecutorError::Undetermined`] and [`ExecutorError::ForeignHost`] when `previous` cannot be
-    /// shown to be dead.
+    /// the refusals [`ExecutorError::Undetermined`] and [`ExecutorError::ForeignHost`] when
+    /// `previous` cannot be shown to be dead.
     ///
     /// # Cancellation safety
-    /// Implementations must not leave a started app behind without returning its handle when the
-    /// future is dropped (the process executor has no await point after spawning).
+    /// Dropped before the app exists, nothing is left; once it exists, no await point remains
+    /// before the handle is returned (the process executor spawns synchronously). An instance
+    /// whose handle was lost anyway is found by the next start.
     async fn start(
         &self,
         app: &AppRef<'_>,
+        task: TaskRef,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError>;
 
@@ -121,10 +150,16 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     /// # Cancellation safety
     /// Dropping the future may leave the app asked to stop but not yet gone; calling `stop` again
     /// is safe and carries on.
-    async fn stop(&self, app: &AppRef<'_>, handle: &Handle) -> Result<(), ExecutorError>;
+    async fn stop(
+        &self,
+        app: &AppRef<'_>,
+        task: TaskRef,
+        handle: &Handle,
+    ) -> Result<(), ExecutorError>;
 
     /// Whether the app that `handle` names is running. Never fails: what cannot be established is
-    /// [`Liveness::Unknown`].
+    /// [`Liveness::Unknown`], never [`Liveness::Dead`]; so is an app this node cannot see (a
+    /// process on another host, an unreachable Flink cluster).
     async fn probe(&self, app: &AppRef<'_>, handle: &Handle) -> Liveness;
 }
 
@@ -145,7 +180,8 @@ mod tests {
     #[test]
     fn process_executor_behind_the_trait_object() {
         let dir = tempfile::tempdir().unwrap();
-        let executor: Arc<dyn Executor> = Arc::new(ProcessExecutor::new(dir.path()).unwrap());
+        let executor: Arc<dyn Executor> =
+            Arc::new(ProcessExecutor::new(dir.path(), "test-cluster").unwrap());
         assert_eq!(executor.name(), "process");
         assert!(
             executor

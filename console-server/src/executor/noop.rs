@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use task_dispatch::unix_millis_at;
 
-use super::{AppRef, Executor, ExecutorError, Handle, Liveness};
+use super::{AppRef, Executor, ExecutorError, Handle, Liveness, TaskRef};
 
 /// What a `noop` start records: when `start` was called, in milliseconds and in microseconds
 /// since the Unix epoch (one reading of the clock). The cluster benchmark reads
@@ -44,6 +44,7 @@ impl Executor for NoopExecutor {
     async fn start(
         &self,
         _app: &AppRef<'_>,
+        _task: TaskRef,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         if let Some(previous @ Handle::Noop(_)) = previous {
@@ -60,7 +61,12 @@ impl Executor for NoopExecutor {
         }))
     }
 
-    async fn stop(&self, _app: &AppRef<'_>, _handle: &Handle) -> Result<(), ExecutorError> {
+    async fn stop(
+        &self,
+        _app: &AppRef<'_>,
+        _task: TaskRef,
+        _handle: &Handle,
+    ) -> Result<(), ExecutorError> {
         Ok(())
     }
 
@@ -80,6 +86,8 @@ mod tests {
 
     use super::*;
 
+    const TASK: TaskRef = TaskRef { id: 1, attempt: 1 };
+
     #[tokio::test]
     async fn starts_nothing_and_stays_alive_until_stopped() {
         let spec = json!({});
@@ -91,7 +99,7 @@ mod tests {
         let before = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
-        let handle = NoopExecutor.start(&app, None).await.unwrap();
+        let handle = NoopExecutor.start(&app, TASK, None).await.unwrap();
         let Handle::Noop(noop) = &handle else {
             panic!("not a noop handle: {handle:?}");
         };
@@ -107,11 +115,11 @@ mod tests {
         );
         assert_eq!(NoopExecutor.probe(&app, &handle).await, Liveness::Alive);
         assert_eq!(
-            NoopExecutor.start(&app, Some(&handle)).await.unwrap(),
+            NoopExecutor.start(&app, TASK, Some(&handle)).await.unwrap(),
             handle,
             "a repeated start adopts"
         );
-        NoopExecutor.stop(&app, &handle).await.unwrap();
+        NoopExecutor.stop(&app, TASK, &handle).await.unwrap();
         assert!(NoopExecutor.validate_spec(&json!([])).is_err());
     }
 

@@ -1,5 +1,6 @@
-//! Reading Linux's `/proc`: a process's identity (pid + start time) and state, its process group,
-//! and the host's identity (host name + boot id).
+//! Reading Linux's `/proc`: a process's identity (pid + start time), state, process group and
+//! session, its environment, every process of the host in one scan, and the host's identity
+//! (machine id + host name + boot id).
 //!
 //! A pid alone does not name a process: pids are reused. A pid plus its start time (clock ticks
 //! since boot, field 22 of `/proc/<pid>/stat`) plus the boot id does.
@@ -11,6 +12,8 @@ use super::ExecutorError;
 
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 const HOST_NAME_PATH: &str = "/proc/sys/kernel/hostname";
+/// Where systemd (and `dbus-uuidgen`) keep the machine id; the second is the older location.
+const MACHINE_ID_PATHS: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 /// The fields of `/proc/<pid>/stat` that the executor uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,38 +82,52 @@ pub fn parse(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// Whether any process that has not exited is in process group `pgid`.
-///
-/// Scans `/proc`; processes that vanish during the scan are skipped.
+/// A process found by [`scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    pub stat: ProcStat,
+}
+
+/// Every process in `/proc` whose stat could be read, zombies included: one pass over the
+/// directory. Processes that vanish during the scan are skipped.
 ///
 /// # Notable errors
 /// [`ExecutorError::Proc`] when `/proc` cannot be listed.
-pub fn group_has_live_member(pgid: i32) -> Result<bool, ExecutorError> {
+pub fn scan() -> Result<Vec<Process>, ExecutorError> {
     let proc_dir = Path::new("/proc");
     let entries = std::fs::read_dir(proc_dir).map_err(|error| proc_error(proc_dir, &error))?;
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         // A process we may not read, or that vanished, is not evidence either way; skip it.
-        if let Ok(Some(stat)) = read(pid)
-            && stat.pgrp == pgid
-            && !stat.has_exited()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+        .filter_map(|pid| {
+            Some(Process {
+                pid,
+                stat: read(pid).ok()??,
+            })
+        })
+        .collect())
+}
+
+/// Whether the environment process `pid` was started with (`/proc/<pid>/environ`) holds
+/// `entry` (`NAME=value`, byte for byte). `false` when it cannot be read: the process is gone,
+/// or belongs to another user (only root and the same user may read it).
+pub fn environ_contains(pid: i32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|byte| *byte == 0).any(|item| item == entry))
 }
 
 /// Which machine, and which boot of it, this console runs on.
+///
+/// A machine is its machine id **and** its host name: two VMs cloned from one image share a
+/// host name (and sometimes, wrongly, a machine id), and containers on one kernel share the boot
+/// id but neither of the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostIdentity {
+    /// `/etc/machine-id` (or `/var/lib/dbus/machine-id`): drawn once per installation. Empty
+    /// when neither file exists (a minimal container); the host name alone names the machine then.
+    pub machine_id: String,
     /// The kernel's host name.
     pub host_name: String,
     /// A random id the kernel draws at every boot.
@@ -118,12 +135,25 @@ pub struct HostIdentity {
 }
 
 impl HostIdentity {
-    /// Reads the host name and boot id from `/proc/sys/kernel`.
+    /// Reads the machine id, the host name and the boot id.
     ///
     /// # Notable errors
-    /// [`ExecutorError::Proc`] when either cannot be read.
+    /// [`ExecutorError::Proc`] when the host name or the boot id cannot be read, or a machine id
+    /// file exists but cannot be read.
     pub fn current() -> Result<Self, ExecutorError> {
+        let mut machine_id = String::new();
+        for path in MACHINE_ID_PATHS {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    machine_id = text.trim().to_owned();
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(proc_error(Path::new(path), &error)),
+            }
+        }
         Ok(Self {
+            machine_id,
             host_name: read_trimmed(HOST_NAME_PATH)?,
             boot_id: read_trimmed(BOOT_ID_PATH)?,
         })
@@ -174,15 +204,15 @@ mod tests {
         let stat = read(me).unwrap().unwrap();
         assert!(!stat.has_exited());
         assert!(stat.start_time_ticks > 0);
-        // This process is in its own group, so a live member exists.
-        assert!(group_has_live_member(stat.pgrp).unwrap());
+        let found = scan().unwrap();
+        assert!(found.contains(&Process { pid: me, stat }), "{found:?}");
     }
 
     #[test]
     fn process_stat_of_a_missing_pid_is_none() {
         // Above the kernel's maximum pid (2^22), so it can never exist.
         assert_eq!(read(i32::MAX).unwrap(), None);
-        assert!(!group_has_live_member(i32::MAX).unwrap());
+        assert!(!environ_contains(i32::MAX, b"PATH"));
     }
 
     #[test]
@@ -190,5 +220,22 @@ mod tests {
         let host = HostIdentity::current().unwrap();
         assert!(!host.host_name.is_empty());
         assert_eq!(host.boot_id.len(), 36, "boot id {:?}", host.boot_id);
+        if Path::new(MACHINE_ID_PATHS[0]).exists() {
+            assert_eq!(
+                host.machine_id.len(),
+                32,
+                "machine id {:?}",
+                host.machine_id
+            );
+        }
+    }
+
+    #[test]
+    fn process_environ_of_this_process_is_read_entry_by_entry() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert!(environ_contains(me, format!("PATH={path}").as_bytes()));
+        assert!(!environ_contains(me, format!("PATH={path}x").as_bytes()));
+        assert!(!environ_contains(me, b"PATH"), "a prefix is not an entry");
     }
 }

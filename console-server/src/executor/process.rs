@@ -6,85 +6,98 @@
 //!   SIGKILL). Its stdin is `/dev/null`; stdout and stderr are appended to
 //!   `<log_dir>/<app_id>.log`, after a `[console] starting app ...` line per start.
 //! - The app gets the console's environment minus the console's own `CONSOLE_*` variables (they
-//!   may carry secrets), plus `CONSOLE_APP_ID`, `CONSOLE_APP_NAME` and the spec's `env`.
+//!   may carry secrets), plus the spec's `env`, plus `CONSOLE_APP_ID`, `CONSOLE_APP_NAME` and
+//!   `CONSOLE_APP_KEY` (`<cluster id>/<app id>`), set last so that a spec cannot change them.
+//! - **An app is all of its processes** ([`members`]): its session and process group, and every
+//!   process that carries its key. It is alive while any of them runs, also after the first one
+//!   exited; `stop` signals every one of them (SIGTERM, then SIGKILL after the grace period) and
+//!   returns once none is left. `probe` and `stop` use the same definition.
 //! - The console reaps the processes it started (a background task per process), so no zombie is
 //!   left while it runs; it remembers their exit status to explain a death in [`Liveness::Dead`].
-//! - A process is named by pid **and** start time (clock ticks since boot) **and** boot id: a pid
-//!   that now belongs to another process is reported dead and is never signalled.
-//! - `stop` signals the app's whole process group (the app's pid is its group id): SIGTERM, then
-//!   SIGKILL after the grace period; it returns once no member of the group is left.
+//! - **Host-level guard**: before it spawns, `start` takes the app's start lock, shared by every
+//!   console on the host (`start_lock.rs`), and adopts a running copy of the app (a process
+//!   carrying its key) if there is one. A start retried after its console died between the
+//!   spawn and the record, or run by a console that was fenced meanwhile, finds the copy
+//!   instead of making a second.
+//! - A process is named by pid **and** start time (clock ticks since boot) **and** boot id **and**
+//!   host (machine id and host name): a pid that now belongs to another process is never
+//!   signalled, and a process of an earlier boot is dead.
+//! - **A handle from another host is never dead**: `probe` answers [`Liveness::Unknown`], and
+//!   `start` and `stop` refuse with [`ExecutorError::ForeignHost`] (a
+//!   [refusal](ExecutorError::is_refusal)): this node can neither see, stop nor replace it.
+//!
+//! # Requirements
+//! Linux (`/proc`, pidfds from 5.3 on, a plain `kill` before). Nodes and their apps run as the
+//! same user (or the nodes as root): an app's processes are recognised by their environment,
+//! which only that user can read.
 
-use std::collections::{HashMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::process::ExitStatusExt;
+mod exits;
+mod failpoint;
+mod handle;
+#[cfg(test)]
+mod hooks;
+mod members;
+mod signal;
+mod spawn;
+mod start_lock;
+
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::proc_stat::{self, HostIdentity, ProcStat};
-use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec};
+use self::exits::{ExitStatuses, describe_exit};
+use self::failpoint::Failpoints;
+pub use self::handle::ProcessHandle;
+use self::handle::{Whereabouts, describe_host};
+#[cfg(test)]
+use self::hooks::TestHooks;
+pub use self::members::APP_KEY_VAR;
+use self::members::{Member, MemberCache, Membership};
+use self::signal::Signal;
+use self::start_lock::StartLocks;
+use super::proc_stat::{self, HostIdentity};
+use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec, TaskRef};
 
 /// How long `stop` waits after SIGTERM before it sends SIGKILL, unless configured otherwise.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// How long `stop` waits for the process group to vanish after SIGKILL before giving up.
+/// How long `stop` waits for the app's processes to vanish after SIGKILL before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// How many exit statuses of reaped processes are remembered for [`Liveness::Dead`] reasons.
-const EXIT_STATUSES_KEPT: usize = 1024;
-
-/// Where a process started by [`ProcessExecutor`] is: what [`Handle::Process`] carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessHandle {
-    /// The app's pid; also its process group id and session id.
-    pub pid: u32,
-    /// The process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
-    pub start_time_ticks: u64,
-    /// `/proc/sys/kernel/random/boot_id` of the boot the process was started in.
-    pub boot_id: String,
-    /// The host name of the machine the process was started on.
-    pub host: String,
-    /// The file the app's stdout and stderr go to.
-    pub log_path: PathBuf,
-}
-
-impl ProcessHandle {
-    /// The pid as `pid_t`, refusing values no app can have: 0 and 1 (in `kill(-pid)` they would
-    /// mean "our own group" and "every process") and anything beyond `pid_t`.
-    fn checked_pid(&self) -> Result<i32, ExecutorError> {
-        match i32::try_from(self.pid) {
-            Ok(pid) if pid > 1 => Ok(pid),
-            _ => Err(ExecutorError::InvalidHandle {
-                reason: format!("pid {} cannot be an app's process", self.pid),
-            }),
-        }
-    }
-}
+/// The longest pause between two scans while `stop` waits for the app's processes to go.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Runs apps as detached OS processes on this host. See the [module documentation](self).
 #[derive(Debug)]
 pub struct ProcessExecutor {
     log_dir: PathBuf,
+    cluster_id: String,
     stop_grace: Duration,
     host: HostIdentity,
     exit_statuses: Arc<Mutex<ExitStatuses>>,
+    members: MemberCache,
+    start_locks: StartLocks,
+    failpoints: Failpoints,
+    #[cfg(test)]
+    hooks: TestHooks,
 }
 
 impl ProcessExecutor {
     /// An executor that writes app logs under `log_dir` (created on first start; made absolute
-    /// now) and stops with [`DEFAULT_STOP_GRACE`].
+    /// now), tags apps with keys `<cluster_id>/<app id>`, and stops with [`DEFAULT_STOP_GRACE`].
+    ///
+    /// `cluster_id` must be the same on every node of a cluster and differ between clusters
+    /// that share a host: app ids repeat across clusters, keys must not.
     ///
     /// # Notable errors
     /// [`ExecutorError::LogFile`] if `log_dir` cannot be made absolute or is not UTF-8 (handles
-    /// are JSON); [`ExecutorError::Proc`] if the host name or boot id cannot be read.
-    pub fn new(log_dir: impl Into<PathBuf>) -> Result<Self, ExecutorError> {
+    /// are JSON); [`ExecutorError::Setup`] for an empty cluster id or one with control
+    /// characters; [`ExecutorError::Proc`] if the host name or boot id cannot be read.
+    pub fn new(log_dir: impl Into<PathBuf>, cluster_id: &str) -> Result<Self, ExecutorError> {
         let log_dir = log_dir.into();
         let log_dir = std::path::absolute(&log_dir).map_err(|error| ExecutorError::LogFile {
             path: log_dir.clone(),
@@ -96,11 +109,23 @@ impl ProcessExecutor {
                 reason: "the log directory's path is not valid UTF-8".to_owned(),
             });
         }
+        if cluster_id.is_empty() || cluster_id.chars().any(char::is_control) {
+            return Err(ExecutorError::Setup {
+                what: "cluster id".to_owned(),
+                reason: format!("{cluster_id:?} must be non-empty without control characters"),
+            });
+        }
         Ok(Self {
             log_dir,
+            cluster_id: cluster_id.to_owned(),
             stop_grace: DEFAULT_STOP_GRACE,
             host: HostIdentity::current()?,
             exit_statuses: Arc::default(),
+            members: MemberCache::default(),
+            start_locks: StartLocks::for_this_user(),
+            failpoints: Failpoints::from_env(),
+            #[cfg(test)]
+            hooks: TestHooks::default(),
         })
     }
 
@@ -111,18 +136,50 @@ impl ProcessExecutor {
         self
     }
 
+    /// Sets the points where a test pauses or observes the executor.
+    #[cfg(test)]
+    fn with_hooks(mut self, hooks: TestHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
     /// The log file of app `app_id`.
     pub fn log_path(&self, app_id: i64) -> PathBuf {
         self.log_dir.join(format!("{app_id}.log"))
     }
 
-    /// Looks at the process a handle names, without side effects.
-    fn observe(&self, handle: &ProcessHandle) -> Observed {
-        let pid = match handle.checked_pid() {
+    /// The key that every process of app `app_id` carries in [`APP_KEY_VAR`].
+    pub fn app_key(&self, app_id: i64) -> String {
+        format!("{}/{app_id}", self.cluster_id)
+    }
+
+    /// The membership rules of `handle`'s app: the key it recorded and this node's key for the
+    /// app (the same unless the cluster id changed).
+    fn membership(
+        &self,
+        app: &AppRef<'_>,
+        handle: &ProcessHandle,
+    ) -> Result<Membership, ExecutorError> {
+        let pid = handle.checked_pid()?;
+        handle.check_key(app.id)?;
+        let key = self.app_key(app.id);
+        let mut keys = vec![key.as_str()];
+        if !handle.app_key.is_empty() && handle.app_key != key {
+            keys.push(&handle.app_key);
+        }
+        Membership::new(pid, handle, &keys)
+    }
+
+    /// Looks at the processes of the app a handle names, without side effects.
+    fn observe(&self, app: &AppRef<'_>, handle: &ProcessHandle) -> Observed {
+        let pid = match handle.checked_pid().and_then(|pid| {
+            handle.check_key(app.id)?;
+            Ok(pid)
+        }) {
             Ok(pid) => pid,
             Err(error) => return Observed::Unknown(error.to_string()),
         };
-        match self.whereabouts(handle) {
+        match handle.whereabouts(&self.host) {
             Whereabouts::Here => {}
             Whereabouts::PreviousBoot => {
                 return Observed::Dead(format!(
@@ -132,33 +189,31 @@ impl ProcessExecutor {
             }
             Whereabouts::OtherHost => return Observed::OtherHost,
         }
-        match proc_stat::read(pid) {
+        let recorded = match proc_stat::read(pid) {
+            Ok(recorded) => recorded,
+            Err(error) => return Observed::Unknown(error.to_string()),
+        };
+        if recorded.is_some_and(|stat| {
+            stat.start_time_ticks == handle.start_time_ticks && !stat.has_exited()
+        }) || self.members.any_alive(handle)
+        {
+            return Observed::Alive;
+        }
+        match self.membership(app, handle).and_then(|rules| rules.scan()) {
             Err(error) => Observed::Unknown(error.to_string()),
-            Ok(None) => Observed::Dead(self.exit_reason(handle)),
-            Ok(Some(stat)) if stat.start_time_ticks != handle.start_time_ticks => Observed::Dead(
-                format!("pid {pid} now belongs to another process (start time differs)"),
-            ),
-            Ok(Some(stat)) if stat.has_exited() => Observed::Dead(self.exit_reason(handle)),
-            Ok(Some(_)) => Observed::Alive,
-        }
-    }
-
-    fn whereabouts(&self, handle: &ProcessHandle) -> Whereabouts {
-        // Both must match: containers on one kernel share the boot id but not the host name.
-        if handle.host != self.host.host_name {
-            Whereabouts::OtherHost
-        } else if handle.boot_id != self.host.boot_id {
-            Whereabouts::PreviousBoot
-        } else {
-            Whereabouts::Here
-        }
-    }
-
-    fn foreign_host(&self, handle: &ProcessHandle) -> ExecutorError {
-        ExecutorError::ForeignHost {
-            pid: handle.pid,
-            handle_host: handle.host.clone(),
-            this_host: self.host.host_name.clone(),
+            Ok(found) if !found.is_empty() => {
+                self.members.remember(handle, found);
+                Observed::Alive
+            }
+            Ok(_) => {
+                self.members.forget(handle);
+                Observed::Dead(match recorded {
+                    Some(stat) if stat.start_time_ticks != handle.start_time_ticks => {
+                        format!("pid {pid} now belongs to another process (start time differs)")
+                    }
+                    _ => self.exit_reason(handle),
+                })
+            }
         }
     }
 
@@ -175,160 +230,100 @@ impl ProcessExecutor {
         }
     }
 
-    /// Starts the app's command. Synchronous on purpose: once the process exists, nothing can
-    /// cancel this before the handle is returned.
-    fn spawn(&self, app: &AppRef<'_>, spec: &ProcessSpec) -> Result<ProcessHandle, ExecutorError> {
-        let program = &spec.command[0];
-        let spawn_error = |reason: String| ExecutorError::Spawn {
-            program: program.clone(),
-            reason,
-        };
-        if let Some(cwd) = &spec.cwd
-            && !cwd.is_dir()
-        {
-            return Err(spawn_error(format!(
-                "working directory {} is not a directory",
-                cwd.display()
-            )));
-        }
-
-        let log_path = self.log_path(app.id);
-        let log_error = |error: io::Error| ExecutorError::LogFile {
-            path: log_path.clone(),
-            reason: error.to_string(),
-        };
-        std::fs::create_dir_all(&self.log_dir).map_err(|error| ExecutorError::LogFile {
-            path: self.log_dir.clone(),
-            reason: error.to_string(),
-        })?;
-        let mut stdout = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(log_error)?;
-        let unix_time = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        writeln!(
-            stdout,
-            "[console] starting app {} {:?} at unix time {unix_time}: {:?}",
-            app.id, app.name, spec.command
-        )
-        .map_err(log_error)?;
-        let stderr = stdout.try_clone().map_err(log_error)?;
-
-        let mut command = Command::new(program);
-        command
-            .args(&spec.command[1..])
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (name, _) in std::env::vars_os() {
-            if name.as_encoded_bytes().starts_with(b"CONSOLE_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("CONSOLE_APP_ID", app.id.to_string())
-            .env("CONSOLE_APP_NAME", app.name)
-            .envs(&spec.env);
-        if let Some(cwd) = &spec.cwd {
-            command.current_dir(cwd);
-        }
-        // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-        // functions may be called; it calls setsid(2), which is one, and touches no shared state.
-        unsafe {
-            command.pre_exec(start_new_session);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|error| spawn_error(error.to_string()))?;
-
-        // Until the reaper below waits for it, the child stays in /proc (as a zombie at worst).
-        let stat = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .ok_or_else(|| "the started process has no pid".to_owned())
-            .and_then(|pid| match proc_stat::read(pid) {
-                Ok(Some(stat)) => Ok((pid, stat)),
-                Ok(None) => Err(format!("/proc/{pid}/stat vanished right after the start")),
-                Err(error) => Err(error.to_string()),
-            });
-        let (pid, stat): (i32, ProcStat) = match stat {
-            Ok(found) => found,
-            Err(reason) => {
-                // Without a handle nobody could stop it later: do not leave it running.
-                if let Err(error) = child.start_kill() {
-                    tracing::warn!(app_id = app.id, %error, "cannot kill an unidentified app process");
-                }
-                self.reap_in_background(app.id, None, child);
-                return Err(spawn_error(reason));
-            }
-        };
-
-        let handle = ProcessHandle {
-            pid: pid.unsigned_abs(),
-            start_time_ticks: stat.start_time_ticks,
-            boot_id: self.host.boot_id.clone(),
-            host: self.host.host_name.clone(),
-            log_path,
-        };
-        tracing::info!(app_id = app.id, pid, "started app process");
-        self.reap_in_background(app.id, Some(handle.clone()), child);
-        Ok(handle)
-    }
-
-    /// Waits for a child in a background task so that it does not linger as a zombie, and
-    /// remembers its exit status.
-    fn reap_in_background(&self, app_id: i64, handle: Option<ProcessHandle>, mut child: Child) {
-        let exit_statuses = Arc::clone(&self.exit_statuses);
-        tokio::spawn(async move {
-            match child.wait().await {
-                Ok(status) => {
-                    tracing::info!(app_id, %status, "app process exited");
-                    if let Some(handle) = handle {
-                        exit_statuses
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .record(&handle, status);
-                    }
-                }
-                Err(error) => tracing::warn!(app_id, %error, "cannot wait for app process"),
-            }
-        });
-    }
-
-    /// Whether the process group that `handle` leads still has a member that has not exited.
-    fn group_alive(&self, pid: i32, handle: &ProcessHandle) -> Result<bool, ExecutorError> {
-        match proc_stat::read(pid)? {
-            // Another process holds the pid, so ours is gone, and so is its group: the kernel does
-            // not hand out a pid that still names a process group.
-            Some(stat) if stat.start_time_ticks != handle.start_time_ticks => Ok(false),
-            Some(stat) if !stat.has_exited() => Ok(true),
-            // The leader exited; members it left in its group still belong to the app.
-            _ => proc_stat::group_has_live_member(pid),
+    fn foreign_host(&self, handle: &ProcessHandle) -> ExecutorError {
+        ExecutorError::ForeignHost {
+            pid: handle.pid,
+            handle_host: handle.describe_host(),
+            this_host: describe_host(&self.host.host_name, &self.host.machine_id),
         }
     }
 
-    /// Polls until the group is gone or `timeout` passes; `Ok(true)` if it is gone.
-    async fn wait_until_gone(
+    /// The handle to record for an app found alive through `previous`: `previous` while its
+    /// recorded process runs; once that one has exited, the running copy's first process, so
+    /// that the record names a live process rather than a pid the kernel may hand out again.
+    fn precise(
         &self,
-        pid: i32,
-        handle: &ProcessHandle,
-        timeout: Duration,
+        app: &AppRef<'_>,
+        previous: &ProcessHandle,
+        keys: &[String],
+    ) -> Result<ProcessHandle, ExecutorError> {
+        let recorded_runs = Member {
+            pid: previous.checked_pid()?,
+            start_time_ticks: previous.start_time_ticks,
+        }
+        .is_alive();
+        if recorded_runs {
+            return Ok(previous.clone());
+        }
+        Ok(self
+            .find_copy(app, keys)?
+            .unwrap_or_else(|| previous.clone()))
+    }
+
+    /// A running copy of the app that no handle names (a start whose outcome was never
+    /// recorded): the oldest process carrying one of `keys`, preferring one that leads its own
+    /// session (the copy's first process).
+    ///
+    /// # Notable errors
+    /// [`ExecutorError::Undetermined`] when `/proc` cannot be scanned: without the scan a start
+    /// could make a second copy.
+    fn find_copy(
+        &self,
+        app: &AppRef<'_>,
+        keys: &[String],
+    ) -> Result<Option<ProcessHandle>, ExecutorError> {
+        for key in keys {
+            let found =
+                members::carrying_key(key).map_err(|error| ExecutorError::Undetermined {
+                    reason: format!("cannot look for a running copy of the app: {error}"),
+                })?;
+            let first = found
+                .iter()
+                .find(|process| process.stat.session == process.pid)
+                .or(found.first());
+            if let Some(first) = first {
+                return Ok(Some(ProcessHandle {
+                    pid: first.pid.unsigned_abs(),
+                    start_time_ticks: first.stat.start_time_ticks,
+                    boot_id: self.host.boot_id.clone(),
+                    host: self.host.host_name.clone(),
+                    machine_id: self.host.machine_id.clone(),
+                    app_key: key.clone(),
+                    log_path: self.log_path(app.id),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends `signal` to every process of the app, rescanning (new children, daemons) until none
+    /// is left or `within` passes; `Ok(true)` once none is left. A process gets SIGTERM once;
+    /// SIGKILL is repeated at every scan.
+    async fn signal_until_gone(
+        &self,
+        rules: &Membership,
+        signal: Signal,
+        within: Duration,
+        signalled: &mut HashSet<Member>,
     ) -> Result<bool, ExecutorError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + within;
         let mut pause = Duration::from_millis(5);
         loop {
-            if !self.group_alive(pid, handle)? {
+            let found = rules.scan()?;
+            if found.is_empty() {
                 return Ok(true);
+            }
+            for member in found {
+                if signalled.insert(member) || signal == Signal::Kill {
+                    signal::send(member, signal)?;
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(false);
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            pause = (pause * 2).min(STOP_POLL);
         }
     }
 }
@@ -349,24 +344,45 @@ impl Executor for ProcessExecutor {
     }
 
     /// # Notable behaviors
-    /// With a `previous` handle: adopts the process if it is alive (same pid, start time, boot
-    /// and host), starts a new one if it is certainly dead; fails with
-    /// [`ExecutorError::ForeignHost`] for a process on another host and
-    /// [`ExecutorError::Undetermined`] when `/proc` cannot tell.
+    /// - With a `previous` handle: adopts the app if any of its processes is alive; refuses
+    ///   with [`ExecutorError::ForeignHost`] for a process on another host and
+    ///   [`ExecutorError::Undetermined`] when `/proc` cannot tell.
+    /// - Otherwise, under the app's host-level start lock: adopts a running copy that carries
+    ///   the app's key (started by a console that died before recording it, or by another
+    ///   console on this host), else spawns.
+    ///
+    /// # Notable errors
+    /// Besides the above: [`ExecutorError::InvalidSpec`], [`ExecutorError::Spawn`],
+    /// [`ExecutorError::LogFile`], [`ExecutorError::StartLock`]; [`ExecutorError::Undetermined`]
+    /// when another start of the app holds the lock for [`START_LOCK_WAIT`](start_lock::START_LOCK_WAIT).
     async fn start(
         &self,
         app: &AppRef<'_>,
+        task: TaskRef,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let spec = ProcessSpec::parse(app.spec)?;
-        if let Some(other @ Handle::Noop(_)) = previous {
-            return Err(not_a_process(other));
-        }
-        if let Some(Handle::Process(previous)) = previous {
-            match self.observe(previous) {
+        let previous = match previous {
+            None => None,
+            Some(Handle::Process(previous)) => Some(previous),
+            Some(other) => return Err(not_a_process(other)),
+        };
+        tracing::debug!(
+            app_id = app.id,
+            task = task.id,
+            attempt = task.attempt,
+            "start"
+        );
+        let mut keys = vec![self.app_key(app.id)];
+        if let Some(previous) = previous {
+            if !previous.app_key.is_empty() && previous.app_key != keys[0] {
+                keys.push(previous.app_key.clone());
+            }
+            match self.observe(app, previous) {
                 Observed::Alive => {
-                    tracing::info!(app_id = app.id, pid = previous.pid, "adopted running app");
-                    return Ok(Handle::Process(previous.clone()));
+                    let adopted = self.precise(app, previous, &keys)?;
+                    tracing::info!(app_id = app.id, pid = adopted.pid, "adopted running app");
+                    return Ok(Handle::Process(adopted));
                 }
                 Observed::Dead(reason) => {
                     tracing::info!(app_id = app.id, %reason, "previous instance is dead");
@@ -375,77 +391,120 @@ impl Executor for ProcessExecutor {
                 Observed::Unknown(reason) => return Err(ExecutorError::Undetermined { reason }),
             }
         }
+
+        // The host-level guard: under the app's start lock, adopt a copy nobody recorded
+        // instead of starting a second one.
+        let _lock = self
+            .start_locks
+            .acquire(&keys[0], || {
+                #[cfg(test)]
+                self.hooks.lock_busy();
+            })
+            .await?;
+        // No await from here on: once the process exists, this returns its handle.
+        if let Some(copy) = self.find_copy(app, &keys)? {
+            tracing::warn!(
+                app_id = app.id,
+                pid = copy.pid,
+                "adopted a running copy that no handle recorded"
+            );
+            return Ok(Handle::Process(copy));
+        }
+        #[cfg(test)]
+        self.hooks.before_spawn();
         self.spawn(app, &spec).map(Handle::Process)
     }
 
     /// # Notable behaviors
-    /// - Success without signalling anything when the process is gone, its pid belongs to
-    ///   another process, or the handle is from a previous boot of this host.
-    /// - Waits up to the grace period after SIGTERM, then SIGKILLs the group and waits up to 5 s.
+    /// - Success without signalling anything when no process of the app is left, or the handle
+    ///   is from a previous boot of this host.
+    /// - SIGTERM to every process of the app, then, after the grace period, SIGKILL to those
+    ///   left; processes that appear meanwhile (children, daemons) get the same. Returns once
+    ///   none is left, or fails 5 s after the SIGKILL.
     ///
     /// # Notable errors
     /// [`ExecutorError::InvalidHandle`] (nothing signalled) for a pid that cannot be an app's,
-    /// the console's own process or group, or a process that does not lead its own session;
-    /// [`ExecutorError::ForeignHost`]; [`ExecutorError::Signal`];
-    /// [`ExecutorError::StillRunning`].
-    async fn stop(&self, app: &AppRef<'_>, handle: &Handle) -> Result<(), ExecutorError> {
+    /// a key of another app, the console's own process or group, or a recorded process that
+    /// neither leads its own session nor carries the app's key; [`ExecutorError::ForeignHost`];
+    /// [`ExecutorError::Proc`]; [`ExecutorError::Signal`]; [`ExecutorError::StillRunning`].
+    async fn stop(
+        &self,
+        app: &AppRef<'_>,
+        task: TaskRef,
+        handle: &Handle,
+    ) -> Result<(), ExecutorError> {
         let Handle::Process(handle) = handle else {
             return Err(not_a_process(handle));
         };
+        tracing::debug!(
+            app_id = app.id,
+            task = task.id,
+            attempt = task.attempt,
+            "stop"
+        );
         let pid = handle.checked_pid()?;
-        match self.whereabouts(handle) {
+        handle.check_key(app.id)?;
+        match handle.whereabouts(&self.host) {
             Whereabouts::Here => {}
             Whereabouts::PreviousBoot => return Ok(()),
             Whereabouts::OtherHost => return Err(self.foreign_host(handle)),
         }
-        if let Some(stat) = proc_stat::read(pid)? {
-            if stat.start_time_ticks != handle.start_time_ticks {
-                tracing::info!(app_id = app.id, pid, "pid reused; app process already gone");
-                return Ok(());
-            }
-            refuse_foreign_leader(pid, &stat)?;
-        }
-        if !self.group_alive(pid, handle)? {
-            return Ok(());
+        let rules = self.membership(app, handle)?;
+        if let Some(stat) = proc_stat::read(pid)?
+            && stat.start_time_ticks == handle.start_time_ticks
+        {
+            let key = format!("{APP_KEY_VAR}={}", self.app_key(app.id));
+            signal::refuse_foreign(pid, &stat, proc_stat::environ_contains(pid, key.as_bytes()))?;
         }
 
-        signal_group(pid, libc::SIGTERM, "SIGTERM")?;
-        if self.wait_until_gone(pid, handle, self.stop_grace).await? {
-            tracing::info!(app_id = app.id, pid, "app stopped by SIGTERM");
-            return Ok(());
+        let mut signalled = HashSet::new();
+        let gone = self
+            .signal_until_gone(&rules, Signal::Term, self.stop_grace, &mut signalled)
+            .await?;
+        if !gone {
+            tracing::warn!(app_id = app.id, pid, grace = ?self.stop_grace, "app ignored SIGTERM; sending SIGKILL");
+            let gone = self
+                .signal_until_gone(&rules, Signal::Kill, KILL_WAIT, &mut signalled)
+                .await?;
+            if !gone {
+                return Err(ExecutorError::StillRunning {
+                    pid: handle.pid,
+                    waited: self.stop_grace + KILL_WAIT,
+                });
+            }
         }
-        tracing::warn!(app_id = app.id, pid, grace = ?self.stop_grace, "app ignored SIGTERM; sending SIGKILL");
-        signal_group(pid, libc::SIGKILL, "SIGKILL")?;
-        if self.wait_until_gone(pid, handle, KILL_WAIT).await? {
-            return Ok(());
+        self.members.forget(handle);
+        if !signalled.is_empty() {
+            tracing::info!(
+                app_id = app.id,
+                pid,
+                processes = signalled.len(),
+                "app stopped"
+            );
         }
-        Err(ExecutorError::StillRunning {
-            pid: handle.pid,
-            waited: self.stop_grace + KILL_WAIT,
-        })
+        Ok(())
     }
 
-    async fn probe(&self, _app: &AppRef<'_>, handle: &Handle) -> Liveness {
+    async fn probe(&self, app: &AppRef<'_>, handle: &Handle) -> Liveness {
         let Handle::Process(handle) = handle else {
             return Liveness::Unknown {
                 reason: not_a_process(handle).to_string(),
             };
         };
-        match self.observe(handle) {
+        match self.observe(app, handle) {
             Observed::Alive => Liveness::Alive,
             Observed::Dead(reason) => Liveness::Dead { reason },
-            Observed::OtherHost => Liveness::Dead {
-                reason: format!(
-                    "handle from another host: process {} runs on {:?}, this console on {:?}",
-                    handle.pid, handle.host, self.host.host_name
-                ),
+            // Not dead: this node cannot see it. Marking it FAILED would let a new start or a
+            // delete leave it running unmanaged.
+            Observed::OtherHost => Liveness::Unknown {
+                reason: self.foreign_host(handle).to_string(),
             },
             Observed::Unknown(reason) => Liveness::Unknown { reason },
         }
     }
 }
 
-/// What `/proc` says about a handle's process.
+/// What `/proc` says about the app a handle names.
 enum Observed {
     Alive,
     /// Certainly not running on this host.
@@ -455,127 +514,12 @@ enum Observed {
     Unknown(String),
 }
 
-enum Whereabouts {
-    Here,
-    PreviousBoot,
-    OtherHost,
-}
-
-/// Refuses to signal a group that this executor cannot have started: an app leads its own
-/// session and group, and is never the console itself.
-fn refuse_foreign_leader(pid: i32, stat: &ProcStat) -> Result<(), ExecutorError> {
-    let reason = if stat.session != pid || stat.pgrp != pid {
-        format!("process {pid} does not lead its own session, so this executor did not start it")
-    } else if u32::try_from(pid).is_ok_and(|pid| pid == std::process::id()) {
-        format!("process {pid} is the console itself")
-    } else if own_process_group().is_some_and(|own| own == pid) {
-        format!("process {pid} leads the console's own process group")
-    } else {
-        return Ok(());
-    };
-    Err(ExecutorError::InvalidHandle { reason })
-}
-
-fn own_process_group() -> Option<i32> {
-    let me = i32::try_from(std::process::id()).ok()?;
-    proc_stat::read(me).ok().flatten().map(|stat| stat.pgrp)
-}
-
-/// Sends `signal` to process group `pgid`; a group that no longer exists is not an error.
-fn signal_group(pgid: i32, signal: libc::c_int, name: &'static str) -> Result<(), ExecutorError> {
-    // SAFETY: kill(2) has no memory-safety preconditions; `pgid > 1` (checked_pid), so `-pgid`
-    // names exactly one process group, never "all processes" or our own group by accident.
-    if unsafe { libc::kill(-pgid, signal) } == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::ESRCH) {
-        return Ok(());
-    }
-    Err(ExecutorError::Signal {
-        pid: pgid.unsigned_abs(),
-        signal: name,
-        reason: error.to_string(),
-    })
-}
-
-/// The `pre_exec` hook: makes the child a session (and process group) leader.
-fn start_new_session() -> io::Result<()> {
-    // SAFETY: setsid(2) has no memory-safety preconditions and is async-signal-safe.
-    if unsafe { libc::setsid() } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn describe_exit(pid: u32, status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        format!("process {pid} exited with status {code}")
-    } else if let Some(signal) = status.signal() {
-        let core = if status.core_dumped() {
-            " (core dumped)"
-        } else {
-            ""
-        };
-        format!("process {pid} was killed by {}{core}", signal_name(signal))
-    } else {
-        format!("process {pid} exited ({status})")
-    }
-}
-
-fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        other => return format!("signal {other}"),
-    };
-    name.to_owned()
-}
-
-/// Exit statuses of processes this executor reaped, keyed by pid and start time; the oldest are
-/// forgotten beyond [`EXIT_STATUSES_KEPT`].
-#[derive(Debug, Default)]
-struct ExitStatuses {
-    order: VecDeque<(u32, u64)>,
-    by_process: HashMap<(u32, u64), ExitStatus>,
-}
-
-impl ExitStatuses {
-    fn record(&mut self, handle: &ProcessHandle, status: ExitStatus) {
-        let key = (handle.pid, handle.start_time_ticks);
-        if self.by_process.insert(key, status).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > EXIT_STATUSES_KEPT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.by_process.remove(&oldest);
-            }
-        }
-    }
-
-    fn get(&self, handle: &ProcessHandle) -> Option<ExitStatus> {
-        self.by_process
-            .get(&(handle.pid, handle.start_time_ticks))
-            .copied()
-    }
-}
-
-#[cfg(test)]
-mod tests;
-
 /// The error for a handle that another executor made.
 fn not_a_process(handle: &Handle) -> ExecutorError {
     ExecutorError::InvalidHandle {
         reason: format!("not a process handle: {handle:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

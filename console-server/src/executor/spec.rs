@@ -9,6 +9,8 @@ use super::ExecutorError;
 
 const COMMAND_SHAPE: &str = "spec.command must be a non-empty array of strings";
 const FIELDS: &str = "command, env, cwd";
+/// The variables the executor sets for every app; a spec cannot set them.
+const RESERVED_ENV: [&str; 3] = ["CONSOLE_APP_ID", "CONSOLE_APP_NAME", "CONSOLE_APP_KEY"];
 
 /// A validated `process` spec.
 ///
@@ -20,7 +22,9 @@ const FIELDS: &str = "command, env, cwd";
 /// - `command[0]` is the program (looked up in `PATH` when it has no `/`), the rest its arguments;
 ///   no shell is involved unless the command names one.
 /// - `env` is added to the console's environment (minus the console's own `CONSOLE_*`
-///   variables, which may carry secrets); `cwd` must be absolute and defaults to the console's.
+///   variables, which may carry secrets); it may not set the variables the executor sets
+///   (`CONSOLE_APP_ID`, `CONSOLE_APP_NAME`, `CONSOLE_APP_KEY`). `cwd` must be absolute and
+///   defaults to the console's.
 /// - Unknown fields are rejected, like everywhere in the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -76,6 +80,12 @@ impl ProcessSpec {
                     if name.is_empty() || name.contains(['=', '\0']) {
                         return Err(invalid(format!(
                             "spec.env name {name:?} must be non-empty and contain no '=' or NUL"
+                        )));
+                    }
+                    if RESERVED_ENV.contains(&name.as_str()) {
+                        return Err(invalid(format!(
+                            "spec.env.{name} is set by the console for every app (reserved: {})",
+                            RESERVED_ENV.join(", ")
                         )));
                     }
                     let Some(value) = value.as_str() else {
@@ -198,6 +208,11 @@ mod tests {
         assert_eq!(
             reason(json!({"command": ["sh"], "env": {"A=B": "1"}})),
             "spec.env name \"A=B\" must be non-empty and contain no '=' or NUL"
+        );
+        assert_eq!(
+            reason(json!({"command": ["sh"], "env": {"CONSOLE_APP_KEY": "x/1"}})),
+            "spec.env.CONSOLE_APP_KEY is set by the console for every app \
+             (reserved: CONSOLE_APP_ID, CONSOLE_APP_NAME, CONSOLE_APP_KEY)"
         );
         assert_eq!(
             reason(json!({"command": ["sh"], "cwd": "relative/dir"})),

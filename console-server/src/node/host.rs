@@ -4,42 +4,34 @@ use std::fs;
 
 use task_dispatch::HostId;
 
-/// Where the kernel keeps the host name (of the node's UTS namespace).
-const HOST_NAME_PATH: &str = "/proc/sys/kernel/hostname";
+use crate::executor::HostIdentity;
 
-/// Where systemd (or dbus, on older systems) keeps the machine id.
-const MACHINE_ID_PATHS: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
-
-/// This machine's identity for host affinity: `<host name>/<machine id>`. The host name alone
-/// is not enough (two cloned virtual machines share it), nor is the machine id (containers
-/// built from one image share it, each with its own host name and processes).
+/// This machine's identity for host affinity: `<host name>/<machine id>`, from the same reading
+/// of the machine as the process executor records in its handles
+/// ([`HostIdentity`](crate::executor::HostIdentity)), so that a node and the apps it starts agree
+/// on which host they are. The host name alone is not enough (two cloned virtual machines share
+/// it), nor is the machine id (containers built from one image share it, each with its own host
+/// name and processes).
 ///
 /// # Notable behaviors
 /// Without a readable machine id (a minimal container) the identity is the host name alone,
 /// with a warning: two machines with one host name would then look like one host.
 ///
 /// # Notable errors
-/// The host name cannot be read.
+/// The host name cannot be read, or is empty.
 pub fn host_identity() -> Result<HostId, String> {
-    let host_name = fs::read_to_string(HOST_NAME_PATH)
-        .map_err(|error| format!("cannot read the host name from {HOST_NAME_PATH}: {error}"))?;
-    let machine_id = MACHINE_ID_PATHS
-        .iter()
-        .find_map(|path| fs::read_to_string(path).ok());
-    identity(host_name.trim(), machine_id.as_deref().map(str::trim))
+    let host = HostIdentity::current().map_err(|error| error.to_string())?;
+    identity(&host.host_name, Some(host.machine_id.as_str()))
 }
 
 fn identity(host_name: &str, machine_id: Option<&str>) -> Result<HostId, String> {
     if host_name.is_empty() {
-        return Err(format!("the host name in {HOST_NAME_PATH} is empty"));
+        return Err("the host name is empty".to_owned());
     }
     match machine_id.filter(|id| !id.is_empty()) {
         Some(machine_id) => Ok(HostId::new(format!("{host_name}/{machine_id}"))),
         None => {
-            tracing::warn!(
-                paths = ?MACHINE_ID_PATHS,
-                "no machine id: this node's host identity is its host name alone"
-            );
+            tracing::warn!("no machine id: this node's host identity is its host name alone");
             Ok(HostId::new(host_name))
         }
     }
@@ -93,8 +85,11 @@ mod tests {
         assert!(identity("", Some("3d1219c7")).is_err());
         let here = host_identity().unwrap();
         assert!(
-            here.as_str()
-                .starts_with(fs::read_to_string(HOST_NAME_PATH).unwrap().trim())
+            here.as_str().starts_with(
+                fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap()
+                    .trim()
+            )
         );
     }
 

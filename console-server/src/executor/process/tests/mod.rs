@@ -3,15 +3,20 @@
 //! Every test waits for real conditions with a deadline and kills what it started when it ends,
 //! even on failure ([`KillOnDrop`]).
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 
 use serde_json::{Value, json};
 use test_support::eventually;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::exits::EXIT_STATUSES_KEPT;
 use super::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
+/// The task of the executor calls in these tests (the process executor only logs it).
+const TASK: TaskRef = TaskRef { id: 1, attempt: 1 };
 const HELPER_VAR: &str = "CONSOLE_EXECUTOR_TEST_HELPER";
 const HANDLE_LINE: &str = "EXECUTOR_TEST_HANDLE ";
 
@@ -24,7 +29,7 @@ struct Fixture {
 impl Fixture {
     fn new(grace: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let executor = ProcessExecutor::new(dir.path().join("apps"))
+        let executor = ProcessExecutor::new(dir.path().join("apps"), &test_cluster_id())
             .unwrap()
             .with_stop_grace(grace);
         Self { dir, executor }
@@ -33,6 +38,11 @@ impl Fixture {
     fn marker(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// A cluster id of its own for every executor a test makes: keys never meet across tests.
+fn test_cluster_id() -> String {
+    format!("test-{}", uuid::Uuid::new_v4())
 }
 
 /// A spec running `script` under `sh -c`, with the marker file as `$1`.
@@ -91,6 +101,8 @@ struct KillOnDrop {
     /// Files into which an app wrote its own pid (`echo $$`), for apps whose handle may never
     /// reach the test.
     pid_files: Vec<PathBuf>,
+    /// App keys: every process carrying one is killed, whatever handle reached the test.
+    keys: Vec<String>,
 }
 
 impl KillOnDrop {
@@ -100,6 +112,10 @@ impl KillOnDrop {
 
     fn guard_pid_file(&mut self, path: PathBuf) {
         self.pid_files.push(path);
+    }
+
+    fn guard_app(&mut self, executor: &ProcessExecutor, app_id: i64) {
+        self.keys.push(executor.app_key(app_id));
     }
 }
 
@@ -117,7 +133,16 @@ impl Drop for KillOnDrop {
                 .parse::<i32>()
                 .ok()
         });
-        for pid in from_handles.chain(from_pid_files).collect::<Vec<_>>() {
+        let from_keys = self
+            .keys
+            .iter()
+            .flat_map(|key| members::carrying_key(key).unwrap_or_default())
+            .map(|process| process.pid);
+        for pid in from_handles
+            .chain(from_pid_files)
+            .chain(from_keys)
+            .collect::<Vec<_>>()
+        {
             let Ok(Some(stat)) = proc_stat::read(pid) else {
                 continue;
             };
@@ -148,7 +173,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     let app = app(7, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let started = process(&handle);
     assert_eq!(started.log_path, fixture.executor.log_path(7));
@@ -174,7 +199,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     assert_ne!(stat.session, own.session);
 
     // The grace period is a minute, so a SIGTERM death proves that SIGKILL was not needed.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     eventually("probe explains the SIGTERM death", DEADLINE, async || {
         dead_reason(&fixture.executor, &app, &handle).await
             == format!("process {pid} was killed by SIGTERM")
@@ -188,7 +213,7 @@ async fn process_start_probe_log_and_graceful_stop() {
     })
     .await;
     // Stopping again is success.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -206,7 +231,7 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
     let app = app(8, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     eventually("the trap is set", DEADLINE, async || {
         lines(&marker) == ["started"]
@@ -217,7 +242,7 @@ async fn process_stop_sigkills_the_group_after_the_grace_period() {
     assert_eq!(child.pgrp, i32::try_from(process(&handle).pid).unwrap());
 
     let began = Instant::now();
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
     assert!(
         began.elapsed() >= grace,
         "SIGKILL came before the grace period ended"
@@ -246,7 +271,7 @@ async fn process_probe_explains_an_exit_on_its_own() {
     let app = app(9, &spec);
     let mut guard = KillOnDrop::default();
 
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
     let pid = process(&handle).pid;
     eventually("probe explains the exit", DEADLINE, async || {
@@ -256,7 +281,7 @@ async fn process_probe_explains_an_exit_on_its_own() {
     .await;
     assert_eq!(lines(&marker), ["started"]);
     // Stopping a dead app is success.
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -274,6 +299,8 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
         start_time_ticks: me.start_time_ticks + 1,
         boot_id: fixture.executor.host.boot_id.clone(),
         host: fixture.executor.host.host_name.clone(),
+        machine_id: fixture.executor.host.machine_id.clone(),
+        app_key: fixture.executor.app_key(10),
         log_path: fixture.executor.log_path(10),
     });
     assert_eq!(
@@ -285,21 +312,32 @@ async fn process_reused_pid_is_reported_dead_and_never_signalled() {
             )
         }
     );
-    fixture.executor.stop(&app, &reused).await.unwrap();
+    fixture.executor.stop(&app, TASK, &reused).await.unwrap();
 
-    // A real app in its own group, named with a wrong start time.
+    // A real app in its own group, named with a wrong start time by another app's handle (for
+    // the same app, its key would rightly find the process: a copy of that app runs).
     let mut guard = KillOnDrop::default();
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
+    let other_spec = json!({"command": ["true"]});
+    let other_app = AppRef {
+        id: 99,
+        ..self::app(99, &other_spec)
+    };
     let mut wrong = process(&handle).clone();
     wrong.start_time_ticks += 1;
+    wrong.app_key = fixture.executor.app_key(99);
     let wrong = Handle::Process(wrong);
     assert!(
-        dead_reason(&fixture.executor, &app, &wrong)
+        dead_reason(&fixture.executor, &other_app, &wrong)
             .await
             .contains("now belongs to another process")
     );
-    fixture.executor.stop(&app, &wrong).await.unwrap();
+    fixture
+        .executor
+        .stop(&other_app, TASK, &wrong)
+        .await
+        .unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
     // Had `stop` sent SIGTERM, the kernel would already have fixed SIGTERM as the cause of death
@@ -328,21 +366,29 @@ async fn process_start_adopts_an_alive_previous_instance() {
     };
     let mut guard = KillOnDrop::default();
 
-    let first = fixture.executor.start(&app, None).await.unwrap();
+    let first = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&first);
     eventually("the first instance ran", DEADLINE, async || {
         lines(&marker).len() == 1
     })
     .await;
 
-    let adopted = fixture.executor.start(&app, Some(&first)).await.unwrap();
+    let adopted = fixture
+        .executor
+        .start(&app, TASK, Some(&first))
+        .await
+        .unwrap();
     assert_eq!(adopted, first);
     assert_eq!(starts(), 1, "adopting must not start a process");
     assert_eq!(lines(&marker), ["started"]);
 
     // Once the previous instance is dead, `start` starts a new one.
-    fixture.executor.stop(&app, &first).await.unwrap();
-    let second = fixture.executor.start(&app, Some(&first)).await.unwrap();
+    fixture.executor.stop(&app, TASK, &first).await.unwrap();
+    let second = fixture
+        .executor
+        .start(&app, TASK, Some(&first))
+        .await
+        .unwrap();
     guard.guard(&second);
     assert_ne!(second, first);
     assert_eq!(starts(), 2);
@@ -351,19 +397,18 @@ async fn process_start_adopts_an_alive_previous_instance() {
     })
     .await;
     assert_eq!(fixture.executor.probe(&app, &second).await, Liveness::Alive);
-    fixture.executor.stop(&app, &second).await.unwrap();
+    fixture.executor.stop(&app, TASK, &second).await.unwrap();
 }
 
 #[tokio::test]
-async fn process_handles_from_another_boot_or_host() {
+async fn process_handles_from_another_boot_are_dead() {
     let fixture = Fixture::new(Duration::from_secs(5));
     let marker = fixture.marker("marker");
     let spec = script_spec("echo started >> \"$1\"; exec sleep 300", &marker);
     let app = app(12, &spec);
     let mut guard = KillOnDrop::default();
-    let handle = fixture.executor.start(&app, None).await.unwrap();
+    let handle = fixture.executor.start(&app, TASK, None).await.unwrap();
     guard.guard(&handle);
-    let pid = process(&handle).pid;
     eventually("the app ran", DEADLINE, async || {
         lines(&marker) == ["started"]
     })
@@ -378,41 +423,14 @@ async fn process_handles_from_another_boot_or_host() {
             .await
             .starts_with("handle from another boot of this host")
     );
-    fixture.executor.stop(&app, &other_boot).await.unwrap();
+    fixture
+        .executor
+        .stop(&app, TASK, &other_boot)
+        .await
+        .unwrap();
     assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
 
-    // Another host: dead as far as this node can monitor, but neither stopped nor replaced.
-    let mut other_host = process(&handle).clone();
-    other_host.host = "elsewhere.example".to_owned();
-    let other_host = Handle::Process(other_host);
-    assert!(
-        dead_reason(&fixture.executor, &app, &other_host)
-            .await
-            .starts_with("handle from another host")
-    );
-    let foreign = ExecutorError::ForeignHost {
-        pid,
-        handle_host: "elsewhere.example".to_owned(),
-        this_host: fixture.executor.host.host_name.clone(),
-    };
-    assert_eq!(
-        fixture.executor.stop(&app, &other_host).await,
-        Err(foreign.clone())
-    );
-    assert_eq!(
-        fixture.executor.start(&app, Some(&other_host)).await,
-        Err(foreign)
-    );
-    assert_eq!(fixture.executor.probe(&app, &handle).await, Liveness::Alive);
-    let starts = lines(&fixture.executor.log_path(12))
-        .iter()
-        .filter(|line| line.starts_with("[console] starting app 12 "))
-        .count();
-    assert_eq!(
-        starts, 1,
-        "a foreign handle must not lead to a second start"
-    );
-    fixture.executor.stop(&app, &handle).await.unwrap();
+    fixture.executor.stop(&app, TASK, &handle).await.unwrap();
 }
 
 #[tokio::test]
@@ -429,6 +447,8 @@ async fn process_invalid_handles_are_refused_without_signalling() {
             start_time_ticks,
             boot_id: fixture.executor.host.boot_id.clone(),
             host: fixture.executor.host.host_name.clone(),
+            machine_id: fixture.executor.host.machine_id.clone(),
+            app_key: fixture.executor.app_key(13),
             log_path: fixture.executor.log_path(13),
         })
     };
@@ -436,7 +456,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
     for pid in [0, 1, u32::MAX] {
         let handle = handle_for(pid, 1);
         assert_eq!(
-            fixture.executor.stop(&app, &handle).await,
+            fixture.executor.stop(&app, TASK, &handle).await,
             Err(ExecutorError::InvalidHandle {
                 reason: format!("pid {pid} cannot be an app's process")
             })
@@ -446,7 +466,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
             Liveness::Unknown { .. }
         ));
         assert!(matches!(
-            fixture.executor.start(&app, Some(&handle)).await,
+            fixture.executor.start(&app, TASK, Some(&handle)).await,
             Err(ExecutorError::Undetermined { .. })
         ));
     }
@@ -454,7 +474,7 @@ async fn process_invalid_handles_are_refused_without_signalling() {
     // The test process itself, correctly named: never an app of this executor.
     let myself = handle_for(std::process::id(), me.start_time_ticks);
     assert!(matches!(
-        fixture.executor.stop(&app, &myself).await,
+        fixture.executor.stop(&app, TASK, &myself).await,
         Err(ExecutorError::InvalidHandle { .. })
     ));
 }
@@ -465,7 +485,7 @@ async fn process_start_errors_are_specific() {
 
     let spec = json!({"command": []});
     assert_eq!(
-        fixture.executor.start(&app(14, &spec), None).await,
+        fixture.executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::InvalidSpec {
             reason: "spec.command must be a non-empty array of strings".to_owned()
         })
@@ -474,7 +494,7 @@ async fn process_start_errors_are_specific() {
     let spec = json!({"command": ["/nonexistent/program"]});
     let error = fixture
         .executor
-        .start(&app(14, &spec), None)
+        .start(&app(14, &spec), TASK, None)
         .await
         .unwrap_err();
     assert!(
@@ -485,7 +505,7 @@ async fn process_start_errors_are_specific() {
 
     let spec = json!({"command": ["true"], "cwd": "/nonexistent/dir"});
     assert_eq!(
-        fixture.executor.start(&app(14, &spec), None).await,
+        fixture.executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::Spawn {
             program: "true".to_owned(),
             reason: "working directory /nonexistent/dir is not a directory".to_owned()
@@ -495,10 +515,10 @@ async fn process_start_errors_are_specific() {
     // A log directory that cannot be created (its parent is a file).
     let file = fixture.marker("a-file");
     std::fs::write(&file, "").unwrap();
-    let executor = ProcessExecutor::new(file.join("apps")).unwrap();
+    let executor = ProcessExecutor::new(file.join("apps"), &test_cluster_id()).unwrap();
     let spec = json!({"command": ["true"]});
     assert!(matches!(
-        executor.start(&app(14, &spec), None).await,
+        executor.start(&app(14, &spec), TASK, None).await,
         Err(ExecutorError::LogFile { .. })
     ));
 }
@@ -510,15 +530,25 @@ fn process_handle_json_shape() {
         start_time_ticks: 5678,
         boot_id: "b".to_owned(),
         host: "h".to_owned(),
+        machine_id: "m".to_owned(),
+        app_key: "c/7".to_owned(),
         log_path: PathBuf::from("/data/apps/7.log"),
     });
     let value = serde_json::to_value(&handle).unwrap();
     assert_eq!(
         value,
         json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
-               "boot_id": "b", "host": "h", "log_path": "/data/apps/7.log"})
+               "boot_id": "b", "host": "h", "machine_id": "m", "app_key": "c/7",
+               "log_path": "/data/apps/7.log"})
     );
     assert_eq!(serde_json::from_value::<Handle>(value).unwrap(), handle);
+    // Handles recorded before the machine id and the key existed still read.
+    let old = json!({"executor": "process", "pid": 1234, "start_time_ticks": 5678,
+                     "boot_id": "b", "host": "h", "log_path": "/data/apps/7.log"});
+    let Handle::Process(old) = serde_json::from_value::<Handle>(old).unwrap() else {
+        panic!("not a process handle");
+    };
+    assert_eq!((old.machine_id.as_str(), old.app_key.as_str()), ("", ""));
     assert!(serde_json::from_value::<Handle>(json!({"executor": "flink"})).is_err());
 }
 
@@ -530,6 +560,8 @@ fn process_exit_statuses_forget_the_oldest() {
         start_time_ticks: 1,
         boot_id: String::new(),
         host: String::new(),
+        machine_id: String::new(),
+        app_key: String::new(),
         log_path: PathBuf::new(),
     };
     let total = u32::try_from(EXIT_STATUSES_KEPT).unwrap() + 2;
@@ -566,9 +598,13 @@ fn process_helper_console_that_starts_an_app() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let executor = ProcessExecutor::new(config["log_dir"].as_str().unwrap()).unwrap();
+        let executor = ProcessExecutor::new(
+            config["log_dir"].as_str().unwrap(),
+            config["cluster_id"].as_str().unwrap(),
+        )
+        .unwrap();
         let app = app(15, &config["spec"]);
-        let handle = executor.start(&app, None).await.unwrap();
+        let handle = executor.start(&app, TASK, None).await.unwrap();
         println!("{HANDLE_LINE}{}", serde_json::to_string(&handle).unwrap());
         std::future::pending::<()>().await;
     });
@@ -582,7 +618,8 @@ async fn process_app_survives_the_console_being_sigkilled() {
     let spec = json!({"command": ["sh", "-c",
         "echo $$ > \"$2\"; echo started >> \"$1\"; exec sleep 300",
         "sh", marker, pid_file]});
-    let config = json!({"log_dir": fixture.dir.path().join("apps"), "spec": spec});
+    let config = json!({"log_dir": fixture.dir.path().join("apps"), "spec": spec,
+                        "cluster_id": fixture.executor.cluster_id});
     let mut guard = KillOnDrop::default();
     guard.guard_pid_file(pid_file);
 
@@ -629,11 +666,15 @@ async fn process_app_survives_the_console_being_sigkilled() {
     assert_eq!((stat.session, stat.pgrp), (pid, pid));
 
     // Another console (this test's executor) adopts it without starting a second instance...
-    let adopted = fixture.executor.start(&app, Some(&handle)).await.unwrap();
+    let adopted = fixture
+        .executor
+        .start(&app, TASK, Some(&handle))
+        .await
+        .unwrap();
     assert_eq!(adopted, handle);
     assert_eq!(lines(&marker), ["started"]);
     // ...and can stop it although it is not its child.
-    fixture.executor.stop(&app, &adopted).await.unwrap();
+    fixture.executor.stop(&app, TASK, &adopted).await.unwrap();
     wait_until_exited(&started).await;
     assert!(
         dead_reason(&fixture.executor, &app, &handle)
@@ -641,3 +682,8 @@ async fn process_app_survives_the_console_being_sigkilled() {
             .starts_with(&format!("process {pid} exited"))
     );
 }
+
+mod conformance;
+mod forking;
+mod guard;
+mod hosts;
