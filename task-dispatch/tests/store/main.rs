@@ -7,6 +7,7 @@
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `schema` | connecting, migrations, indexes |
+//! | `views` | filtered pages, task history, counts by state, the change feed |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../common/mod.rs"]
@@ -17,6 +18,7 @@ mod claims;
 mod leases;
 mod maintenance;
 mod schema;
+mod views;
 
 use serde_json::json;
 use task_dispatch::{Adoption, Claim, NewApp, NodeLease, Outcome, Phase, Store, Task};

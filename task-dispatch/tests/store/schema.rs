@@ -72,6 +72,8 @@ async fn mysql_dispatcher_queries_use_indexes() {
     for query in [
         "SELECT DISTINCT app_id FROM tasks WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
+        // The event stream's change feed (Store::tasks_updated_since), from a recent moment.
+        "SELECT id FROM tasks WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
     ] {
         let plan: Vec<(Option<String>, Option<String>, Option<String>)> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))
@@ -113,6 +115,8 @@ async fn sqlite_dispatcher_queries_use_indexes() {
         "SELECT DISTINCT app_id FROM tasks WHERE status IN ('PENDING', 'RUNNING') ORDER BY app_id",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
         "SELECT id FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING') ORDER BY id",
+        "SELECT id FROM tasks WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
+        "SELECT id FROM apps WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
     ] {
         let details: Vec<String> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
