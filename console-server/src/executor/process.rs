@@ -31,6 +31,9 @@ use tokio::time::Instant;
 use super::proc_stat::{self, HostIdentity, ProcStat};
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec};
 
+mod logs;
+pub use logs::{AppLogs, LogPlace, read_tail};
+
 /// How long `stop` waits after SIGTERM before it sends SIGKILL, unless configured otherwise.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
