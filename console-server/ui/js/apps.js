@@ -109,7 +109,7 @@ export function appsPage(main, params) {
     const pages = Math.max(1, Math.ceil(page.total / query.size));
     const first = page.total ? (query.page - 1) * query.size + 1 : 0;
     summary.textContent = `${page.total} app${page.total === 1 ? '' : 's'}` +
-      `${query.state || query.name ? ' match the filter' : ''}; showing ${first}–${first + page.items.length - (page.items.length ? 1 : 0)}, page ${query.page} of ${pages}.`;
+      `${query.state || query.name ? (page.total === 1 ? ' matches the filter' : ' match the filter') : ''}; showing ${first}–${first + page.items.length - (page.items.length ? 1 : 0)}, page ${query.page} of ${pages}.`;
     replace(pager,
       h('button', { type: 'button', class: 'secondary', disabled: query.page <= 1, onclick: () => go({ page: query.page - 1 }) }, '← Previous'),
       h('span', {}, ` Page ${query.page} of ${pages} `),

@@ -202,7 +202,7 @@ async fn standalone_web_console_signs_in_lists_1000_apps_and_starts_one() {
 
     page.fill("#filter-name", "walkthrough").await;
     page.click(".filters button[type=submit]").await;
-    page.until("the filtered list", "return /^1 app match/.test(document.querySelector('#apps-summary').textContent) && document.querySelectorAll('#apps tbody tr[data-app]').length === 1")
+    page.until("the filtered list", "return /^1 app matches/.test(document.querySelector('#apps-summary').textContent) && document.querySelectorAll('#apps tbody tr[data-app]').length === 1")
         .await;
     page.click("#apps tbody tr[data-app] button[data-action=start]")
         .await;
