@@ -11,6 +11,8 @@
 #   CONSOLE_TEST_ZK=127.0.0.1:${ZK_PORT:-2181}
 #   CONSOLE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306
 #   CONSOLE_TEST_FLINK_URL=http://127.0.0.1:${FLINK_REST_PORT:-8081}
+#   CONSOLE_TEST_CHROMIUM=/usr/bin/chromium, CONSOLE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
+#     (the browser tests of the web console; deploy/chromium.sh installs them)
 # The services are left running afterwards; stop them with deploy/zookeeper.sh stop,
 # deploy/mariadb.sh stop and deploy/flink.sh stop.
 set -euo pipefail
@@ -23,14 +25,17 @@ fi
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$deploy_dir/.."
 
-echo "test.sh: making sure ZooKeeper, MariaDB and Flink are running"
+echo "test.sh: making sure ZooKeeper, MariaDB and Flink are running and Chromium is installed"
 "$deploy_dir/zookeeper.sh" start
 "$deploy_dir/mariadb.sh" start
 "$deploy_dir/flink.sh" start
+"$deploy_dir/chromium.sh" install
 
 export CONSOLE_TEST_ZK="127.0.0.1:${ZK_PORT:-2181}"
 export CONSOLE_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
 export CONSOLE_TEST_FLINK_URL="http://127.0.0.1:${FLINK_REST_PORT:-8081}"
+export CONSOLE_TEST_CHROMIUM=/usr/bin/chromium
+export CONSOLE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
 echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL" \
     "CONSOLE_TEST_FLINK_URL=$CONSOLE_TEST_FLINK_URL"
 

@@ -81,8 +81,13 @@ pub async fn run(config: ConsoleConfig, hooks: BenchmarkHooks) -> Result<(), Sta
         .map_err(|source| StartupError::Listen { addr, source })?;
     let console = Console::start_with(&config, bound.port(), hooks).await?;
     tracing::info!(node = %console.node_id(), %bound, registry = config.registry.kind, database = %redact_url(&config.database.url), "console-server serving");
+    let events = console.state.events.clone();
     let served = axum::serve(listener, console.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams never end by themselves; graceful shutdown waits for them.
+            events.close();
+        })
         .await;
     console.shutdown().await;
     served.map_err(StartupError::Serve)
@@ -134,10 +139,12 @@ impl Console {
             })?;
         let node_id = config.node_id(port);
         let host_id = host::host_identity().map_err(StartupError::HostIdentity)?;
-        let mut executors = Executors::default().with(Arc::new(ProcessExecutor::new(
+        let process = ProcessExecutor::new(
             config.node.data_dir.join("apps"),
             &cluster_id(&config.database.url),
-        )?));
+        )?;
+        let logs = process.app_logs();
+        let mut executors = Executors::default().with(Arc::new(process));
         if hooks.noop_executor {
             tracing::warn!("benchmark hook: the noop executor is enabled");
             executors = executors.with(Arc::new(NoopExecutor));
@@ -189,12 +196,17 @@ impl Console {
         let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
             .await
             .map_err(StartupError::Election)?;
+        let events =
+            http::events::EventHub::new(metrics.event_streams.clone(), metrics.event_feeds.clone());
         let state = http::ApiState {
             dispatcher: dispatcher.clone(),
             node: node.clone(),
             executors,
             metrics,
             leader: Arc::new(leader),
+            registry_kind: config.registry.kind.as_str().into(),
+            events,
+            logs,
         };
         Ok(Self {
             registry,

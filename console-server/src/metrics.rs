@@ -47,6 +47,10 @@ pub struct Metrics {
     pub registry_state: Family<StateLabels, Gauge<i64, AtomicI64>>,
     /// From a task's submission to the moment the owner calls the executor.
     pub dispatch_latency: Histogram,
+    /// Open `GET /api/v1/events` streams on this node.
+    pub event_streams: Gauge,
+    /// 1 while this node's event feed runs (only while a stream is open).
+    pub event_feeds: Gauge,
 }
 
 const STATES: [(ConnectionState, &str); 4] = [
@@ -88,12 +92,26 @@ impl Metrics {
             "Time from a task's submission to the start of its execution on the owner",
             dispatch_latency.clone(),
         );
+        let event_streams = Gauge::default();
+        registry.register(
+            "event_streams",
+            "Open GET /api/v1/events streams",
+            event_streams.clone(),
+        );
+        let event_feeds = Gauge::default();
+        registry.register(
+            "event_feeds",
+            "1 while the event feed runs (only while a stream is open)",
+            event_feeds.clone(),
+        );
         Self {
             registry,
             http_requests,
             tasks,
             registry_state,
             dispatch_latency,
+            event_streams,
+            event_feeds,
         }
     }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ExecutorError;
 pub use noop::{NoopExecutor, NoopHandle};
 pub use proc_stat::HostIdentity;
-pub use process::{ProcessExecutor, ProcessHandle};
+pub use process::{AppLogs, LogPlace, ProcessExecutor, ProcessHandle, read_tail};
 pub use spec::{ProcessSpec, validate_spec};
 pub use task_dispatch::Liveness;
 

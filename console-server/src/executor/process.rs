@@ -62,6 +62,9 @@ use self::start_lock::StartLocks;
 use super::proc_stat::{self, HostIdentity};
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness, ProcessSpec, TaskRef};
 
+mod logs;
+pub use logs::{AppLogs, LogPlace, read_tail};
+
 /// How long `stop` waits after SIGTERM before it sends SIGKILL, unless configured otherwise.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use task_dispatch::{Action, App, AppId, AppState, NewApp, Task};
+use task_dispatch::{Action, App, AppFilter, AppId, AppState, NewApp, Task};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -63,7 +63,8 @@ pub struct PlacementView {
 }
 
 impl AppView {
-    fn new(state: &ApiState, app: App) -> Self {
+    /// The app as the API shows it, with its owner in this node's view of the cluster.
+    pub fn new(state: &ApiState, app: App) -> Self {
         let owner = state.dispatcher.owner(&app);
         Self {
             placement: PlacementView {
@@ -128,6 +129,38 @@ pub struct Paging {
     pub page: u32,
     #[serde(default = "default_size")]
     pub size: u32,
+    /// Added (issue 17): keep apps in these states, comma-separated (`RUNNING,FAILED`).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Added (issue 17): keep apps whose name contains this text (ASCII case ignored).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Paging {
+    fn filter(&self) -> Result<AppFilter, ApiError> {
+        let states = match self.state.as_deref().map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|name| {
+                    name.trim().to_ascii_uppercase().parse().map_err(|_| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!(
+                                "unknown state {:?}; states are CREATED, STARTING, RUNNING, STOPPING, STOPPED, FAILED",
+                                name.trim()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(AppFilter {
+            states,
+            name_contains: self.name.clone(),
+        })
+    }
 }
 
 fn first_page() -> u32 {
@@ -138,7 +171,8 @@ fn default_size() -> u32 {
     50
 }
 
-/// `GET /api/v1/apps?page=1&size=50`: `{"items": [...], "total": n}`.
+/// `GET /api/v1/apps?page=1&size=50[&state=RUNNING,FAILED][&name=text]`:
+/// `{"items": [...], "total": n}`, `total` counting the apps the filters keep.
 pub async fn apps_index(
     State(state): State<ApiState>,
     ApiQuery(paging): ApiQuery<Paging>,
@@ -149,10 +183,11 @@ pub async fn apps_index(
             format!("page starts at 1 and size is 1 to {MAX_PAGE_SIZE}"),
         ));
     }
+    let filter = paging.filter()?;
     let page = state
         .dispatcher
         .store()
-        .list_apps(paging.page, paging.size)
+        .list_apps_where(&filter, paging.page, paging.size)
         .await?;
     let items: Vec<AppView> = page
         .items

@@ -31,8 +31,13 @@ pub struct NodeView {
 
 /// `GET /api/v1/cluster/nodes`: the live nodes, sorted by id.
 pub async fn nodes_index(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
+    Json(node_views(&state))
+}
+
+/// The live nodes as this node sees them, sorted by id.
+pub fn node_views(state: &ApiState) -> Vec<NodeView> {
     let leader = state.leader.current().map(|info| info.address);
-    let nodes = state
+    state
         .node
         .peers()
         .list()
@@ -50,8 +55,7 @@ pub async fn nodes_index(State(state): State<ApiState>) -> Json<Vec<NodeView>> {
             host_id: info.host_id.map(|host| host.to_string()),
             version: info.version,
         })
-        .collect();
-    Json(nodes)
+        .collect()
 }
 
 /// The body of a wake-up.

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
 //! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
 //! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
+//! | the web console's page and calls (issue 17) | listed in [`web`] |
 //!
 //! With `server.auth_token` set, `/api` and `/internal` calls need `Authorization: Bearer`.
 //! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
@@ -19,10 +20,15 @@
 pub mod apps;
 pub mod cluster;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
+pub mod logs;
 pub mod middleware;
+pub mod summary;
 pub mod tasks;
+pub mod ui;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +49,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::actions::Executors;
+use crate::executor::AppLogs;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::node::ClusterNode;
 use crate::node::wake::{LEFT_ROUTE, WAKE_ROUTE};
@@ -61,6 +68,12 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Who leads the cluster, from the registry.
     pub leader: Arc<LeaderRetrieval>,
+    /// `registry.type`, for `GET /api/v1/cluster`.
+    pub registry_kind: Arc<str>,
+    /// The streams of `GET /api/v1/events`.
+    pub events: events::EventHub,
+    /// Where this node finds `process` apps' logs.
+    pub logs: AppLogs,
 }
 
 /// The whole API as a router; tests drive it with `tower::ServiceExt::oneshot`.
@@ -81,12 +94,14 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
         .route(WAKE_ROUTE, post(cluster::wake))
         .route(LEFT_ROUTE, post(cluster::left))
+        .merge(web::api_routes())
         .route_layer(from_fn_with_state(auth_token, middleware::require_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(api)
+        .merge(web::ui_routes())
         .layer(from_fn_with_state(state.metrics.clone(), count_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(

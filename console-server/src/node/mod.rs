@@ -149,6 +149,11 @@ impl ClusterNode {
         &self.id
     }
 
+    /// The registry connection's state now (`None` before the backend reported one).
+    pub fn registry_state(&self) -> Option<ConnectionState> {
+        self.registry.connection_state()
+    }
+
     /// Whether the node's registry session is good enough to act on.
     pub fn is_acting(&self) -> bool {
         self.acting.load(Ordering::SeqCst)

@@ -76,35 +76,8 @@ impl Store {
     /// # Notable errors
     /// [`Error::InvalidInput`] for page 0 or a size out of range.
     pub async fn list_apps(&self, page: u32, size: u32) -> Result<Page<App>> {
-        if page == 0 {
-            return Err(Error::InvalidInput("page counts from 1".into()));
-        }
-        if size == 0 || size > MAX_PAGE_SIZE {
-            return Err(Error::InvalidInput(format!(
-                "page size must be 1 to {MAX_PAGE_SIZE}, got {size}"
-            )));
-        }
-        let offset = i64::from(page - 1) * i64::from(size);
-        const ITEMS: &str = concat!(
-            "SELECT ",
-            app_columns!(),
-            " FROM apps ORDER BY id LIMIT ? OFFSET ?"
-        );
-        const TOTAL: &str = "SELECT COUNT(*) FROM apps";
-        let (rows, total): (Vec<AppRow>, i64) = on_pool!(self, db => {
-            let rows = sqlx::query_as(ITEMS)
-                .bind(i64::from(size))
-                .bind(offset)
-                .fetch_all(db)
-                .await?;
-            let total = sqlx::query_scalar(TOTAL).fetch_one(db).await?;
-            (rows, total)
-        });
-        let items = rows
-            .into_iter()
-            .map(App::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.list_apps_where(&super::AppFilter::default(), page, size)
+            .await
     }
 
     /// Deletes an app that is CREATED, STOPPED or FAILED, has no unfinished task, and no copy

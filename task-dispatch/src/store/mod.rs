@@ -8,6 +8,8 @@
 //! Groups of calls:
 //! - apps (`apps.rs`): create, get, list, delete. Any node.
 //! - tasks (`tasks.rs`): submit, check an action early, get. Any node.
+//! - views (`views.rs`): filtered app pages, an app's task history, counts by state, rows
+//!   changed since a moment (the web console and its event stream). Any node; reads only.
 //! - owner writes, which only the dispatcher of the owning node makes; every one of them
 //!   carries its [`NodeLease`] and is refused once that session's epoch is no longer current:
 //!   - `fencing.rs`: node registration, epochs, fencing a session (the protocol is described
@@ -31,6 +33,7 @@ mod model;
 mod named;
 mod outcomes;
 mod tasks;
+mod views;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -49,6 +52,7 @@ pub use claims::Claim;
 pub use leases::Adoption;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
 pub use outcomes::Outcome;
+pub use views::{AppFilter, MAX_TASK_PAGE_SIZE};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `schema` | connecting, migrations, indexes |
+//! | `views` | filtered pages, task history, counts by state, the change feed |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../common/mod.rs"]
@@ -19,6 +20,7 @@ mod hosts;
 mod leases;
 mod maintenance;
 mod schema;
+mod views;
 
 use serde_json::json;
 use task_dispatch::{

@@ -83,6 +83,8 @@ async fn mysql_dispatcher_queries_use_indexes() {
          WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN (1, 2, 3)",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
         "SELECT id, host FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')",
+        // The event stream's change feed (Store::tasks_updated_since), from a recent moment.
+        "SELECT id FROM tasks WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
     ] {
         let plan: Vec<(Option<String>, Option<String>, Option<String>)> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))
@@ -127,6 +129,8 @@ async fn sqlite_dispatcher_queries_use_indexes() {
          WHERE t.status IN ('PENDING', 'RUNNING') AND t.app_id IN (1, 2, 3)",
         "SELECT id FROM tasks WHERE app_id = 1 AND status IN ('PENDING', 'RUNNING') ORDER BY id LIMIT 1",
         "SELECT id, host FROM apps WHERE state IN ('STARTING', 'RUNNING', 'STOPPING')",
+        "SELECT id FROM tasks WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
+        "SELECT id FROM apps WHERE updated_at >= 99999999999999 ORDER BY updated_at, id LIMIT 100",
     ] {
         let details: Vec<String> =
             sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
