@@ -63,6 +63,13 @@ pub trait Environment: Sized + Send + Sync + 'static {
     /// `timeout`; `None` for in-process backends.
     fn unreachable_client(&self, timeout: Duration) -> Option<Self::Client>;
 
+    /// A new, unconnected client whose connection to the server passes through a switch the
+    /// case controls ([`Cut`]: a `test_support::proxy::TcpProxy` in front of the server, say);
+    /// `None` for in-process backends.
+    async fn cuttable_client(&self) -> Option<(Self::Client, Box<dyn Cut>)> {
+        None
+    }
+
     /// Ends `client`'s session the way the server would after a timeout (expire it, purge its
     /// heartbeat row, ...), without closing the client.
     async fn expire_session(&self, client: &Self::Client) -> Result<(), String>;
@@ -84,6 +91,15 @@ pub trait Environment: Sized + Send + Sync + 'static {
 
     /// Removes the namespace or database. Runs after every case, passed or failed.
     async fn destroy(&self);
+}
+
+/// Takes a client's server away and gives it back, as a network outage would: see
+/// [`Environment::cuttable_client`].
+pub trait Cut: Send + Sync {
+    /// Closes the client's connections and refuses new ones until [`Cut::restore`].
+    fn cut(&self);
+    /// Lets the client reach its server again.
+    fn restore(&self);
 }
 
 /// Why a case failed: what was expected and what happened.
