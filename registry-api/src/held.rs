@@ -81,7 +81,9 @@ impl HeldEphemerals {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // Every update is one insert, remove or retain: a poisoned lock is still consistent.
-        self.keys.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
