@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::RegistryError;
-use registry_api::testkit::{Cut, Environment};
+use registry_api::testkit::{Cut, Environment, Switch};
 use registry_etcd::{EtcdConfig, EtcdRegistry};
 use test_support::etcd::{self, Namespace};
 use test_support::ports::free_port;
@@ -32,19 +32,6 @@ impl EtcdEnvironment {
             session_timeout_ms: SESSION_TIMEOUT.as_millis() as u64,
             ..EtcdConfig::default()
         }
-    }
-}
-
-/// The proxy in front of one client: cut and restored by the kit.
-struct ProxyCut(TcpProxy);
-
-impl Cut for ProxyCut {
-    fn cut(&self) {
-        self.0.cut();
-    }
-
-    fn restore(&self) {
-        self.0.pass();
     }
 }
 
@@ -89,7 +76,10 @@ impl Environment for EtcdEnvironment {
     async fn cuttable_client(&self) -> Option<(EtcdRegistry, Box<dyn Cut>)> {
         let proxy = TcpProxy::start(self.namespace.endpoints()).await;
         let client = EtcdRegistry::new(self.config(&proxy.addr().to_string())).ok()?;
-        Some((client, Box::new(ProxyCut(proxy))))
+        Some((
+            client,
+            Box::new(Switch::new(proxy, TcpProxy::cut, TcpProxy::pass)),
+        ))
     }
 
     async fn expire_session(&self, client: &EtcdRegistry) -> Result<(), String> {
