@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: starts ZooKeeper, MariaDB and a Flink session cluster if they are not
-# running (all idempotent), then `cargo test --workspace --all-targets` and
+# Runs the whole test suite: starts ZooKeeper, MariaDB, etcd and a Flink session cluster if they are
+# not running (all idempotent), then `cargo test --workspace --all-targets` and
 # `cargo test --workspace --doc`.
 #
 # Extra arguments go to both cargo commands, e.g.
@@ -10,9 +10,10 @@
 # Tests find the services through:
 #   CONSOLE_TEST_ZK=127.0.0.1:${ZK_PORT:-2181}
 #   CONSOLE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306
+#   CONSOLE_TEST_ETCD=127.0.0.1:${ETCD_PORT:-2379}
 #   CONSOLE_TEST_FLINK_URL=http://127.0.0.1:${FLINK_REST_PORT:-8081}
 # The services are left running afterwards; stop them with deploy/zookeeper.sh stop,
-# deploy/mariadb.sh stop and deploy/flink.sh stop.
+# deploy/mariadb.sh stop, deploy/etcd.sh stop and deploy/flink.sh stop.
 set -euo pipefail
 
 if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
@@ -23,15 +24,18 @@ fi
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$deploy_dir/.."
 
-echo "test.sh: making sure ZooKeeper, MariaDB and Flink are running"
+echo "test.sh: making sure ZooKeeper, MariaDB, etcd and Flink are running"
 "$deploy_dir/zookeeper.sh" start
 "$deploy_dir/mariadb.sh" start
+"$deploy_dir/etcd.sh" start
 "$deploy_dir/flink.sh" start
 
 export CONSOLE_TEST_ZK="127.0.0.1:${ZK_PORT:-2181}"
 export CONSOLE_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+export CONSOLE_TEST_ETCD="127.0.0.1:${ETCD_PORT:-2379}"
 export CONSOLE_TEST_FLINK_URL="http://127.0.0.1:${FLINK_REST_PORT:-8081}"
 echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL" \
+    "CONSOLE_TEST_ETCD=$CONSOLE_TEST_ETCD" \
     "CONSOLE_TEST_FLINK_URL=$CONSOLE_TEST_FLINK_URL"
 
 echo "test.sh: cargo test --workspace --all-targets $*"
