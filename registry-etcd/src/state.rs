@@ -51,7 +51,8 @@ pub(crate) struct Shared {
 enum Phase {
     Unconnected,
     Live {
-        client: Client,
+        /// Boxed: a `Client` is large, the other phases are small.
+        client: Box<Client>,
         session: Option<Session>,
         keeper: AbortHandle,
     },
@@ -122,7 +123,7 @@ impl Shared {
                 session: Some(session),
                 ..
             } if self.states.current() != Some(ConnectionState::Suspended) => {
-                Ok((client.clone(), session.clone()))
+                Ok((Client::clone(client), session.clone()))
             }
             Phase::Closed => Err(RegistryError::Closed),
             _ => Err(RegistryError::NotConnected { backend: BACKEND }),
@@ -153,7 +154,7 @@ impl Shared {
         let session = Session::new(lease);
         let keeper = tokio::spawn(supervise(self.clone(), client.clone(), session.clone()));
         *phase = Phase::Live {
-            client,
+            client: Box::new(client),
             session: Some(session),
             keeper: keeper.abort_handle(),
         };
