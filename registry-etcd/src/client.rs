@@ -161,7 +161,8 @@ impl fmt::Debug for EtcdRegistry {
 }
 
 impl Drop for EtcdRegistry {
-    /// Like a crash: the tasks stop and the lease expires after its TTL.
+    /// Closes in the background, like `close`, when a Tokio runtime is there; without one the
+    /// lease expires after its TTL, as after a crash.
     fn drop(&mut self) {
         self.shared.closed.send_replace(true);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
