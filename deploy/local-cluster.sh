@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A local 3-node console cluster on this machine, for trying the cluster out by hand.
 #
-#   deploy/local-cluster.sh start [zookeeper|mysql]    (default zookeeper)
+#   deploy/local-cluster.sh start [zookeeper|mysql|etcd]    (default zookeeper)
 #   deploy/local-cluster.sh status
 #   deploy/local-cluster.sh stop
 #
 # `start` builds console-server (cargo build --release, a no-op when it is fresh), makes sure the
-# services run (deploy/zookeeper.sh for the zookeeper registry, deploy/mariadb.sh always: MariaDB
+# services run (deploy/zookeeper.sh for the zookeeper registry, deploy/etcd.sh for etcd,
+# deploy/mariadb.sh always: MariaDB
 # holds the shared task store), creates the `console` database if missing, and starts nodes
 # node-1..node-3 on 127.0.0.1:10001-10003 with deploy/cluster-<registry>.yaml plus environment
 # overrides (CONSOLE__SERVER__PORT, CONSOLE__NODE__ID, CONSOLE__NODE__DATA_DIR). Each node runs in
@@ -17,7 +18,7 @@
 # `stop` sends SIGTERM to each node this script started (pid files), waits for them to exit and
 # sends SIGKILL to any still alive after CLUSTER_STOP_TIMEOUT. Apps that the nodes started run in
 # sessions of their own and keep running (that is the design: a new owner adopts them); stop them
-# through the API first if they should go too. ZooKeeper and MariaDB are left running.
+# through the API first if they should go too. ZooKeeper, etcd and MariaDB are left running.
 #
 # `status` shows, per node, its pid and the HTTP status of /healthz and of the readiness path;
 # it exits 0 when every node is ready, 3 when no node runs, 1 otherwise.
@@ -57,7 +58,7 @@ readonly REGISTRY_FILE="$CLUSTER_DIR/registry"
 readonly DATABASE=console
 
 usage() {
-    echo "usage: $0 {start|stop|status} [zookeeper|mysql]" >&2
+    echo "usage: $0 {start|stop|status} [zookeeper|mysql|etcd]" >&2
     echo "  start [REGISTRY]  build console-server if needed, start the services and $CLUSTER_NODES nodes" >&2
     echo "                    on $HOST:$CLUSTER_BASE_PORT..; wait until all are ready (registry: zookeeper)" >&2
     echo "  stop              SIGTERM the nodes this script started and wait until they have exited" >&2
@@ -150,9 +151,10 @@ console_bin() {
 
 start_services() {
     local registry="$1" reply
-    if [ "$registry" = zookeeper ]; then
-        "$deploy_dir/zookeeper.sh" start
-    fi
+    case "$registry" in
+        zookeeper) "$deploy_dir/zookeeper.sh" start ;;
+        etcd) "$deploy_dir/etcd.sh" start ;;
+    esac
     # MariaDB holds the task store for both registries (and the registry itself for mysql).
     "$deploy_dir/mariadb.sh" start
     reply="$(mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS $DATABASE" 2>&1)" ||
@@ -318,7 +320,7 @@ command="$1"
 # the cluster in $CLUSTER_DIR, whichever registry it uses.
 registry="${2:-zookeeper}"
 case "$registry" in
-    zookeeper | mysql) ;;
+    zookeeper | mysql | etcd) ;;
     *)
         usage
         exit 2

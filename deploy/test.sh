@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: starts ZooKeeper, MariaDB and a Flink session cluster if they are not
-# running (all idempotent), then `cargo test --workspace --all-targets` and
+# Runs the whole test suite: starts ZooKeeper, MariaDB, etcd and a Flink session cluster if they are
+# not running (all idempotent), then `cargo test --workspace --all-targets` and
 # `cargo test --workspace --doc`.
 #
 # Extra arguments go to both cargo commands, e.g.
@@ -10,11 +10,12 @@
 # Tests find the services through:
 #   CONSOLE_TEST_ZK=127.0.0.1:${ZK_PORT:-2181}
 #   CONSOLE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306
+#   CONSOLE_TEST_ETCD=127.0.0.1:${ETCD_PORT:-2379}
 #   CONSOLE_TEST_FLINK_URL=http://127.0.0.1:${FLINK_REST_PORT:-8081}
 #   CONSOLE_TEST_CHROMIUM=/usr/bin/chromium, CONSOLE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
 #     (the browser tests of the web console; deploy/chromium.sh installs them)
 # The services are left running afterwards; stop them with deploy/zookeeper.sh stop,
-# deploy/mariadb.sh stop and deploy/flink.sh stop.
+# deploy/mariadb.sh stop, deploy/etcd.sh stop and deploy/flink.sh stop.
 set -euo pipefail
 
 if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
@@ -25,18 +26,21 @@ fi
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$deploy_dir/.."
 
-echo "test.sh: making sure ZooKeeper, MariaDB and Flink are running and Chromium is installed"
+echo "test.sh: making sure ZooKeeper, MariaDB, etcd and Flink are running and Chromium is installed"
 "$deploy_dir/zookeeper.sh" start
 "$deploy_dir/mariadb.sh" start
+"$deploy_dir/etcd.sh" start
 "$deploy_dir/flink.sh" start
 "$deploy_dir/chromium.sh" install
 
 export CONSOLE_TEST_ZK="127.0.0.1:${ZK_PORT:-2181}"
 export CONSOLE_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+export CONSOLE_TEST_ETCD="127.0.0.1:${ETCD_PORT:-2379}"
 export CONSOLE_TEST_FLINK_URL="http://127.0.0.1:${FLINK_REST_PORT:-8081}"
 export CONSOLE_TEST_CHROMIUM=/usr/bin/chromium
 export CONSOLE_TEST_CHROMEDRIVER=/usr/bin/chromedriver
 echo "test.sh: CONSOLE_TEST_ZK=$CONSOLE_TEST_ZK CONSOLE_TEST_MYSQL_URL=$CONSOLE_TEST_MYSQL_URL" \
+    "CONSOLE_TEST_ETCD=$CONSOLE_TEST_ETCD" \
     "CONSOLE_TEST_FLINK_URL=$CONSOLE_TEST_FLINK_URL"
 
 echo "test.sh: cargo test --workspace --all-targets $*"

@@ -17,12 +17,15 @@
 //! 3. In `tests/conformance.rs`, implement [`testkit::Environment`] and call
 //!    [`registry_conformance_tests!`].
 //! 4. Add the crate to `registry-all`.
+//!
+//! The whole path, with compiled excerpts, is [`writing_a_backend`] (`docs/writing-a-backend.md`).
 
 mod connection;
 pub mod election;
 mod error;
 mod event;
 mod factory;
+mod held;
 mod lock;
 pub mod path;
 mod registry;
@@ -33,6 +36,11 @@ mod subscription;
 #[cfg(any(feature = "testkit", doc))]
 pub mod testkit;
 
+// The guide's code blocks run as doc tests of this module.
+#[doc = include_str!("../../docs/writing-a-backend.md")]
+#[cfg(any(doc, doctest))]
+pub mod writing_a_backend {}
+
 pub use connection::{ConnectionListener, ConnectionState, ConnectionStates};
 pub use election::{LeaderContender, LeaderElection, LeaderInfo, LeaderRetrieval, LeaderSessionId};
 pub use error::{RegistryError, Result};
@@ -40,6 +48,7 @@ pub use event::{Event, EventKind, Mode};
 pub use factory::{
     BackendConfig, RegistryFactory, create, factory, known_types, parse_config, section_defaults,
 };
+pub use held::{HeldEphemerals, PendingWrite};
 pub use lock::{LockGuard, LockRelease};
 pub use registry::{Registry, RegistryExt};
 pub use secret::Secret;

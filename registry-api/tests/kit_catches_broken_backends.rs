@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::testkit::{CaseResult, Environment, cases};
+use registry_api::testkit::{CaseResult, Cut, Environment, cases};
 use registry_api::{
-    ConnectionListener, ConnectionState, EventKind, LockGuard, Mode, Registry, RegistryError,
-    StandaloneRegistry, StandaloneServer, Subscription,
+    ConnectionListener, ConnectionState, ConnectionStates, EventKind, LockGuard, Mode, Registry,
+    RegistryError, StandaloneRegistry, StandaloneServer, Subscription,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The ways a [`BrokenRegistry`] breaks the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,12 @@ enum Defect {
     CloseKeepsEphemerals,
     /// A dropped `lock` call goes on waiting in the background and keeps the lock it gets.
     DroppedLockKeepsClaim,
+    /// `Removed` events carry no value (DolphinScheduler's JDBC #18292, etcd #18640).
+    RemovedWithoutValue,
+    /// A subscription loses the events committed while its client was cut off.
+    LosesEventsWhileCut,
+    /// After a session loss the client never reports `Connected` again (their JDBC #18274).
+    StaysLostAfterExpiry,
 }
 
 /// A standalone client with one defect.
@@ -31,6 +37,37 @@ enum Defect {
 struct BrokenRegistry {
     inner: Arc<StandaloneRegistry>,
     defect: Defect,
+    /// (how many cuts began, whether one lasts now) ([`BrokenCut`]).
+    cut_off: Arc<watch::Sender<(u64, bool)>>,
+}
+
+/// Cuts a broken client off: while cut for longer than 200 ms, its session ends (as a server's
+/// timeout would); a short cut only interrupts its subscriptions.
+struct BrokenCut {
+    inner: Arc<StandaloneRegistry>,
+    cut_off: Arc<watch::Sender<(u64, bool)>>,
+}
+
+impl Cut for BrokenCut {
+    fn cut(&self) {
+        self.cut_off
+            .send_modify(|(cuts, cut)| (*cuts, *cut) = (*cuts + 1, true));
+        let (inner, mut cut_off) = (self.inner.clone(), self.cut_off.subscribe());
+        tokio::spawn(async move {
+            // The session timeout of this in-process "server".
+            let restored = tokio::time::timeout(
+                Duration::from_millis(200),
+                cut_off.wait_for(|(_, cut)| !*cut),
+            );
+            if restored.await.is_err() {
+                inner.expire_session();
+            }
+        });
+    }
+
+    fn restore(&self) {
+        self.cut_off.send_modify(|(_, cut)| *cut = false);
+    }
 }
 
 /// Shared by every client, so that no two `lock` calls of a broken client meet.
@@ -48,7 +85,23 @@ impl Registry for BrokenRegistry {
         self.inner.connection_state()
     }
     fn connection_listener(&self) -> ConnectionListener {
-        self.inner.connection_listener()
+        if self.defect != Defect::StaysLostAfterExpiry {
+            return self.inner.connection_listener();
+        }
+        // Forwards the states up to the first SessionLost, and nothing after it.
+        let states = ConnectionStates::new();
+        let listener = states.listen();
+        let mut real = self.inner.connection_listener();
+        tokio::spawn(async move {
+            let mut lost = false;
+            while let Some(state) = real.next().await {
+                if !lost {
+                    states.set(state);
+                }
+                lost |= state == ConnectionState::SessionLost;
+            }
+        });
+        listener
     }
     fn session_timeout(&self) -> Duration {
         self.inner.session_timeout()
@@ -70,13 +123,32 @@ impl Registry for BrokenRegistry {
     }
     async fn subscribe(&self, prefix: &str) -> registry_api::Result<Subscription> {
         let mut real = self.inner.subscribe(prefix).await?;
-        if self.defect != Defect::DropsRemovedEvents {
+        let defect = self.defect;
+        if !matches!(
+            defect,
+            Defect::DropsRemovedEvents | Defect::RemovedWithoutValue | Defect::LosesEventsWhileCut
+        ) {
             return Ok(real);
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut cut_off = self.cut_off.subscribe();
+        let mut cuts_seen = cut_off.borrow().0;
         let forward = tokio::spawn(async move {
-            while let Some(event) = real.next().await {
-                if event.kind != EventKind::Removed && tx.send(event).is_err() {
+            while let Some(mut event) = real.next().await {
+                let cuts = cut_off.borrow().0;
+                if defect == Defect::LosesEventsWhileCut && cuts != cuts_seen {
+                    // Re-armed from "now" once the cut ends: what was committed meanwhile is lost.
+                    let _ = cut_off.wait_for(|(_, cut)| !*cut).await;
+                    while real.try_next().is_some() {}
+                    cuts_seen = cuts;
+                    continue;
+                }
+                let dropped =
+                    defect == Defect::DropsRemovedEvents && event.kind == EventKind::Removed;
+                if defect == Defect::RemovedWithoutValue && event.kind == EventKind::Removed {
+                    event.value.clear();
+                }
+                if !dropped && tx.send(event).is_err() {
                     return;
                 }
             }
@@ -134,10 +206,19 @@ impl Environment for BrokenEnvironment {
         Ok(BrokenRegistry {
             inner: Arc::new(self.server.client()),
             defect: self.defect,
+            cut_off: Arc::new(watch::channel((0, false)).0),
         })
     }
     fn unreachable_client(&self, _: Duration) -> Option<BrokenRegistry> {
         None
+    }
+    async fn cuttable_client(&self) -> Option<(BrokenRegistry, Box<dyn Cut>)> {
+        let client = self.new_client().ok()?;
+        let cut = BrokenCut {
+            inner: client.inner.clone(),
+            cut_off: client.cut_off.clone(),
+        };
+        Some((client, Box::new(cut)))
     }
     async fn expire_session(&self, client: &BrokenRegistry) -> Result<(), String> {
         client.inner.expire_session();
@@ -223,6 +304,63 @@ async fn standalone_kit_fails_a_lock_whose_dropped_calls_keep_their_claim() {
     )
     .await;
     assert_fails_saying(outcome, "a dropped lock call of b left a claim behind");
+}
+
+#[tokio::test]
+async fn standalone_kit_fails_removed_events_without_their_value() {
+    let outcome = run_against(
+        Defect::RemovedWithoutValue,
+        cases::removed_carries_the_last_value_however_the_key_ends,
+    )
+    .await;
+    assert_fails_saying(
+        outcome,
+        "expected Removed(/conformance/removed-values/single = \"s2\") as the next event",
+    );
+}
+
+#[tokio::test]
+async fn standalone_kit_fails_a_watch_that_loses_what_changed_while_cut_off() {
+    let outcome = run_against(
+        Defect::LosesEventsWhileCut,
+        cases::a_watch_resumed_after_a_cut_delivers_the_missed_changes_once,
+    )
+    .await;
+    assert_fails_saying(outcome, "expected the changes made during the cut");
+}
+
+#[tokio::test]
+async fn standalone_kit_fails_a_client_that_never_comes_back_after_an_outage() {
+    let outcome = run_against(
+        Defect::StaysLostAfterExpiry,
+        cases::an_outage_past_the_session_timeout_ends_in_a_new_session_with_the_ephemerals,
+    )
+    .await;
+    assert_fails_saying(outcome, "expected Connected within");
+}
+
+#[tokio::test]
+async fn standalone_kit_passes_the_cut_off_cases_without_a_defect() {
+    // The cut itself is sound: a short cut loses nothing, a long one ends the session and the
+    // client comes back.
+    let resumed = run_against(
+        Defect::LockExcludesNobody,
+        cases::a_watch_resumed_after_a_cut_delivers_the_missed_changes_once,
+    )
+    .await;
+    assert_eq!(resumed, Ok(()));
+    let outage = run_against(
+        Defect::LockExcludesNobody,
+        cases::an_outage_past_the_session_timeout_ends_in_a_new_session_with_the_ephemerals,
+    )
+    .await;
+    assert_eq!(outage, Ok(()));
+    let values = run_against(
+        Defect::LosesEventsWhileCut,
+        cases::removed_carries_the_last_value_however_the_key_ends,
+    )
+    .await;
+    assert_eq!(values, Ok(()));
 }
 
 #[tokio::test]

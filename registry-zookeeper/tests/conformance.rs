@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::RegistryError;
-use registry_api::testkit::Environment;
+use registry_api::testkit::{Cut, Environment, Switch};
 use registry_zookeeper::{ZookeeperConfig, ZookeeperRegistry};
 use test_support::ports::free_port;
+use test_support::proxy::TcpProxy;
 use test_support::zookeeper::{self, Namespace};
 
 /// One namespace on the test server; clients use a 2 s session timeout.
@@ -60,6 +61,19 @@ impl Environment for ZookeeperEnvironment {
             ..common::config_in(&self.namespace)
         };
         ZookeeperRegistry::new(config).ok()
+    }
+
+    async fn cuttable_client(&self) -> Option<(ZookeeperRegistry, Box<dyn Cut>)> {
+        let proxy = TcpProxy::start(self.namespace.servers()).await;
+        let config = ZookeeperConfig {
+            servers: proxy.addr().to_string(),
+            ..common::config_in(&self.namespace)
+        };
+        let client = ZookeeperRegistry::new(config).ok()?;
+        Some((
+            client,
+            Box::new(Switch::new(proxy, TcpProxy::cut, TcpProxy::pass)),
+        ))
     }
 
     async fn expire_session(&self, client: &ZookeeperRegistry) -> Result<(), String> {

@@ -3,8 +3,9 @@
 //!
 //! # Notable behaviors
 //! - Isolation: a run directory `$TMPDIR/cluster-test-XXXXXX` (node files, app markers), a
-//!   MariaDB database `cluster_test_<token>_store` for `database.url`, and either a ZooKeeper
-//!   namespace `/cluster-test-<token>` or a MariaDB database `cluster_test_<token>_registry`.
+//!   MariaDB database `cluster_test_<token>_store` for `database.url`, and a ZooKeeper
+//!   namespace `/cluster-test-<token>`, an etcd namespace `/cluster-test-<token>` or a MariaDB
+//!   database `cluster_test_<token>_registry`.
 //! - Teardown (on drop, also when the test panics): SIGKILL every node, SIGKILL every process
 //!   tagged with the run (the apps, which outlive their console by design), stop the proxy, drop
 //!   the databases and the namespace (or clean the private ZooKeeper), remove the run directory. When
@@ -20,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use test_support::etcd::{self, PrivateEtcd};
 use test_support::mariadb::{MariaDb, TestDatabase};
 use test_support::proxy::TcpProxy;
 use test_support::wait::{eventually, poll_until};
@@ -40,6 +42,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum RegistryKind {
     Zookeeper,
     Mysql,
+    Etcd,
 }
 
 impl RegistryKind {
@@ -48,6 +51,7 @@ impl RegistryKind {
         match self {
             Self::Zookeeper => "zookeeper",
             Self::Mysql => "mysql",
+            Self::Etcd => "etcd",
         }
     }
 }
@@ -65,8 +69,9 @@ pub struct Options {
     pub heartbeat_interval: Duration,
     /// `monitor.interval_ms`.
     pub monitor_interval: Duration,
-    /// Run a ZooKeeper of the test's own instead of the shared one (ZooKeeper only).
-    pub private_zookeeper: bool,
+    /// Run a ZooKeeper or etcd of the test's own instead of the shared one (ZooKeeper and etcd
+    /// only).
+    pub private_server: bool,
     /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
     /// cut.
     pub database_proxy: bool,
@@ -81,11 +86,11 @@ pub struct Options {
 }
 
 impl Options {
-    /// `nodes` nodes on `registry`, with ZooKeeper sessions of 2 s, MySQL heartbeats of 200 ms
-    /// and sessions of 1 s, and a monitor interval of 500 ms.
+    /// `nodes` nodes on `registry`, with ZooKeeper and etcd sessions of 2 s, MySQL heartbeats of
+    /// 200 ms and sessions of 1 s, and a monitor interval of 500 ms.
     pub fn new(registry: RegistryKind, nodes: usize) -> Self {
         let session_timeout = match registry {
-            RegistryKind::Zookeeper => Duration::from_millis(2000),
+            RegistryKind::Zookeeper | RegistryKind::Etcd => Duration::from_millis(2000),
             RegistryKind::Mysql => Duration::from_millis(1000),
         };
         Self {
@@ -95,7 +100,7 @@ impl Options {
             session_timeout,
             heartbeat_interval: Duration::from_millis(200),
             monitor_interval: Duration::from_millis(500),
-            private_zookeeper: false,
+            private_server: false,
             database_proxy: false,
             env: Vec::new(),
             host_names: Vec::new(),
@@ -130,8 +135,8 @@ impl Options {
     }
 
     #[must_use]
-    pub fn private_zookeeper(mut self) -> Self {
-        self.private_zookeeper = true;
+    pub fn private_server(mut self) -> Self {
+        self.private_server = true;
         self
     }
 
@@ -168,6 +173,8 @@ pub struct Cluster {
     registry_db: Option<TestDatabase>,
     namespace: Option<Namespace>,
     zookeeper: Option<PrivateZookeeper>,
+    etcd_namespace: Option<etcd::Namespace>,
+    etcd: Option<PrivateEtcd>,
     proxy: Option<TcpProxy>,
     nodes: Vec<Node>,
     /// Marks the run as in progress for the sweep of other test processes.
@@ -211,6 +218,8 @@ impl Cluster {
             registry_db: None,
             namespace: None,
             zookeeper: None,
+            etcd_namespace: None,
+            etcd: None,
             proxy: None,
             nodes: Vec::new(),
             _run_lock: run_lock,
@@ -218,7 +227,7 @@ impl Cluster {
         };
         match options.registry {
             RegistryKind::Zookeeper => {
-                let servers = if options.private_zookeeper {
+                let servers = if options.private_server {
                     let server =
                         PrivateZookeeper::start_in(&cluster.run_dir.join("zookeeper")).await;
                     let servers = server.servers();
@@ -228,6 +237,18 @@ impl Cluster {
                     zookeeper::servers()
                 };
                 cluster.namespace = Some(Namespace::new(&servers, "cluster-test").await);
+            }
+            RegistryKind::Etcd => {
+                let endpoints = if options.private_server {
+                    let server = PrivateEtcd::start(Some(&cluster.run_dir.join("etcd"))).await;
+                    let endpoints = server.endpoints();
+                    cluster.etcd = Some(server);
+                    endpoints
+                } else {
+                    etcd::endpoints()
+                };
+                cluster.etcd_namespace =
+                    Some(etcd::Namespace::new(&endpoints, "cluster-test").await);
             }
             RegistryKind::Mysql => {
                 cluster.registry_db = Some(
@@ -293,7 +314,17 @@ impl Cluster {
             .expect("the cluster runs without a proxy")
     }
 
-    /// The test's own ZooKeeper ([`Options::private_zookeeper`]).
+    /// The test's own etcd ([`Options::private_server`]).
+    ///
+    /// # Panics
+    /// When the cluster uses the shared one.
+    pub fn etcd(&self) -> &PrivateEtcd {
+        self.etcd
+            .as_ref()
+            .expect("the cluster uses the shared etcd")
+    }
+
+    /// The test's own ZooKeeper ([`Options::private_server`]).
     ///
     /// # Panics
     /// When the cluster uses the shared one.
@@ -355,6 +386,13 @@ impl Cluster {
                 let namespace = self.namespace.as_ref().expect("a ZooKeeper namespace");
                 RegistrySection::Zookeeper {
                     servers: namespace.servers().to_owned(),
+                    namespace: namespace.path().to_owned(),
+                }
+            }
+            RegistryKind::Etcd => {
+                let namespace = self.etcd_namespace.as_ref().expect("an etcd namespace");
+                RegistrySection::Etcd {
+                    endpoints: namespace.endpoints().to_owned(),
                     namespace: namespace.path().to_owned(),
                 }
             }
@@ -631,6 +669,10 @@ enum RegistrySection {
         username: String,
         password: String,
     },
+    Etcd {
+        endpoints: String,
+        namespace: String,
+    },
 }
 
 impl ConfigTemplate {
@@ -645,6 +687,14 @@ impl ConfigTemplate {
             RegistrySection::Zookeeper { servers, namespace } => format!(
                 "  zookeeper:\n    servers: {}\n    namespace: {}\n    session_timeout_ms: {session_ms}\n    connect_timeout_ms: 10000\n",
                 quote(servers),
+                quote(namespace)
+            ),
+            RegistrySection::Etcd {
+                endpoints,
+                namespace,
+            } => format!(
+                "  etcd:\n    endpoints: {}\n    namespace: {}\n    session_timeout_ms: {session_ms}\n",
+                quote(endpoints),
                 quote(namespace)
             ),
             RegistrySection::Mysql {
@@ -691,6 +741,10 @@ impl Drop for Cluster {
             drop(self.namespace.take());
             drop(server);
         }
+        if let Some(server) = self.etcd.take() {
+            drop(self.etcd_namespace.take());
+            drop(server);
+        }
         let killed = processes::kill_tagged(&self.run_tag());
         if killed > 0 && !failed {
             eprintln!(
@@ -704,6 +758,7 @@ impl Drop for Cluster {
         // while unwinding) and waits for it; the store database goes when the fields drop.
         drop(self.registry_db.take());
         drop(self.namespace.take());
+        drop(self.etcd_namespace.take());
         if failed || std::env::var_os("CLUSTER_TESTS_KEEP").is_some() {
             eprintln!(
                 "kept the run directory {} (node logs, configs, markers)",

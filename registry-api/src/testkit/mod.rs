@@ -14,8 +14,8 @@
 //! prefix (`zk_`, `mysql_`, `standalone_`), so that filtering the tests by it (`cargo test zk_`)
 //! runs the kit with the backend's other tests. Backends that live in one process only
 //! (the `standalone` registry) use `registry_conformance_tests!(Env, single_process)`, which
-//! leaves out the two cases that need a server in another process: the SIGKILL crash case and the
-//! unreachable-server case.
+//! leaves out the cases that need a server in another process: the SIGKILL crash cases, the
+//! unreachable-server case and the cases that cut a client off ([`Environment::cuttable_client`]).
 //!
 //! Each case runs under a deadline, on a fresh environment that is destroyed afterwards. The
 //! cases live in [`cases`].
@@ -63,6 +63,13 @@ pub trait Environment: Sized + Send + Sync + 'static {
     /// `timeout`; `None` for in-process backends.
     fn unreachable_client(&self, timeout: Duration) -> Option<Self::Client>;
 
+    /// A new, unconnected client whose connection to the server passes through a switch the
+    /// case controls ([`Cut`]: a `test_support::proxy::TcpProxy` in front of the server, say);
+    /// `None` for in-process backends.
+    async fn cuttable_client(&self) -> Option<(Self::Client, Box<dyn Cut>)> {
+        None
+    }
+
     /// Ends `client`'s session the way the server would after a timeout (expire it, purge its
     /// heartbeat row, ...), without closing the client.
     async fn expire_session(&self, client: &Self::Client) -> Result<(), String>;
@@ -84,6 +91,49 @@ pub trait Environment: Sized + Send + Sync + 'static {
 
     /// Removes the namespace or database. Runs after every case, passed or failed.
     async fn destroy(&self);
+}
+
+/// Takes a client's server away and gives it back, as a network outage would: see
+/// [`Environment::cuttable_client`].
+pub trait Cut: Send + Sync {
+    /// Closes the client's connections and refuses new ones until [`Cut::restore`].
+    fn cut(&self);
+    /// Lets the client reach its server again.
+    fn restore(&self);
+}
+
+/// A [`Cut`] made of a switch (a `test_support::proxy::TcpProxy`, say) and two of its methods:
+/// `Switch::new(proxy, TcpProxy::cut, TcpProxy::pass)`.
+pub struct Switch<T> {
+    switch: T,
+    cut: fn(&T),
+    restore: fn(&T),
+}
+
+impl<T: Send + Sync> Switch<T> {
+    pub fn new(switch: T, cut: fn(&T), restore: fn(&T)) -> Self {
+        Self {
+            switch,
+            cut,
+            restore,
+        }
+    }
+}
+
+impl<T: Send + Sync> Cut for Switch<T> {
+    fn cut(&self) {
+        (self.cut)(&self.switch)
+    }
+
+    fn restore(&self) {
+        (self.restore)(&self.switch)
+    }
+}
+
+impl<T> fmt::Debug for Switch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Switch").finish_non_exhaustive()
+    }
 }
 
 /// Why a case failed: what was expected and what happened.
@@ -288,17 +338,31 @@ pub async fn expect_state(
 
 /// Expands to one `#[test]` per conformance case for an [`Environment`].
 ///
-/// `registry_conformance_tests!(Env)` runs every case, including the SIGKILL crash case (it
-/// re-runs the test binary as a child process, through an `#[ignore]`d helper test that this
-/// macro also generates). `registry_conformance_tests!(Env, single_process)` leaves out the two
-/// cases that need a server outside the process.
+/// `registry_conformance_tests!(Env)` runs every case, including the SIGKILL crash cases (they
+/// re-run the test binary as a child process, through an `#[ignore]`d helper test that this
+/// macro also generates) and the cases that cut a client off its server.
+/// `registry_conformance_tests!(Env, single_process)` leaves out the cases that need a server
+/// outside the process.
 #[macro_export]
 macro_rules! registry_conformance_tests {
     ($env:ty) => {
         $crate::registry_conformance_tests!($env, single_process);
         $crate::__registry_conformance_cases!($env;
             connect_to_an_unreachable_server_fails_within_the_timeout,
+            an_outage_past_the_session_timeout_ends_in_a_new_session_with_the_ephemerals,
+            a_watch_resumed_after_a_cut_delivers_the_missed_changes_once,
         );
+
+        #[test]
+        fn a_replacement_registration_survives_the_old_sessions_end() {
+            $crate::testkit::run_case::<$env, _, _>(
+                "a_replacement_registration_survives_the_old_sessions_end",
+                |env| $crate::testkit::cases::a_replacement_registration_survives_the_old_sessions_end(
+                    env,
+                    module_path!(),
+                ),
+            );
+        }
 
         #[test]
         fn crash_of_another_process_removes_its_ephemerals_and_frees_its_lock() {
@@ -348,6 +412,7 @@ macro_rules! registry_conformance_tests {
             a_lock_call_dropped_mid_acquisition_leaves_no_claim_behind,
             dropped_writes_are_recreated_as_asked_after_session_loss,
             a_dropped_close_still_ends_the_session,
+            removed_carries_the_last_value_however_the_key_ends,
         );
     };
 }

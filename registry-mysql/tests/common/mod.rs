@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::testkit::Environment;
+use registry_api::testkit::{Cut, Environment, Switch};
 use registry_api::{Registry, RegistryError, Secret};
 use registry_mysql::{MysqlConfig, MysqlRegistry};
 use sqlx::{AssertSqlSafe, Connection};
 use test_support::mariadb::TestDatabase;
 use test_support::ports::free_port;
+use test_support::proxy::TcpProxy;
 
 /// Short timings so that session expiry shows up quickly.
 pub const HEARTBEAT_MS: u64 = 200;
@@ -98,6 +99,17 @@ impl Environment for MysqlEnvironment {
         let mut config = config(&self.db);
         config.url = format!("mysql://127.0.0.1:{}/{}", free_port(), self.db.name());
         MysqlRegistry::new(config).ok()
+    }
+
+    async fn cuttable_client(&self) -> Option<(MysqlRegistry, Box<dyn Cut>)> {
+        let proxy = TcpProxy::start(&self.db.server().host_port).await;
+        let mut config = config(&self.db);
+        config.url = format!("mysql://{}/{}", proxy.addr(), self.db.name());
+        let client = MysqlRegistry::new(config).ok()?;
+        Some((
+            client,
+            Box::new(Switch::new(proxy, TcpProxy::cut, TcpProxy::pass)),
+        ))
     }
 
     async fn expire_session(&self, client: &MysqlRegistry) -> Result<(), String> {

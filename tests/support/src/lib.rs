@@ -5,6 +5,7 @@
 //! | [`wait`] | [`eventually`]: poll a condition until it holds or a deadline passes (never a fixed sleep); [`wait::poll_until`], [`wait::holds_for`] |
 //! | [`proxy`] | [`proxy::TcpProxy`]: a loopback proxy a test switches between pass, cut and black hole |
 //! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop |
+//! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
 //! | [`ports`] | [`ports::free_port`] |
 //!
@@ -12,6 +13,7 @@
 //! | variable | default | started by |
 //! |---|---|---|
 //! | `CONSOLE_TEST_ZK` | `127.0.0.1:2181` | `deploy/zookeeper.sh start` |
+//! | `CONSOLE_TEST_ETCD` | `127.0.0.1:2379` | `deploy/etcd.sh start` |
 //! | `CONSOLE_TEST_MYSQL_URL` | `mysql://root@127.0.0.1:3306` | `deploy/mariadb.sh start` |
 //!
 //! A service that does not answer fails the test with a message naming the script that starts
@@ -22,6 +24,7 @@
 //! guard is dropped, also when the test panics. Cleanup is best effort: it reports on stderr and
 //! never panics.
 
+pub mod etcd;
 pub mod mariadb;
 pub mod ports;
 pub mod proxy;

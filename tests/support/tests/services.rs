@@ -99,3 +99,52 @@ async fn zk_a_namespace_is_deleted_with_its_tree() {
     drop(dropped);
     assert_eq!(client.check_stat(&path).await.unwrap(), None);
 }
+
+#[tokio::test]
+#[should_panic(expected = "deploy/etcd.sh start")]
+async fn etcd_a_missing_server_names_the_script_that_starts_it() {
+    test_support::etcd::Namespace::new(&format!("127.0.0.1:{}", free_port()), "support-test").await;
+}
+
+#[tokio::test]
+async fn etcd_a_namespace_is_deleted_with_its_keys() {
+    use test_support::etcd;
+    let endpoints = etcd::endpoints();
+    let mut client = etcd::client(&endpoints).await.unwrap();
+    let keys_below = |client: &mut etcd_client::Client, path: String| {
+        let mut client = client.clone();
+        async move {
+            let options = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only();
+            client
+                .get(format!("{path}/"), Some(options))
+                .await
+                .unwrap()
+                .count()
+        }
+    };
+
+    let explicit = etcd::Namespace::new(&endpoints, "support-test").await;
+    client
+        .put(format!("{}/keys/a", explicit.path()), "1", None)
+        .await
+        .unwrap();
+    explicit.delete().await;
+    assert_eq!(keys_below(&mut client, explicit.path().to_owned()).await, 0);
+
+    let dropped = etcd::Namespace::new(&endpoints, "support-test").await;
+    let path = dropped.path().to_owned();
+    client
+        .put(format!("{path}/locks/b/1"), "", None)
+        .await
+        .unwrap();
+    drop(etcd::Namespace::attach(&endpoints, &path));
+    assert_eq!(
+        keys_below(&mut client, path.clone()).await,
+        1,
+        "an attached handle leaves it alone"
+    );
+    drop(dropped);
+    assert_eq!(keys_below(&mut client, path).await, 0);
+}

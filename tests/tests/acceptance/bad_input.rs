@@ -220,4 +220,4 @@ async fn bad_input_changes_nothing(kind: RegistryKind) {
     assert_eq!(cluster.marker_lines(&idle.name), 0);
 }
 
-both_registries!(bad_input_changes_nothing => zk_bad_input_is_refused_and_changes_nothing, mysql_bad_input_is_refused_and_changes_nothing);
+each_registry!(bad_input_changes_nothing => zk_bad_input_is_refused_and_changes_nothing, mysql_bad_input_is_refused_and_changes_nothing, etcd_bad_input_is_refused_and_changes_nothing);

@@ -92,7 +92,7 @@ async fn concurrent_starts_start_once(kind: RegistryKind) {
     assert_eq!(Some(processes[0].pid), app.pid());
 }
 
-both_registries!(concurrent_starts_start_once => zk_concurrent_starts_start_one_process, mysql_concurrent_starts_start_one_process);
+each_registry!(concurrent_starts_start_once => zk_concurrent_starts_start_one_process, mysql_concurrent_starts_start_one_process, etcd_concurrent_starts_start_one_process);
 
 /// DESIGN.md: an action that is not allowed once the queued ones have run is refused with 409.
 /// Of concurrent starts, only the first can be allowed: `Store::submit_task` checks and inserts
@@ -124,4 +124,9 @@ async fn zk_concurrent_starts_accept_only_one() {
 #[tokio::test]
 async fn mysql_concurrent_starts_accept_only_one() {
     concurrent_starts_accept_only_one(RegistryKind::Mysql).await;
+}
+
+#[tokio::test]
+async fn etcd_concurrent_starts_accept_only_one() {
+    concurrent_starts_accept_only_one(RegistryKind::Etcd).await;
 }

@@ -152,7 +152,7 @@ async fn sigkilled_node_is_taken_over(kind: RegistryKind) {
     }
 }
 
-both_registries!(sigkilled_node_is_taken_over => zk_sigkilled_node_apps_are_adopted_and_monitored, mysql_sigkilled_node_apps_are_adopted_and_monitored);
+each_registry!(sigkilled_node_is_taken_over => zk_sigkilled_node_apps_are_adopted_and_monitored, mysql_sigkilled_node_apps_are_adopted_and_monitored, etcd_sigkilled_node_apps_are_adopted_and_monitored);
 
 /// 4. SIGTERM one node: it exits 0, its apps are owned by live nodes within 1 s of its exit,
 ///    none restarts.
@@ -232,4 +232,4 @@ async fn sigterm_hands_apps_over(kind: RegistryKind) {
         .unwrap();
 }
 
-both_registries!(sigterm_hands_apps_over => zk_sigterm_hands_apps_over_within_a_second, mysql_sigterm_hands_apps_over_within_a_second);
+each_registry!(sigterm_hands_apps_over => zk_sigterm_hands_apps_over_within_a_second, mysql_sigterm_hands_apps_over_within_a_second, etcd_sigterm_hands_apps_over_within_a_second);

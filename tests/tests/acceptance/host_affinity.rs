@@ -130,6 +130,7 @@ async fn process_apps_wait_for_a_node_on_their_host(kind: RegistryKind) {
     );
 }
 
-both_registries!(process_apps_wait_for_a_node_on_their_host =>
+each_registry!(process_apps_wait_for_a_node_on_their_host =>
     zk_process_apps_wait_for_a_node_on_their_host,
-    mysql_process_apps_wait_for_a_node_on_their_host);
+    mysql_process_apps_wait_for_a_node_on_their_host,
+    etcd_process_apps_wait_for_a_node_on_their_host);

@@ -1,8 +1,9 @@
-//! The acceptance tests of the clustered console (issue 6), each for the ZooKeeper and the MySQL
-//! registry: real `console-server` processes, real ZooKeeper and MariaDB, real signals.
+//! The acceptance tests of the clustered console (issue 6), each for the ZooKeeper, the MySQL and
+//! the etcd registry: real `console-server` processes, real ZooKeeper, MariaDB and etcd, real
+//! signals.
 //!
-//! Each scenario is one `async fn(RegistryKind)`; [`both_registries!`] turns it into a `zk_...`
-//! and a `mysql_...` test. Timing bounds are the acceptance criteria themselves; every measured
+//! Each scenario is one `async fn(RegistryKind)`; [`each_registry!`] turns it into a `zk_...`, a
+//! `mysql_...` and an `etcd_...` test. Timing bounds are the acceptance criteria themselves; every measured
 //! duration is printed as a `measured:` line (see it with `--nocapture`).
 //!
 //! | module | scenarios |
@@ -28,8 +29,8 @@ const SETTLE: Duration = Duration::from_secs(60);
 const LOAD_PUBLISHED: Duration = Duration::from_secs(10);
 
 /// Turns a scenario into one test per registry.
-macro_rules! both_registries {
-    ($scenario:ident => $zk:ident, $mysql:ident) => {
+macro_rules! each_registry {
+    ($scenario:ident => $zk:ident, $mysql:ident, $etcd:ident) => {
         #[tokio::test]
         async fn $zk() {
             $crate::timed(
@@ -47,6 +48,15 @@ macro_rules! both_registries {
             )
             .await;
         }
+
+        #[tokio::test]
+        async fn $etcd() {
+            $crate::timed(
+                stringify!($etcd),
+                $scenario(cluster_tests::RegistryKind::Etcd),
+            )
+            .await;
+        }
     };
 }
 
@@ -61,6 +71,7 @@ fn label(kind: RegistryKind) -> &'static str {
     match kind {
         RegistryKind::Zookeeper => "zk",
         RegistryKind::Mysql => "mysql",
+        RegistryKind::Etcd => "etcd",
     }
 }
 

@@ -47,7 +47,7 @@ async fn thirty_apps_spread(kind: RegistryKind) {
     baseline.check_unchanged(&cluster, &apps).unwrap();
 }
 
-both_registries!(thirty_apps_spread => zk_thirty_apps_spread_over_three_nodes, mysql_thirty_apps_spread_over_three_nodes);
+each_registry!(thirty_apps_spread => zk_thirty_apps_spread_over_three_nodes, mysql_thirty_apps_spread_over_three_nodes, etcd_thirty_apps_spread_over_three_nodes);
 
 /// 3. A fourth node joins: some apps move to it, none restarts; stop and start still work on
 ///    the moved apps.
@@ -120,4 +120,4 @@ async fn joining_node_takes_apps(kind: RegistryKind) {
     rest.check_unchanged(&cluster, &others).unwrap();
 }
 
-both_registries!(joining_node_takes_apps => zk_joining_node_takes_apps_without_restarts, mysql_joining_node_takes_apps_without_restarts);
+each_registry!(joining_node_takes_apps => zk_joining_node_takes_apps_without_restarts, mysql_joining_node_takes_apps_without_restarts, etcd_joining_node_takes_apps_without_restarts);

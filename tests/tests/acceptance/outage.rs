@@ -46,7 +46,8 @@ enum Outage {
     PastFenceBound,
 }
 
-/// Cluster options for an outage test: ZooKeeper on a private server, MySQL through a proxy.
+/// Cluster options for an outage test: ZooKeeper and etcd on a private server, MySQL through a
+/// proxy.
 ///
 /// Session timeouts: a ZooKeeper restart takes 1.5-4.5 s on two loaded cores, so a short
 /// outage uses 8 s sessions (stays under both the session and the 5.3 s fence bound). Past the
@@ -54,18 +55,20 @@ enum Outage {
 /// the restart) is then about the session timeout, and a node comes back either on its old
 /// session (the restarted server gives sessions a fresh timeout) or, when its client has given
 /// up on it first, on a new one after the old one's entries are gone; both must restart nothing.
+/// etcd is timed like ZooKeeper: a restarted etcd gives every lease a fresh TTL, so a node
+/// comes back on its old lease or, when its client gave up on it first, on a new one.
 /// MySQL sessions end by the database's clock: a short outage is a 500 ms cut with the usual 1 s
 /// sessions; past the fence bound it uses 4 s sessions, the nodes stop acting after 2.7 s and
 /// the cut ends before 4 s.
 fn outage_options(kind: RegistryKind, outage: Outage) -> Options {
     let session = match (kind, outage) {
-        (RegistryKind::Zookeeper, Outage::Short) => Duration::from_secs(8),
+        (RegistryKind::Zookeeper | RegistryKind::Etcd, Outage::Short) => Duration::from_secs(8),
         (RegistryKind::Mysql, Outage::Short) => Duration::from_secs(1),
         (_, Outage::PastFenceBound) => Duration::from_secs(4),
     };
     let options = Options::new(kind, 3).session_timeout(session);
     match kind {
-        RegistryKind::Zookeeper => options.private_zookeeper(),
+        RegistryKind::Zookeeper | RegistryKind::Etcd => options.private_server(),
         RegistryKind::Mysql => options.database_proxy(),
     }
 }
@@ -92,7 +95,8 @@ async fn all_stop_acting(cluster: &Cluster, timeout: Duration) -> Result<(), Str
 /// 6. The registry goes away and comes back: no app restarts or fails, and all nodes are ready
 ///    again afterwards.
 ///
-/// ZooKeeper: a private server is stopped and started again with `deploy/zookeeper.sh`. MySQL:
+/// ZooKeeper and etcd: a private server is stopped and started again with `deploy/zookeeper.sh`
+/// or `deploy/etcd.sh`. MySQL:
 /// the shared MariaDB stays up; a proxy between the nodes and it (registry and task store) is
 /// cut and restored. [`Outage::Short`] is the acceptance test: away for less than the session
 /// timeout (and less than the fence bound). [`Outage::PastFenceBound`] keeps it away until every
@@ -113,6 +117,13 @@ async fn registry_outage(kind: RegistryKind, outage: Outage) {
                 fenced = all_stop_acting(&cluster, fence_bound + Duration::from_secs(2)).await;
             }
             cluster.zookeeper().resume().await;
+        }
+        RegistryKind::Etcd => {
+            cluster.etcd().stop().await;
+            if outage == Outage::PastFenceBound {
+                fenced = all_stop_acting(&cluster, fence_bound + Duration::from_secs(2)).await;
+            }
+            cluster.etcd().resume().await;
         }
         RegistryKind::Mysql => {
             cluster.proxy().cut();
@@ -172,10 +183,10 @@ async fn short_registry_outage(kind: RegistryKind) {
     registry_outage(kind, Outage::Short).await;
 }
 
-both_registries!(short_registry_outage => zk_short_registry_outage_restarts_nothing, mysql_short_registry_outage_restarts_nothing);
+each_registry!(short_registry_outage => zk_short_registry_outage_restarts_nothing, mysql_short_registry_outage_restarts_nothing, etcd_short_registry_outage_restarts_nothing);
 
 async fn registry_outage_past_fence_bound(kind: RegistryKind) {
     registry_outage(kind, Outage::PastFenceBound).await;
 }
 
-both_registries!(registry_outage_past_fence_bound => zk_registry_outage_past_the_fence_bound_restarts_nothing, mysql_registry_outage_past_the_fence_bound_restarts_nothing);
+each_registry!(registry_outage_past_fence_bound => zk_registry_outage_past_the_fence_bound_restarts_nothing, mysql_registry_outage_past_the_fence_bound_restarts_nothing, etcd_registry_outage_past_the_fence_bound_restarts_nothing);

@@ -12,6 +12,7 @@
 //! | `locks` | exclusion, timeouts, hand-over on release or drop, fencing tokens |
 //! | `election` | leader election built on the registry |
 //! | `cancellation` | calls dropped half-way: what the `# Cancellation safety` sections promise |
+//! | `peers` | the failures that peers' registry plugins shipped: `Removed` without a value, a replacement removed by the old session, no recovery after a long outage, a resumed watch losing or repeating changes |
 //!
 //! Keys live under `/conformance/<case>` so that a shared namespace would still separate cases.
 //! A new case goes into the module of its part of the contract and into the case list of
@@ -23,6 +24,7 @@ mod ephemeral;
 mod events;
 mod kv;
 mod locks;
+mod peers;
 mod sessions;
 
 use std::time::Duration;
@@ -35,6 +37,7 @@ pub use ephemeral::*;
 pub use events::*;
 pub use kv::*;
 pub use locks::*;
+pub use peers::*;
 pub use sessions::*;
 
 /// How long an event may take to arrive before the case fails: generous, because this is a
