@@ -291,6 +291,28 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
             "invalid_name",
         ),
         (
+            "a NUL in the name",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a\u0000b","spec":{"command":["true"]}}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "a line break in the name",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a\nb","spec":{"command":["true"]}}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
             "missing app",
             raw(Method::GET, "/api/v1/apps/424242", "", Some("s3cret")),
             StatusCode::NOT_FOUND,
