@@ -464,6 +464,15 @@ async fn standalone_idempotency_key_returns_the_first_task() {
     node.call(Method::POST, &format!("/api/v1/apps/{id}/stop"), None)
         .await;
     node.wait_for_state(id, "STOPPED").await;
+
+    // The task outlives its app; a repeat for the deleted app is a request for a missing app.
+    let (status, _) = node
+        .call(Method::DELETE, &format!("/api/v1/apps/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, replay) = node.send(start()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{replay}");
+    assert_eq!(replay["error"]["code"], "not_found", "{replay}");
 }
 
 #[tokio::test]
