@@ -26,10 +26,15 @@ use load::Loaded;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
+    #[serde(deserialize_with = "load::section")]
     pub server: ServerConfig,
+    #[serde(deserialize_with = "load::section")]
     pub node: NodeConfig,
+    #[serde(deserialize_with = "load::section")]
     pub database: DatabaseConfig,
+    #[serde(deserialize_with = "load::section")]
     pub registry: RegistryConfig,
+    #[serde(deserialize_with = "load::section")]
     pub monitor: MonitorConfig,
 }
 

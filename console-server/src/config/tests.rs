@@ -229,3 +229,75 @@ fn a_registry_check_names_the_key_and_its_file() {
     assert!(message.contains("3 heartbeats"), "{message}");
     assert_eq!(origin, &file.path().display().to_string());
 }
+
+// Environment values are strings; only numeric keys read them as numbers (issue 12, finding 8).
+
+#[test]
+fn environment_strings_stay_strings() {
+    for token in ["00012345", "12345678901234567890123", "1e3", "true"] {
+        let config = load("{}", &[("CONSOLE__SERVER__AUTH_TOKEN", token)]).unwrap();
+        assert_eq!(config.server.auth_token.expose(), token);
+    }
+    let config = load(
+        "{}",
+        &[
+            ("CONSOLE__NODE__ID", "007"),
+            ("CONSOLE__REGISTRY__MYSQL__PASSWORD", "000123"),
+            ("CONSOLE__REGISTRY__MYSQL__USERNAME", "42"),
+            ("CONSOLE__REGISTRY__ZOOKEEPER__DIGEST", "u:0001"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.node_id(10000), "007");
+    let mysql = config.registry.section("mysql").unwrap();
+    assert_eq!(mysql["password"], "000123");
+    assert_eq!(mysql["username"], "42");
+    assert_eq!(config.registry.section("zookeeper").unwrap()["digest"], "u:0001");
+}
+
+#[test]
+fn environment_numbers_are_read_for_numeric_keys_only() {
+    let config = load(
+        "{}",
+        &[
+            ("CONSOLE__SERVER__PORT", "09090"),
+            ("CONSOLE__MONITOR__INTERVAL_MS", "250"),
+            ("CONSOLE__REGISTRY__MYSQL__HEARTBEAT_INTERVAL_MS", "0200"),
+            ("CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.port, 9090);
+    assert_eq!(config.monitor.interval_ms, 250);
+    let mysql = config.registry.section("mysql").unwrap();
+    assert_eq!(mysql["heartbeat_interval_ms"], 200);
+    assert_eq!(mysql["session_timeout_ms"], 1000);
+}
+
+#[test]
+fn a_secret_written_as_a_number_is_refused() {
+    let (key, line) = error_line("server:\n  auth_token: 00012345\n", &[]);
+    assert_eq!(key, "server.auth_token");
+    assert!(line.contains("expected a string"), "{line}");
+    let (key, line) = error_line("registry:\n  mysql:\n    password: 12345\n", &[]);
+    assert_eq!(key, "registry.mysql.password");
+    assert!(line.contains("expected a string"), "{line}");
+    let config = load("server:\n  auth_token: \"00012345\"\n", &[]).unwrap();
+    assert_eq!(config.server.auth_token.expose(), "00012345");
+}
+
+#[test]
+fn a_section_that_is_not_a_mapping_is_named() {
+    for (yaml, section) in [
+        ("server: [1, 2]\n", "server"),
+        ("node: 5\n", "node"),
+        ("monitor: [1000]\n", "monitor"),
+        ("database: text\n", "database"),
+        ("registry:\n  zookeeper: [\"a:1\", \"/ns\"]\n", "registry.zookeeper"),
+        ("registry:\n  mysql: 1\n", "registry.mysql"),
+    ] {
+        let (key, line) = error_line(yaml, &[]);
+        assert_eq!(key, section, "{yaml}: {line}");
+        assert!(line.contains("a mapping of keys"), "{yaml}: {line}");
+    }
+}
