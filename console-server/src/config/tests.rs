@@ -301,3 +301,24 @@ fn a_section_that_is_not_a_mapping_is_named() {
         assert!(line.contains("a mapping of keys"), "{yaml}: {line}");
     }
 }
+
+#[test]
+fn a_password_with_slashes_is_never_repeated() {
+    for (yaml, key) in [
+        ("database:\n  url: 'postgres://u:pa/ss@h/db'\n", "database.url"),
+        ("database:\n  url: 'u:pa/ss@h/db'\n", "database.url"),
+        ("database:\n  url: 'postgres://u:pa:ss@x/y@h/db'\n", "database.url"),
+        (
+            "registry:\n  type: mysql\n  mysql:\n    url: 'mysql://u:pa/ss@h:3306/db'\n",
+            "registry.mysql.url",
+        ),
+        (
+            "registry:\n  type: mysql\n  mysql:\n    url: 'postgres://u:pa/ss@h/db'\n",
+            "registry.mysql.url",
+        ),
+    ] {
+        let (named, line) = error_line(yaml, &[]);
+        assert_eq!(named, key, "{line}");
+        assert!(!line.contains("pa/ss") && !line.contains("pa:ss"), "{line}");
+    }
+}
