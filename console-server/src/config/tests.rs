@@ -322,3 +322,61 @@ fn a_password_with_slashes_is_never_repeated() {
         assert!(!line.contains("pa/ss") && !line.contains("pa:ss"), "{line}");
     }
 }
+
+// Listening beyond loopback needs a token (issue 12, finding 6); the advertised address is
+// never an unspecified one (finding 14).
+
+#[test]
+fn a_non_loopback_host_needs_a_token() {
+    for host in ["0.0.0.0", "::", "192.0.2.7", "example.org"] {
+        let (key, line) = error_line("{}", &[("CONSOLE__SERVER__HOST", host)]);
+        assert_eq!(key, "server.auth_token", "{host}: {line}");
+        assert!(line.contains("server.allow_unauthenticated"), "{line}");
+    }
+    for host in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"] {
+        let config = load("{}", &[("CONSOLE__SERVER__HOST", host)]).unwrap();
+        assert!(config.server.is_loopback(), "{host}");
+    }
+    let with_token = [
+        ("CONSOLE__SERVER__HOST", "192.0.2.7"),
+        ("CONSOLE__SERVER__AUTH_TOKEN", "t"),
+    ];
+    assert!(load("{}", &with_token).is_ok());
+    let opted_out = load(
+        "server: { host: 192.0.2.7, allow_unauthenticated: true }\n",
+        &[],
+    )
+    .unwrap();
+    assert!(opted_out.server.auth_token.is_empty());
+}
+
+#[test]
+fn the_advertised_host_is_never_unspecified() {
+    let config = load("server: { host: 192.0.2.7, auth_token: t }\n", &[]).unwrap();
+    assert_eq!(config.server.advertised_host, "192.0.2.7");
+    assert_eq!(config.node_id(10000), "192.0.2.7:10000");
+    let config = load(
+        "server: { host: 0.0.0.0, auth_token: t, advertised_host: console-1.example }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.node_id(10000), "console-1.example:10000");
+    for unspecified in ["0.0.0.0", "::", "[::]"] {
+        let (key, line) = error_line(
+            "server: { host: 0.0.0.0, auth_token: t }\n",
+            &[("CONSOLE__SERVER__ADVERTISED_HOST", unspecified)],
+        );
+        assert_eq!(key, "server.advertised_host", "{line}");
+    }
+    // Bound to every interface, the node advertises the machine's own address (or refuses to
+    // start without one, naming the key).
+    match load("server: { host: 0.0.0.0, auth_token: t }\n", &[]) {
+        Ok(config) => {
+            let advertised: std::net::IpAddr = config.server.advertised_host.parse().unwrap();
+            assert!(!advertised.is_unspecified() && !advertised.is_loopback());
+            assert!(!config.node_id(10000).starts_with("0.0.0.0"));
+        }
+        Err(ConfigError::Key { key, .. }) => assert_eq!(key, "server.advertised_host"),
+        Err(other) => panic!("{other}"),
+    }
+}
