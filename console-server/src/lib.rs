@@ -70,7 +70,13 @@ pub enum StartupError {
 /// flight, hands its apps back, deregisters and returns. Apps keep running.
 pub async fn run(config: ConsoleConfig, hooks: BenchmarkHooks) -> Result<(), StartupError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    if !config.server.is_loopback() && config.server.auth_token.is_empty() {
+        tracing::warn!(
+            host = %config.server.host,
+            "server.allow_unauthenticated is set: anyone who reaches {addr} can create apps, which run commands; set server.auth_token"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind((config.server.host.as_str(), config.server.port))
         .await
         .map_err(|source| StartupError::Listen {
             addr: addr.clone(),
@@ -173,7 +179,7 @@ impl Console {
         let metrics = Arc::new(metrics.with_dispatcher(dispatcher.clone()));
         let info = NodeInfo {
             id: node_id.clone(),
-            host: config.server.host.clone(),
+            host: config.server.advertised_host.clone(),
             port,
             pid: std::process::id(),
             mac: host::main_mac_address(),

@@ -111,13 +111,48 @@ fn known_keys() -> &'static [&'static str] {
     })
 }
 
-/// `given` over `defaults`: each key given replaces the default's; a section that is not a map
-/// (`null`, a number) replaces the defaults whole, for the factory to accept or refuse.
+/// `given` over `defaults`: each key given replaces the default's. A section that is not a map
+/// (`null`, a number, a list) replaces the defaults whole, for the factory to refuse.
+///
+/// A string given for a key whose default is a number or a boolean is read as one when it
+/// parses: environment variables are always strings, and only the defaults say which keys are
+/// numeric. Every other string stays a string (`"007"` for a name is not 7).
 fn overlay(defaults: &mut Value, given: Value) {
     match (defaults, given) {
-        (Value::Object(defaults), Value::Object(given)) => defaults.extend(given),
+        (Value::Object(defaults), Value::Object(given)) => {
+            for (key, value) in given {
+                let value = match defaults.get(&key) {
+                    Some(default) => typed_like(default, value),
+                    None => value,
+                };
+                defaults.insert(key, value);
+            }
+        }
         (defaults, given) => *defaults = given,
     }
+}
+
+/// `value` read as the type of `default` when it is a string that parses as that type.
+fn typed_like(default: &Value, value: Value) -> Value {
+    let Value::String(text) = &value else {
+        return value;
+    };
+    let parsed = match default {
+        Value::Number(_) => text
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<i64>().map(Value::from))
+            .ok()
+            .or_else(|| {
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            }),
+        Value::Bool(_) => text.parse::<bool>().ok().map(Value::Bool),
+        _ => None,
+    };
+    parsed.unwrap_or(value)
 }
 
 impl<'de> Deserialize<'de> for RegistryConfig {
@@ -137,7 +172,8 @@ impl<'de> Deserialize<'de> for RegistryConfig {
                     if key == "type" {
                         config.kind = map.next_value()?;
                     } else if let Some(defaults) = config.sections.get_mut(&key) {
-                        overlay(defaults, map.next_value()?);
+                        let Section(given) = map.next_value()?;
+                        overlay(defaults, given);
                     } else {
                         return Err(de::Error::unknown_field(&key, known_keys()));
                     }
@@ -147,6 +183,43 @@ impl<'de> Deserialize<'de> for RegistryConfig {
         }
 
         deserializer.deserialize_map(Sections)
+    }
+}
+
+/// A backend's section as given: a mapping of keys, or nothing (`zookeeper:`, the defaults).
+/// Anything else (`zookeeper: [1, 2]`) is refused here, where the error names the section, and
+/// not handed to the factory, whose derived struct would take a list field by field.
+struct Section(Value);
+
+impl<'de> Deserialize<'de> for Section {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapOrNothing;
+
+        impl<'de> Visitor<'de> for MapOrNothing {
+            type Value = Section;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of keys")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Section, E> {
+                Ok(Section(Value::Null))
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Section, E> {
+                Ok(Section(Value::Null))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Section, A::Error> {
+                let mut keys = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    keys.insert(key, value);
+                }
+                Ok(Section(Value::Object(keys)))
+            }
+        }
+
+        deserializer.deserialize_map(MapOrNothing)
     }
 }
 

@@ -1,7 +1,10 @@
 //! `registry.mysql` in the YAML configuration.
 
+use std::str::FromStr;
+
 use registry_api::{RegistryError, Secret};
 use serde::{Deserialize, Serialize};
+use sqlx::mysql::MySqlConnectOptions;
 
 /// Settings of the MySQL/MariaDB backend (`registry.mysql`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,11 +45,8 @@ impl MysqlConfig {
                 message,
             })
         };
-        if !self.url.starts_with("mysql://") && !self.url.starts_with("mariadb://") {
-            return bad(
-                "url",
-                format!("expected mysql://host:port/database, got {:?}", self.url),
-            );
+        if let Some(problem) = url_problem(&self.url) {
+            return bad("url", problem);
         }
         if self.heartbeat_interval_ms == 0 {
             return bad("heartbeat_interval_ms", "must be greater than 0".to_owned());
@@ -74,5 +74,63 @@ impl MysqlConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// What is wrong with `registry.mysql.url`, if anything, said without repeating the URL: one
+/// that breaks the rules may hold a password (the reason for the first rule), and a password
+/// with `/`, `:` or `@` in it splits the URL where nobody expects.
+pub(crate) fn url_problem(url: &str) -> Option<String> {
+    let Some(rest) = url
+        .strip_prefix("mysql://")
+        .or_else(|| url.strip_prefix("mariadb://"))
+    else {
+        let scheme = url.split_once("://").map_or("none", |(scheme, _)| scheme);
+        return Some(format!(
+            "expected mysql://host:port/database, got a URL with the scheme {scheme:?}"
+        ));
+    };
+    // Any `@` before the query belongs to user info, wherever a `/` in a password would make
+    // a URL parser end the authority.
+    if rest.split('?').next().unwrap_or_default().contains('@') {
+        return Some(
+            "credentials in the URL are not allowed; put them in registry.mysql.username and registry.mysql.password".to_owned(),
+        );
+    }
+    match MySqlConnectOptions::from_str(&format!("mysql://{rest}")) {
+        Err(error) => Some(format!(
+            "not a MySQL URL ({error}); expected mysql://host:port/database"
+        )),
+        Ok(options) if options.get_database().is_none_or(str::is_empty) => {
+            Some("names no database; expected mysql://host:port/database".to_owned())
+        }
+        Ok(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_described_without_being_repeated() {
+        for (url, why) in [
+            ("mysql://u:pa/ss@h:3306/db", "credentials"),
+            ("mysql://u:p@ss@h/db", "credentials"),
+            ("mysql://u:pa:ss@h/db", "credentials"),
+            ("mysql://u:s3cr/t@h", "credentials"),
+            ("postgres://u:pa/ss@h/db", "scheme \"postgres\""),
+            ("u:pa/ss@h/db", "scheme \"none\""),
+            ("mysql://h:3306", "no database"),
+            ("mysql://h:p0rtx/db", "not a MySQL URL"),
+        ] {
+            let problem = url_problem(url).unwrap_or_else(|| panic!("{url} was accepted"));
+            assert!(problem.contains(why), "{url}: {problem}");
+            for secret in ["pa/ss", "ss@", "s3cr", "p@ss", "pa:ss", "p0rtx"] {
+                assert!(!problem.contains(secret), "{url}: {problem}");
+            }
+        }
+        assert_eq!(url_problem("mysql://127.0.0.1:3306/console"), None);
+        assert_eq!(url_problem("mariadb://db/console?ssl-mode=disabled"), None);
     }
 }

@@ -165,24 +165,11 @@ fn connect_options(config: &MysqlConfig) -> Result<MySqlConnectOptions> {
         key: "registry.mysql.url".to_owned(),
         message,
     };
+    if let Some(problem) = crate::config::url_problem(&config.url) {
+        return Err(bad(problem));
+    }
     let url = config.url.replacen("mariadb://", "mysql://", 1);
-    let authority = url
-        .strip_prefix("mysql://")
-        .and_then(|rest| rest.split(['/', '?']).next())
-        .unwrap_or_default();
-    if authority.contains('@') {
-        return Err(bad(
-            "credentials in the URL are not allowed; put them in registry.mysql.username and registry.mysql.password".to_owned(),
-        ));
-    }
-    let options = MySqlConnectOptions::from_str(&url)
-        .map_err(|error| bad(format!("{:?} is not a MySQL URL: {error}", config.url)))?;
-    if options.get_database().is_none_or(str::is_empty) {
-        return Err(bad(format!(
-            "{:?} names no database; expected mysql://host:port/database",
-            config.url
-        )));
-    }
+    let options = MySqlConnectOptions::from_str(&url).map_err(|error| bad(error.to_string()))?;
     let mut options = options.username(&config.username);
     if !config.password.is_empty() {
         options = options.password(config.password.expose());

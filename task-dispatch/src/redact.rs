@@ -3,17 +3,17 @@
 /// `url` with the password of its user info replaced by `***`
 /// (`mysql://root:secret@h/db` → `mysql://root:***@h/db`); a URL without one is returned as it
 /// is. The console uses it for every database URL it prints.
+/// Everything between the user name and the last `@` counts as the password, whatever it holds
+/// (`/`, `:` and `@` included), and a URL without a scheme is read the same way.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
+    let start = url.find("://").map_or(0, |at| at + 3);
     // The last `@` ends the user info: a password may contain `@` itself.
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
+    let Some(at) = url[start..].rfind('@').map(|at| start + at) else {
         return url.to_owned();
     };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+    match url[start..at].split_once(':') {
+        Some((user, _password)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
         None => url.to_owned(),
     }
 }
@@ -35,6 +35,14 @@ mod tests {
             "mysql://u:***@h/db",
             "a password with '@'"
         );
+        for (url, redacted) in [
+            ("mysql://u:pa/ss@h/db", "mysql://u:***@h/db"),
+            ("mysql://u:a:b/c@d@h:3306/db", "mysql://u:***@h:3306/db"),
+            ("u:pa/ss@h/db", "u:***@h/db"),
+            ("postgres://u:pa?ss@h/db", "postgres://u:***@h/db"),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
         assert_eq!(
             redact_url("sqlite://data/console.db"),
             "sqlite://data/console.db"

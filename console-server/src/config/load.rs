@@ -2,7 +2,10 @@
 //! wrong and where it came from.
 //!
 //! Sources, later ones winning: the struct's defaults, the YAML file (if any), then environment
-//! variables `CONSOLE__<SECTION>__<KEY>` (for example `CONSOLE__SERVER__PORT=9090`). Every
+//! variables `CONSOLE__<SECTION>__<KEY>` (for example `CONSOLE__SERVER__PORT=9090`). An
+//! environment value is a string: it is read as a number only where the key is numeric (the
+//! type of the field, or of the default of a registry backend's key), so
+//! `CONSOLE__NODE__ID=007` stays `007` and a token of digits keeps its leading zeros. Every
 //! failure is one line that names the key and its source, whether serde found it while loading
 //! or a check found it afterwards ([`Loaded::error`], [`plain_message`]):
 //!
@@ -13,8 +16,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::marker::PhantomData;
+
 use config::{Config, Environment, File, FileFormat, Source};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// The prefix of environment overrides; `__` separates it and each level of keys.
 const ENV_PREFIX: &str = "CONSOLE";
@@ -118,7 +124,7 @@ pub(crate) fn load_with_env<T: DeserializeOwned>(
     let mut environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator(ENV_SEPARATOR)
         .separator(ENV_SEPARATOR)
-        .try_parsing(true);
+        .try_parsing(false);
     if let Some(vars) = env {
         environment = environment.source(Some(vars.into_iter().collect()));
     }
@@ -137,6 +143,31 @@ pub(crate) fn load_with_env<T: DeserializeOwned>(
         }),
         Err(error) => Err(describe(&raw, file, error)),
     }
+}
+
+/// Deserializes a section of the file (`server: {...}`) from a mapping only: serde's derived
+/// structs also take a list, field by field, so `server: [1, 2]` would otherwise be read as
+/// host `1` and port `2`. Use as `#[serde(deserialize_with = "section")]`.
+pub(crate) fn section<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct MapOnly<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of keys")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(MapOnly(PhantomData))
 }
 
 /// Turns a deserialization error into "key: message (from source)".

@@ -11,6 +11,7 @@ mod load;
 mod tests;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use registry_api::{RegistryError, Secret};
 use serde::Deserialize;
 use task_dispatch::redact_url;
 
+use crate::node::host;
 pub use load::ConfigError;
 use load::Loaded;
 
@@ -26,21 +28,35 @@ use load::Loaded;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
+    #[serde(deserialize_with = "load::section")]
     pub server: ServerConfig,
+    #[serde(deserialize_with = "load::section")]
     pub node: NodeConfig,
+    #[serde(deserialize_with = "load::section")]
     pub database: DatabaseConfig,
+    #[serde(deserialize_with = "load::section")]
     pub registry: RegistryConfig,
+    #[serde(deserialize_with = "load::section")]
     pub monitor: MonitorConfig,
 }
 
-/// `server`: where the HTTP API listens.
+/// `server`: where the HTTP API listens, and how peers and users reach it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// The address to listen on. Anything but a loopback address needs `auth_token` (or
+    /// `allow_unauthenticated`): the API runs commands.
     pub host: String,
     pub port: u16,
     /// When set, every `/api` call needs `Authorization: Bearer <token>`.
     pub auth_token: Secret,
+    /// The address peers reach this node on (its registry entry, the default node id). Empty:
+    /// `host`, or the machine's primary address when `host` is unspecified (`0.0.0.0`, `::`).
+    /// Never an unspecified address. Added, issue 12.
+    pub advertised_host: String,
+    /// Serve a non-loopback `host` without `auth_token`: anyone who reaches the port can run
+    /// commands. Off by default; a warning is logged at start-up when on. Added, issue 12.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for ServerConfig {
@@ -49,8 +65,25 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_owned(),
             port: 10000,
             auth_token: Secret::default(),
+            advertised_host: String::new(),
+            allow_unauthenticated: false,
         }
     }
+}
+
+impl ServerConfig {
+    /// Whether `host` only accepts connections from this machine.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Whether `host` is an IP address that means "every interface" (`0.0.0.0`, `::`).
+fn is_unspecified(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
 }
 
 /// `node`: this node's identity in the cluster and its local files.
@@ -134,11 +167,50 @@ impl ConsoleConfig {
         Self::validated(load::load_with_env(file, Some(env))?)
     }
 
-    fn validated(loaded: Loaded<Self>) -> Result<Self, ConfigError> {
+    fn validated(mut loaded: Loaded<Self>) -> Result<Self, ConfigError> {
         let config = &loaded.value;
         if config.server.host.trim().is_empty() {
             return Err(loaded.error("server.host", "must not be empty"));
         }
+        let server = &config.server;
+        if !server.is_loopback() && server.auth_token.is_empty() && !server.allow_unauthenticated {
+            return Err(loaded.error(
+                "server.auth_token",
+                format!(
+                    "must be set to listen on {:?}, which is not a loopback address (anyone who reaches it could run commands); set server.allow_unauthenticated: true to serve without one",
+                    server.host
+                ),
+            ));
+        }
+        if is_unspecified(&server.advertised_host) {
+            return Err(loaded.error(
+                "server.advertised_host",
+                format!(
+                    "{:?} is not an address peers can reach; name this node's own address",
+                    server.advertised_host
+                ),
+            ));
+        }
+        if server.advertised_host.is_empty() {
+            let advertised = if is_unspecified(&server.host) {
+                match host::primary_address() {
+                    Some(address) => address.to_string(),
+                    None => {
+                        return Err(loaded.error(
+                            "server.advertised_host",
+                            format!(
+                                "server.host {:?} listens on every interface and this machine has no primary address to advertise; set server.advertised_host",
+                                server.host
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                server.host.clone()
+            };
+            loaded.value.server.advertised_host = advertised;
+        }
+        let config = &loaded.value;
         let url = &config.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("mysql://")
@@ -177,10 +249,10 @@ impl ConsoleConfig {
         Ok(loaded.value)
     }
 
-    /// This node's id: `node.id`, or `host:port` when empty.
+    /// This node's id: `node.id`, or `advertised_host:port` when empty.
     pub fn node_id(&self, bound_port: u16) -> String {
         if self.node.id.is_empty() {
-            format!("{}:{bound_port}", self.server.host)
+            format!("{}:{bound_port}", self.server.advertised_host)
         } else {
             self.node.id.clone()
         }

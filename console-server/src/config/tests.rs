@@ -229,3 +229,166 @@ fn a_registry_check_names_the_key_and_its_file() {
     assert!(message.contains("3 heartbeats"), "{message}");
     assert_eq!(origin, &file.path().display().to_string());
 }
+
+// Environment values are strings; only numeric keys read them as numbers (issue 12, finding 8).
+
+#[test]
+fn environment_strings_stay_strings() {
+    for token in ["00012345", "12345678901234567890123", "1e3", "true"] {
+        let config = load("{}", &[("CONSOLE__SERVER__AUTH_TOKEN", token)]).unwrap();
+        assert_eq!(config.server.auth_token.expose(), token);
+    }
+    let config = load(
+        "{}",
+        &[
+            ("CONSOLE__NODE__ID", "007"),
+            ("CONSOLE__REGISTRY__MYSQL__PASSWORD", "000123"),
+            ("CONSOLE__REGISTRY__MYSQL__USERNAME", "42"),
+            ("CONSOLE__REGISTRY__ZOOKEEPER__DIGEST", "u:0001"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.node_id(10000), "007");
+    let mysql = config.registry.section("mysql").unwrap();
+    assert_eq!(mysql["password"], "000123");
+    assert_eq!(mysql["username"], "42");
+    assert_eq!(
+        config.registry.section("zookeeper").unwrap()["digest"],
+        "u:0001"
+    );
+}
+
+#[test]
+fn environment_numbers_are_read_for_numeric_keys_only() {
+    let config = load(
+        "{}",
+        &[
+            ("CONSOLE__SERVER__PORT", "09090"),
+            ("CONSOLE__MONITOR__INTERVAL_MS", "250"),
+            ("CONSOLE__REGISTRY__MYSQL__HEARTBEAT_INTERVAL_MS", "0200"),
+            ("CONSOLE__REGISTRY__MYSQL__SESSION_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.port, 9090);
+    assert_eq!(config.monitor.interval_ms, 250);
+    let mysql = config.registry.section("mysql").unwrap();
+    assert_eq!(mysql["heartbeat_interval_ms"], 200);
+    assert_eq!(mysql["session_timeout_ms"], 1000);
+}
+
+#[test]
+fn a_secret_written_as_a_number_is_refused() {
+    let (key, line) = error_line("server:\n  auth_token: 00012345\n", &[]);
+    assert_eq!(key, "server.auth_token");
+    assert!(line.contains("expected a string"), "{line}");
+    let (key, line) = error_line("registry:\n  mysql:\n    password: 12345\n", &[]);
+    assert_eq!(key, "registry.mysql.password");
+    assert!(line.contains("expected a string"), "{line}");
+    let config = load("server:\n  auth_token: \"00012345\"\n", &[]).unwrap();
+    assert_eq!(config.server.auth_token.expose(), "00012345");
+}
+
+#[test]
+fn a_section_that_is_not_a_mapping_is_named() {
+    for (yaml, section) in [
+        ("server: [1, 2]\n", "server"),
+        ("node: 5\n", "node"),
+        ("monitor: [1000]\n", "monitor"),
+        ("database: text\n", "database"),
+        (
+            "registry:\n  zookeeper: [\"a:1\", \"/ns\"]\n",
+            "registry.zookeeper",
+        ),
+        ("registry:\n  mysql: 1\n", "registry.mysql"),
+    ] {
+        let (key, line) = error_line(yaml, &[]);
+        assert_eq!(key, section, "{yaml}: {line}");
+        assert!(line.contains("a mapping of keys"), "{yaml}: {line}");
+    }
+}
+
+#[test]
+fn a_password_with_slashes_is_never_repeated() {
+    for (yaml, key) in [
+        (
+            "database:\n  url: 'postgres://u:pa/ss@h/db'\n",
+            "database.url",
+        ),
+        ("database:\n  url: 'u:pa/ss@h/db'\n", "database.url"),
+        (
+            "database:\n  url: 'postgres://u:pa:ss@x/y@h/db'\n",
+            "database.url",
+        ),
+        (
+            "registry:\n  type: mysql\n  mysql:\n    url: 'mysql://u:pa/ss@h:3306/db'\n",
+            "registry.mysql.url",
+        ),
+        (
+            "registry:\n  type: mysql\n  mysql:\n    url: 'postgres://u:pa/ss@h/db'\n",
+            "registry.mysql.url",
+        ),
+    ] {
+        let (named, line) = error_line(yaml, &[]);
+        assert_eq!(named, key, "{line}");
+        assert!(!line.contains("pa/ss") && !line.contains("pa:ss"), "{line}");
+    }
+}
+
+// Listening beyond loopback needs a token (issue 12, finding 6); the advertised address is
+// never an unspecified one (finding 14).
+
+#[test]
+fn a_non_loopback_host_needs_a_token() {
+    for host in ["0.0.0.0", "::", "192.0.2.7", "example.org"] {
+        let (key, line) = error_line("{}", &[("CONSOLE__SERVER__HOST", host)]);
+        assert_eq!(key, "server.auth_token", "{host}: {line}");
+        assert!(line.contains("server.allow_unauthenticated"), "{line}");
+    }
+    for host in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"] {
+        let config = load("{}", &[("CONSOLE__SERVER__HOST", host)]).unwrap();
+        assert!(config.server.is_loopback(), "{host}");
+    }
+    let with_token = [
+        ("CONSOLE__SERVER__HOST", "192.0.2.7"),
+        ("CONSOLE__SERVER__AUTH_TOKEN", "t"),
+    ];
+    assert!(load("{}", &with_token).is_ok());
+    let opted_out = load(
+        "server: { host: 192.0.2.7, allow_unauthenticated: true }\n",
+        &[],
+    )
+    .unwrap();
+    assert!(opted_out.server.auth_token.is_empty());
+}
+
+#[test]
+fn the_advertised_host_is_never_unspecified() {
+    let config = load("server: { host: 192.0.2.7, auth_token: t }\n", &[]).unwrap();
+    assert_eq!(config.server.advertised_host, "192.0.2.7");
+    assert_eq!(config.node_id(10000), "192.0.2.7:10000");
+    let config = load(
+        "server: { host: 0.0.0.0, auth_token: t, advertised_host: console-1.example }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.node_id(10000), "console-1.example:10000");
+    for unspecified in ["0.0.0.0", "::", "[::]"] {
+        let (key, line) = error_line(
+            "server: { host: 0.0.0.0, auth_token: t }\n",
+            &[("CONSOLE__SERVER__ADVERTISED_HOST", unspecified)],
+        );
+        assert_eq!(key, "server.advertised_host", "{line}");
+    }
+    // Bound to every interface, the node advertises the machine's own address (or refuses to
+    // start without one, naming the key).
+    match load("server: { host: 0.0.0.0, auth_token: t }\n", &[]) {
+        Ok(config) => {
+            let advertised: std::net::IpAddr = config.server.advertised_host.parse().unwrap();
+            assert!(!advertised.is_unspecified() && !advertised.is_loopback());
+            assert!(!config.node_id(10000).starts_with("0.0.0.0"));
+        }
+        Err(ConfigError::Key { key, .. }) => assert_eq!(key, "server.advertised_host"),
+        Err(other) => panic!("{other}"),
+    }
+}

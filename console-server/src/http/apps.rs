@@ -99,6 +99,17 @@ pub async fn apps_create(
             "name must have 1 to 255 characters",
         ));
     }
+    // A NUL cannot be passed to a process (the app could never start) and other control
+    // characters garble logs and terminals that show the name.
+    if let Some(control) = name.chars().find(|c| c.is_control()) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!(
+                "name must not contain control characters, found U+{:04X}",
+                u32::from(control)
+            ),
+        ));
+    }
     let executor = body.executor.as_deref().unwrap_or(DEFAULT_EXECUTOR);
     state
         .executors

@@ -43,9 +43,13 @@ impl NodeInfo {
         node_key(&self.id)
     }
 
-    /// `http://host:port`, for calls between nodes.
+    /// `http://host:port` (an IPv6 address in brackets), for calls between nodes.
     pub fn base_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -15,7 +15,8 @@ impl Store {
     /// Queues `action` for the app and returns the PENDING task at once; the owner runs it.
     ///
     /// With an `idempotency_key`, a repeat of the same request returns the first task (and
-    /// `created: false`) whatever its status, without checking the app's state again.
+    /// `created: false`) whatever its status, without checking the app's state again; once the
+    /// app is deleted, a repeat fails with [`Error::NotFound`] like any request for it.
     ///
     /// The action is checked against the state the app will be in once its queued tasks have
     /// run (see [`state::projected`]); it is checked again when it runs, and fails its task
@@ -59,7 +60,7 @@ impl Store {
                 ));
             }
             if let Some(first) = self.task_by_key(key).await? {
-                return repeat_of(first, app_id, action);
+                return self.repeat_of(first, app_id, action).await;
             }
         }
         let now = unix_millis();
@@ -118,7 +119,7 @@ impl Store {
                     || matches!(refused, Error::IllegalTransition { .. }) =>
             {
                 match self.task_by_key(key).await? {
-                    Some(first) => return repeat_of(first, app_id, action),
+                    Some(first) => return self.repeat_of(first, app_id, action).await,
                     None => return Err(refused),
                 }
             }
@@ -184,6 +185,23 @@ impl Store {
             sqlx::query_as(SQL).bind(key).fetch_optional(db).await?
         });
         row.map(Task::try_from).transpose()
+    }
+
+    /// The answer to a repeated idempotency key: the first task, if the request is the same and
+    /// its app still exists (finished tasks outlive a deleted app, their key too).
+    async fn repeat_of(&self, first: Task, app_id: AppId, action: Action) -> Result<Submitted> {
+        if first.app_id != app_id || first.action != action {
+            return Err(Error::Conflict(format!(
+                "idempotency key already used for task {} ({} app {})",
+                first.id, first.action, first.app_id
+            )));
+        }
+        self.get_app(app_id).await?;
+        Ok(Submitted {
+            task: first,
+            created: false,
+            host: None,
+        })
     }
 
     /// The actions of the app's PENDING and RUNNING tasks, in submission order.
@@ -343,18 +361,3 @@ impl Store {
 
 /// The lengths of the id lists that [`Store::apps_with_unfinished_tasks_among`] binds.
 const ID_LIST_SHAPES: [usize; 3] = [1, 16, 256];
-
-/// The answer to a repeated idempotency key: the first task, if the request is the same.
-fn repeat_of(first: Task, app_id: AppId, action: Action) -> Result<Submitted> {
-    if first.app_id != app_id || first.action != action {
-        return Err(Error::Conflict(format!(
-            "idempotency key already used for task {} ({} app {})",
-            first.id, first.action, first.app_id
-        )));
-    }
-    Ok(Submitted {
-        task: first,
-        created: false,
-        host: None,
-    })
-}
