@@ -32,6 +32,7 @@ use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};
 use crate::node::peers::{NodeInfo, NodeLoad, Peers};
+use crate::node::signing::NodeKey;
 use crate::node::wake::HttpNudge;
 use crate::node::{ClusterNode, JoinError, host};
 
@@ -145,10 +146,15 @@ impl Console {
             })?;
         let node_id = config.node_id(port);
         let host_id = host::host_identity().map_err(StartupError::HostIdentity)?;
-        let process = ProcessExecutor::new(
-            config.node.data_dir.join("apps"),
-            &cluster_id(&config.database.url),
-        )?;
+        let shared = store
+            .cluster_settings()
+            .await
+            .map_err(|source| StartupError::Database {
+                url: redact_url(&config.database.url),
+                source,
+            })?;
+        let node_key = NodeKey::new(&config.cluster.secret, &shared.node_key);
+        let process = ProcessExecutor::new(config.node.data_dir.join("apps"), &shared.cluster_id)?;
         let logs = process.app_logs();
         let mut executors = Executors::default().with(Arc::new(process));
         if hooks.noop_executor {
@@ -159,7 +165,7 @@ impl Console {
         let mut dispatch_config = DispatcherConfig::new(node_id.clone());
         dispatch_config.monitor_interval = config.monitor.interval();
         dispatch_config.host = Some(host_id.clone());
-        let peer_calls = HttpNudge::new(peers.clone(), config.server.auth_token.clone())?;
+        let peer_calls = HttpNudge::new(peers.clone(), node_key.clone(), node_id.clone())?;
         let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
             tracing::warn!(
                 "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups)"
@@ -213,6 +219,7 @@ impl Console {
             registry_kind: config.registry.kind.as_str().into(),
             events,
             logs,
+            node_key,
         };
         Ok(Self {
             registry,
@@ -298,26 +305,6 @@ impl BenchmarkHooks {
     }
 }
 
-/// The cluster's identity in the process executor's app keys (`CONSOLE_APP_KEY=<cluster id>/<app
-/// id>`): the task database's location without credentials or options, `mysql://host:3306/db`
-/// or `sqlite:///absolute/path.db`. Every node that names the database the same way agrees on
-/// it; a database re-created under the same name gets the same one.
-fn cluster_id(database_url: &str) -> String {
-    let (scheme, rest) = database_url
-        .split_once("://")
-        .or_else(|| database_url.split_once(':'))
-        .unwrap_or(("", database_url));
-    // The last `@` ends the user info (a password may contain `@`, `?` or `#`).
-    let location = rest.rsplit_once('@').map_or(rest, |(_, location)| location);
-    let location = location.split(['?', '#']).next().unwrap_or(location);
-    if scheme == "sqlite" {
-        let path = std::path::absolute(location)
-            .map_or_else(|_| location.to_owned(), |path| path.display().to_string());
-        return format!("sqlite://{path}");
-    }
-    format!("{scheme}://{location}")
-}
-
 /// The StreamPark design's scan period.
 const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -337,31 +324,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cluster_id;
-
-    #[test]
-    fn cluster_id_is_the_database_location_without_credentials() {
-        assert_eq!(
-            cluster_id("mysql://root:p@ss?w#rd@db.example:3306/console?ssl-mode=required"),
-            "mysql://db.example:3306/console"
-        );
-        assert_eq!(
-            cluster_id("mysql://127.0.0.1:3306/cluster_test_1_store"),
-            "mysql://127.0.0.1:3306/cluster_test_1_store"
-        );
-        let cwd = std::env::current_dir().unwrap();
-        assert_eq!(
-            cluster_id("sqlite://data/console.db?mode=rwc"),
-            format!("sqlite://{}", cwd.join("data/console.db").display())
-        );
-        assert_eq!(
-            cluster_id("sqlite:///var/lib/c.db"),
-            "sqlite:///var/lib/c.db"
-        );
     }
 }

@@ -8,13 +8,16 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use console_server::{Console, ConsoleConfig};
 use serde_json::{Value, json};
-use test_support::eventually;
+use test_support::{eventually, signing};
 use tower::ServiceExt;
 
 /// How long the node may take to get where a test waits for it (ready, an app's state).
 const SETTLE: Duration = Duration::from_secs(15);
 
 /// A node in a temporary directory; its app processes are killed when it is dropped.
+/// `cluster.secret` of every test node: node-to-node calls are signed with its key.
+const CLUSTER_SECRET: &str = "test-cluster-secret";
+
 struct TestNode {
     console: Option<Console>,
     dir: tempfile::TempDir,
@@ -35,6 +38,10 @@ impl TestNode {
                 format!("sqlite://{}", dir.path().join("console.db").display()),
             ),
             ("CONSOLE__MONITOR__INTERVAL_MS".to_owned(), "200".to_owned()),
+            (
+                "CONSOLE__CLUSTER__SECRET".to_owned(),
+                CLUSTER_SECRET.to_owned(),
+            ),
         ];
         if let Some(token) = token {
             env.push(("CONSOLE__SERVER__AUTH_TOKEN".to_owned(), token.to_owned()));
@@ -247,6 +254,20 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
         }
         request.body(Body::from(body.to_owned())).unwrap()
     };
+    // A node-to-node call signed with the cluster's key, as a peer sends it.
+    let signed = |uri: &str, body: &str| {
+        let key = signing::key_from_secret(CLUSTER_SECRET);
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                signing::HEADER,
+                signing::sign(&key, "POST", uri, body.as_bytes(), "peer"),
+            )
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
     let too_large = format!(
         "{{\"name\": \"{}\", \"spec\": {{}}}}",
         "x".repeat(100 * 1024)
@@ -391,22 +412,31 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
         ),
         (
             "departure notice with an unknown field",
-            raw(
-                Method::POST,
+            signed(
                 "/internal/v1/left",
                 r#"{"node_id":"x","started_at":1,"why":"bored"}"#,
-                Some("s3cret"),
             ),
             StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
         (
-            "departure notice without the token",
+            "departure notice without a signature",
             raw(
                 Method::POST,
                 "/internal/v1/left",
                 r#"{"node_id":"x","started_at":1}"#,
                 None,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "departure notice with the user's token but no signature",
+            raw(
+                Method::POST,
+                "/internal/v1/left",
+                r#"{"node_id":"x","started_at":1}"#,
+                Some("s3cret"),
             ),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -435,12 +465,7 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
         serde_json::json!({"node_id": me, "started_at": started_at}),
     ] {
         let (status, _) = node
-            .send(raw(
-                Method::POST,
-                "/internal/v1/left",
-                &notice.to_string(),
-                Some("s3cret"),
-            ))
+            .send(signed("/internal/v1/left", &notice.to_string()))
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{notice}");
     }

@@ -215,10 +215,24 @@ impl Api {
 
     /// One call; a transport failure is an `Err`.
     pub async fn call(&self, method: Method, path: &str, body: Body) -> Result<Answer, String> {
+        self.call_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`Api::call`] with extra headers (a node-to-node signature, for instance).
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         request = match body {
             Body::None => request,

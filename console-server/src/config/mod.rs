@@ -38,6 +38,17 @@ pub struct ConsoleConfig {
     pub registry: RegistryConfig,
     #[serde(deserialize_with = "load::section")]
     pub monitor: MonitorConfig,
+    #[serde(deserialize_with = "load::section")]
+    pub cluster: ClusterConfig,
+}
+
+/// `cluster`: what the nodes of one cluster share. Added, issue 12.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The key that signs node-to-node calls (`/internal/*`), the same on every node. Empty: a
+    /// random key drawn once and kept in the task database, which every node can read.
+    pub secret: Secret,
 }
 
 /// `server`: where the HTTP API listens, and how peers and users reach it.

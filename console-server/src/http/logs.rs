@@ -4,7 +4,7 @@
 //! (its handle names the file), or the node that started a stopped one. Another node answers
 //! 409 `log_on_other_node` / `log_on_other_host` naming the node to ask instead. It does not
 //! forward the call: node-to-node calls must not carry the user's token, and the cluster's own
-//! credential for them does not exist yet.
+//! credential carries hints only, never data a user reads.
 
 use axum::Json;
 use axum::extract::State;

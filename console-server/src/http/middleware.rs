@@ -8,8 +8,11 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use registry_api::Secret;
+use task_dispatch::unix_millis;
 
+use super::BODY_LIMIT;
 use super::error::ApiError;
+use crate::node::signing::{NodeKey, SIGNATURE_HEADER};
 
 /// Rejects a request without `Authorization: Bearer <token>` matching `token` (when set).
 pub async fn require_bearer(State(token): State<Secret>, request: Request, next: Next) -> Response {
@@ -37,6 +40,47 @@ pub async fn require_bearer(State(token): State<Secret>, request: Request, next:
             "this call needs an Authorization: Bearer <token> header",
         )
         .into_response(),
+    }
+}
+
+/// Rejects a node-to-node call (`/internal/*`) whose signature does not prove the cluster's key
+/// (see `node/signing.rs`). The user's bearer token does not open these routes.
+pub async fn require_signature(
+    State(key): State<NodeKey>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+        .into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |path| path.as_str());
+    let header = parts
+        .headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    match key.verify(header, parts.method.as_str(), path, &body, unix_millis()) {
+        Ok(sender) => {
+            tracing::trace!(sender, path, "signed node-to-node call");
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
+        Err(refused) => {
+            tracing::debug!(path, %refused, "unsigned or badly signed node-to-node call refused");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                refused.to_string(),
+            )
+            .into_response()
+        }
     }
 }
 

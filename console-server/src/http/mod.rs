@@ -14,7 +14,9 @@
 //! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
 //! | the web console's page and calls (issue 17) | listed in [`web`] |
 //!
-//! With `server.auth_token` set, `/api` and `/internal` calls need `Authorization: Bearer`.
+//! With `server.auth_token` set, `/api` calls need `Authorization: Bearer`. `/internal` calls
+//! (node to node) need a signature made with the cluster's key (`node/signing.rs`), whatever the
+//! user token: a user token never opens them.
 //! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
 
 pub mod apps;
@@ -52,6 +54,7 @@ use crate::actions::Executors;
 use crate::executor::AppLogs;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::node::ClusterNode;
+use crate::node::signing::NodeKey;
 use crate::node::wake::{LEFT_ROUTE, WAKE_ROUTE};
 
 /// The largest request body accepted (an app spec is small).
@@ -74,6 +77,8 @@ pub struct ApiState {
     pub events: events::EventHub,
     /// Where this node finds `process` apps' logs.
     pub logs: AppLogs,
+    /// Checks the signatures of node-to-node calls.
+    pub node_key: NodeKey,
 }
 
 /// The whole API as a router; tests drive it with `tower::ServiceExt::oneshot`.
@@ -92,15 +97,22 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .route("/api/v1/apps/{id}/stop", post(apps::apps_stop))
         .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))
         .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
-        .route(WAKE_ROUTE, post(cluster::wake))
-        .route(LEFT_ROUTE, post(cluster::left))
         .merge(web::api_routes())
         .route_layer(from_fn_with_state(auth_token, middleware::require_bearer));
+    // Node to node: signed with the cluster's key, never opened by a user's token.
+    let internal = Router::new()
+        .route(WAKE_ROUTE, post(cluster::wake))
+        .route(LEFT_ROUTE, post(cluster::left))
+        .route_layer(from_fn_with_state(
+            state.node_key.clone(),
+            middleware::require_signature,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(api)
+        .merge(internal)
         .merge(web::ui_routes())
         .layer(from_fn_with_state(state.metrics.clone(), count_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

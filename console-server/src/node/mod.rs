@@ -11,6 +11,7 @@
 pub mod host;
 pub mod leader;
 pub mod peers;
+pub mod signing;
 pub mod wake;
 
 use std::sync::Arc;
@@ -122,10 +123,11 @@ impl ClusterNode {
         }))
     }
 
-    /// A peer says it has left (`POST /internal/v1/left`). It is dropped from the member set
-    /// at once, without waiting for the registry to report its entry gone (one event poll,
-    /// up to a heartbeat interval, with the MySQL registry). A notice that does not match the
-    /// live entry (unknown node, other `started_at`) changes nothing.
+    /// A peer says it has left (`POST /internal/v1/left`). The notice is only a hint to read the
+    /// registry now rather than at its next event (up to a heartbeat interval later with the
+    /// MySQL registry): the peer is dropped from the member set only if the registry no longer
+    /// lists it. Membership comes from the registry alone, so no notice, forged or late, can
+    /// drop a node that is still registered.
     pub fn peer_left(&self, departure: Departure) {
         // Fails only once the supervisor has stopped (this node is leaving itself).
         let _ = self.departures.send(departure);
@@ -225,23 +227,35 @@ impl Supervisor {
                     self.stop_acting();
                     suspended_until = None;
                 }
-                Some(departure) = departures.recv() => self.on_departure(&departure),
+                Some(departure) = departures.recv() => self.on_departure(&departure).await,
                 _ = load_refresh.tick() => self.refresh_load().await,
             }
         }
     }
 
-    fn on_departure(&mut self, departure: &Departure) {
-        if departure.node_id == self.info.id {
+    /// Reads the registry entry of a peer that says it left; drops the peer only if the entry is
+    /// gone.
+    async fn on_departure(&mut self, departure: &Departure) {
+        if departure.node_id == self.info.id || !self.peers.contains(&departure.node_id) {
             return;
         }
-        if self
-            .peers
-            .remove_departed(&departure.node_id, departure.started_at)
-            && self.acting.load(Ordering::SeqCst)
+        match self
+            .registry
+            .get(&peers::node_key(&departure.node_id))
+            .await
         {
-            tracing::info!(left = %departure.node_id, live = ?self.peers.ids(), "a peer announced that it left");
-            self.dispatcher.nodes_changed(self.peers.live_nodes());
+            Ok(None) => {
+                if self.peers.forget(&departure.node_id) && self.acting.load(Ordering::SeqCst) {
+                    tracing::info!(left = %departure.node_id, live = ?self.peers.ids(), "a peer left (its notice confirmed by the registry)");
+                    self.dispatcher.nodes_changed(self.peers.live_nodes());
+                }
+            }
+            Ok(Some(_)) => {
+                tracing::info!(node = %departure.node_id, "departure notice ignored: the registry still lists the node");
+            }
+            Err(error) => {
+                tracing::debug!(node = %departure.node_id, %error, "departure notice: cannot read the registry; waiting for its events");
+            }
         }
     }
 

@@ -108,16 +108,16 @@ impl Peers {
         }
     }
 
-    /// Forgets `id` on its own notice that it left, if the entry is the same incarnation
-    /// (`started_at`): a late notice never removes a node that has since started again.
-    /// Returns whether the set changed. The registry's own `Removed` that follows is then a
-    /// no-op.
-    pub fn remove_departed(&self, id: &str, started_at: i64) -> bool {
-        let mut nodes = self.write();
-        match nodes.get(id) {
-            Some(info) if info.started_at == started_at => nodes.remove(id).is_some(),
-            _ => false,
-        }
+    /// Forgets `id`, which the registry no longer lists (read just now, before its `Removed`
+    /// event arrived). Returns whether the set changed; the registry's own `Removed` that
+    /// follows is then a no-op.
+    pub fn forget(&self, id: &str) -> bool {
+        self.write().remove(id).is_some()
+    }
+
+    /// Whether `id` is in the view.
+    pub fn contains(&self, id: &str) -> bool {
+        self.read().contains_key(id)
     }
 
     /// The ids of the live nodes, sorted.
@@ -232,19 +232,13 @@ mod tests {
     }
 
     #[test]
-    fn a_departure_notice_removes_only_the_incarnation_that_sent_it() {
+    fn forgetting_a_node_makes_its_later_removal_a_no_op() {
         let peers = Peers::default();
         assert!(peers.apply(&event(EventKind::Added, "a")));
-        assert!(
-            !peers.remove_departed("a", 7),
-            "a notice from an earlier run of `a` (another started_at) is ignored"
-        );
-        assert!(
-            !peers.remove_departed("zz", 0),
-            "an unknown node changes nothing"
-        );
-        assert!(peers.remove_departed("a", 0));
-        assert!(peers.ids().is_empty());
+        assert!(!peers.forget("zz"), "an unknown node changes nothing");
+        assert!(peers.contains("a"));
+        assert!(peers.forget("a"));
+        assert!(peers.ids().is_empty() && !peers.contains("a"));
         assert!(
             !peers.apply(&event(EventKind::Removed, "a")),
             "the registry's Removed that follows is a no-op"

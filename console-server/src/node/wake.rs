@@ -6,16 +6,19 @@
 //!   the owner's fallback poll.
 //! - Departures: a node that shut down gracefully tells its peers (`POST /internal/v1/left`), so
 //!   they adopt its apps at once. A lost notice only delays that until the registry reports the
-//!   node's entry gone.
+//!   node's entry gone. The notice is a hint: the receiver reads the registry and believes it.
+//!
+//! Both are signed with the cluster's key ([`super::signing`]); the user's `server.auth_token`
+//! never leaves the node.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry_api::Secret;
-use task_dispatch::{AppId, OwnerNotifier, TaskId};
+use task_dispatch::{AppId, OwnerNotifier, TaskId, unix_millis};
 
 use super::Departure;
 use super::peers::{NodeInfo, Peers};
+use super::signing::{NodeKey, SIGNATURE_HEADER};
 
 /// The internal route a nudge is sent to.
 pub const WAKE_ROUTE: &str = "/internal/v1/wake";
@@ -30,12 +33,14 @@ const NUDGE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct HttpNudge {
     peers: Peers,
     client: reqwest::Client,
-    token: Secret,
+    key: NodeKey,
+    /// This node's id, named in every signature.
+    sender: String,
 }
 
 impl HttpNudge {
-    /// `token` is the cluster's `server.auth_token` (every node has the same).
-    pub fn new(peers: Peers, token: Secret) -> Result<Self, reqwest::Error> {
+    /// Calls signed with `key` as node `sender`.
+    pub fn new(peers: Peers, key: NodeKey, sender: String) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(NUDGE_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -43,7 +48,8 @@ impl HttpNudge {
         Ok(Self {
             peers,
             client,
-            token,
+            key,
+            sender,
         })
     }
 
@@ -68,22 +74,24 @@ impl HttpNudge {
         while calls.join_next().await.is_some() {}
     }
 
-    /// A POST of `body` to `route` on `peer`, with the cluster's token when one is set.
+    /// A POST of `body` to `route` on `peer`, signed with the cluster's key.
     fn request(
         &self,
         peer: &NodeInfo,
         route: &str,
         body: &impl serde::Serialize,
     ) -> reqwest::RequestBuilder {
-        let request = self
-            .client
+        // A body of plain ids and numbers always encodes; an empty one would fail the peer's
+        // JSON check, not the signature.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let signature = self
+            .key
+            .sign("POST", route, &body, &self.sender, unix_millis());
+        self.client
             .post(format!("{}{route}", peer.base_url()))
-            .json(body);
-        if self.token.is_empty() {
-            request
-        } else {
-            request.bearer_auth(self.token.expose())
-        }
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
     }
 }
 

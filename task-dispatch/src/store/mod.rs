@@ -8,6 +8,8 @@
 //! Groups of calls:
 //! - apps (`apps.rs`): create, get, list, delete. Any node.
 //! - tasks (`tasks.rs`): submit, check an action early, get. Any node.
+//! - cluster settings (`cluster.rs`): the cluster's id and node-to-node signing key, drawn once
+//!   and shared through this database. Any node.
 //! - views (`views.rs`): filtered app pages, an app's task history, counts by state, rows
 //!   changed since a moment (the web console and its event stream). Any node; reads only.
 //! - owner writes, which only the dispatcher of the owning node makes; every one of them
@@ -27,6 +29,7 @@
 
 mod apps;
 mod claims;
+mod cluster;
 mod fencing;
 mod leases;
 mod model;
@@ -49,6 +52,7 @@ use crate::redact::redact_url;
 
 pub use apps::MAX_PAGE_SIZE;
 pub use claims::Claim;
+pub use cluster::ClusterSettings;
 pub use leases::Adoption;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
 pub use outcomes::Outcome;

@@ -8,6 +8,7 @@
 //! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
 //! | [`ports`] | [`ports::free_port`] |
+//! | [`signing`] | node-to-node signatures (`/internal/*`), made from the documented format |
 //!
 //! # Services
 //! | variable | default | started by |
@@ -28,6 +29,7 @@ pub mod etcd;
 pub mod mariadb;
 pub mod ports;
 pub mod proxy;
+pub mod signing;
 pub mod wait;
 pub mod zookeeper;
 

@@ -13,6 +13,7 @@
 //! | `concurrent_starts` | 5. concurrent starts start one process |
 //! | `outage` | 6. the registry goes away and comes back |
 //! | `bad_input` | 7. bad input changes nothing |
+//! | `forged_notices` | issue 12, finding 1: forged node-to-node calls change nothing |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `checks` | what the scenarios check on a running cluster |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -83,6 +84,7 @@ mod bad_input;
 mod checks;
 mod concurrent_starts;
 mod failover;
+mod forged_notices;
 mod host_affinity;
 mod membership;
 mod outage;

@@ -1,0 +1,7 @@
+-- Facts every node of the cluster shares through the task database (issue 12): the cluster's id
+-- (tags the apps' processes) and the key that signs node-to-node calls when `cluster.secret` is not
+-- configured. Written once by the first node (insert-if-absent), read by every node.
+CREATE TABLE cluster_settings (
+    name TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);
