@@ -8,6 +8,7 @@
 
 mod actions;
 mod config;
+mod data_lock;
 mod executor;
 mod http;
 mod metrics;
@@ -25,6 +26,7 @@ use task_dispatch::{
 
 use crate::actions::{ConsoleActions, Executors};
 pub use crate::config::{ConfigError, ConsoleConfig};
+use crate::data_lock::{DATA_DIR_LOCK, DataLocks, LockError};
 /// The typed client of Flink's REST API that the `flink` executor is built on (public for its
 /// integration tests against a real session cluster).
 pub use crate::executor::flink;
@@ -39,6 +41,8 @@ use crate::node::{ClusterNode, JoinError, host};
 /// Why the node could not start or stopped with an error. `Display` is the line for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Locked(#[from] LockError),
     #[error("cannot connect the {kind} registry: {source}")]
     Registry { kind: String, source: RegistryError },
     #[error("cannot open the database {url}: {source}")]
@@ -114,6 +118,8 @@ pub struct Console {
     auth_token: Secret,
     /// Node-to-node calls; used here for the departure notice on shutdown.
     peer_calls: HttpNudge,
+    /// This node's exclusive hold on its data directory (and SQLite file), until it is dropped.
+    _locks: DataLocks,
 }
 
 impl Console {
@@ -131,6 +137,7 @@ impl Console {
         port: u16,
         hooks: BenchmarkHooks,
     ) -> Result<Self, StartupError> {
+        let locks = lock_local_files(config)?;
         let registry: Arc<dyn Registry> = registry_all::connect(&config.registry)
             .await
             .map_err(|source| StartupError::Registry {
@@ -230,6 +237,7 @@ impl Console {
             state,
             auth_token: config.server.auth_token.clone(),
             peer_calls,
+            _locks: locks,
         })
     }
 
@@ -271,6 +279,26 @@ impl Console {
         self.store.close().await;
         tracing::info!(node = %node_id, took = ?started.elapsed(), "console-server stopped");
     }
+}
+
+/// Takes the exclusive locks on `node.data_dir` and on the SQLite store file (if that is the
+/// store): a second console on either exits here instead of fencing the first in a loop.
+fn lock_local_files(config: &ConsoleConfig) -> Result<DataLocks, LockError> {
+    let mut locks = DataLocks::default();
+    let data_dir = &config.node.data_dir;
+    locks.acquire(
+        &format!("node.data_dir {}", data_dir.display()),
+        &data_dir.join(DATA_DIR_LOCK),
+    )?;
+    if let Some(file) = data_lock::sqlite_file(&config.database.url) {
+        let mut lock = file.clone().into_os_string();
+        lock.push(".lock");
+        locks.acquire(
+            &format!("the SQLite store {}", file.display()),
+            std::path::Path::new(&lock),
+        )?;
+    }
+    Ok(locks)
 }
 
 /// Switches that only the cluster benchmark uses (`docs/BENCHMARKS.md`), read from the

@@ -40,6 +40,21 @@ fn run(dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Whether `GET /healthz` on `addr` answers 200.
+fn answers_healthz(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut answer = String::new();
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: test\r\n\r\n")
+        .is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.0 200")
+}
+
 /// Stderr's lines, for asserting on the one line an operator sees.
 fn stderr_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stderr)
@@ -66,5 +81,50 @@ fn standalone_listening_beyond_loopback_without_a_token_is_refused() {
     assert!(
         !dir.path().join("data").exists(),
         "nothing was created before the refusal"
+    );
+}
+
+/// Issue 12, finding 15: two consoles on one data directory (one SQLite store) each took the
+/// other's apps and fenced each other in a loop. The second now exits at once, saying which
+/// lock is held and by which pid.
+#[test]
+fn standalone_a_second_console_on_one_data_directory_exits_naming_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_port = test_support::ports::free_port().to_string();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_console-server"))
+        .current_dir(dir.path())
+        .env("CONSOLE__SERVER__PORT", &first_port)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthz = format!("127.0.0.1:{first_port}");
+    let started = Instant::now();
+    // The port is bound before the node starts; /healthz answers once it holds its locks.
+    while !answers_healthz(&healthz) {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first console exited"
+        );
+        assert!(
+            started.elapsed() < REFUSAL_DEADLINE,
+            "the first console does not listen"
+        );
+        std::thread::sleep(test_support::wait::POLL_INTERVAL);
+    }
+
+    let second_port = test_support::ports::free_port().to_string();
+    let second = run(dir.path(), &[("CONSOLE__SERVER__PORT", &second_port)]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let lines = stderr_lines(&second);
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert!(
+        lines[0].contains("data/console.lock")
+            && lines[0].contains(&format!("pid {}", first.id()))
+            && lines[0].contains("in use by another console-server"),
+        "{lines:?}"
     );
 }
