@@ -237,6 +237,41 @@ async fn idempotency_key_returns_the_first_task(db: &common::TestDb) {
 on_both_backends!(idempotency_key_returns_the_first_task =>
     mysql_idempotency_key_returns_the_first_task, sqlite_idempotency_key_returns_the_first_task);
 
+/// Issue 12, finding 12: keys and node ids that differ only in case are different keys and ids
+/// (MariaDB's default collation made `A` return the task of `a`, and fencing `N1` fence `n1`).
+async fn identifiers_compare_byte_for_byte(db: &common::TestDb) {
+    let store = db.store().await;
+    let first = store.create_app(new_app("lower")).await.unwrap();
+    let second = store.create_app(new_app("upper")).await.unwrap();
+    let lower = store
+        .submit_task(first.id, Action::Start, Some("key"))
+        .await
+        .unwrap();
+    let upper = store
+        .submit_task(second.id, Action::Start, Some("KEY"))
+        .await
+        .unwrap();
+    assert!(upper.created, "KEY is not key: {upper:?}");
+    assert_ne!(upper.task.id, lower.task.id);
+    assert_eq!(upper.task.app_id, second.id);
+
+    let small = store.register_node("node-a").await.unwrap();
+    let capital = store.register_node("NODE-A").await.unwrap();
+    assert_eq!(
+        (small.epoch, capital.epoch),
+        (1, 1),
+        "two nodes, two epochs"
+    );
+    store.fence_node(&capital).await.unwrap();
+    assert_eq!(
+        store.register_node("node-a").await.unwrap().epoch,
+        2,
+        "fencing NODE-A left node-a's epoch alone"
+    );
+}
+on_both_backends!(identifiers_compare_byte_for_byte =>
+    mysql_identifiers_compare_byte_for_byte, sqlite_identifiers_compare_byte_for_byte);
+
 async fn concurrent_submissions_are_checked_against_each_other(db: &common::TestDb) {
     let store = db.store().await;
     let app = store.create_app(new_app("race")).await.unwrap();
