@@ -86,8 +86,13 @@ fn recorded_handle(app: &App) -> Result<Option<Handle>, ActionError> {
         .transpose()
 }
 
+/// A refusal (nothing done, the app's fate unknown) keeps the app's state; anything else fails it.
 fn failed(error: ExecutorError) -> ActionError {
-    ActionError::new(error.to_string())
+    if error.is_refusal() {
+        ActionError::refused(error.to_string())
+    } else {
+        ActionError::new(error.to_string())
+    }
 }
 
 /// What the dispatcher calls: the [`Executors`], measured.

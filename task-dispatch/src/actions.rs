@@ -7,15 +7,47 @@ use serde_json::Value;
 use crate::state::Action;
 use crate::store::{App, AppId, TaskId};
 
-/// An executor failed; the message becomes the task's `error` and the app's `last_error`.
+/// An executor call did not do what it was asked; the message becomes the task's `error` and
+/// the app's `last_error`.
+///
+/// A *failure* ([`ActionError::new`]) makes the app FAILED. A *refusal*
+/// ([`ActionError::refused`]) means the executor did nothing and cannot tell what the app is
+/// doing (its host is unreachable, Flink does not answer): the task fails, and the app keeps the
+/// state it had before the task was claimed, because "could not be observed" is never "failed".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ActionError(pub String);
+#[error("{message}")]
+pub struct ActionError {
+    message: String,
+    refused: bool,
+}
 
 impl ActionError {
-    /// An error with this message.
+    /// A failure with this message: the app becomes FAILED.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            refused: false,
+        }
+    }
+
+    /// A refusal with this message: nothing was done, the app keeps its state.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            refused: true,
+        }
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether this is a refusal (see [`ActionError::refused`]).
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        self.refused
     }
 }
 

@@ -189,6 +189,14 @@ impl AppState {
         matches!(self, Self::Starting | Self::Running | Self::Stopping)
     }
 
+    /// CREATED, RUNNING, STOPPED or FAILED: no action is under way. An executor's refusal puts
+    /// an app back in such a state; one that was mid-action before the claim (its previous owner
+    /// died) becomes FAILED instead, since nothing will finish that action.
+    #[must_use]
+    pub const fn is_settled(self) -> bool {
+        !matches!(self, Self::Starting | Self::Stopping)
+    }
+
     /// Whether a probe that finds the app dead moves it to FAILED: only RUNNING apps are
     /// probed; a STARTING or STOPPING app belongs to its running task.
     #[must_use]

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::control::Internal;
-use crate::actions::{ActionContext, AppActions, Liveness};
+use crate::actions::{ActionContext, ActionError, AppActions, Liveness};
 use crate::affinity::{AppPlacement, HostId};
 use crate::error::{Entity, Error};
 use crate::state::{AppState, Phase};
@@ -352,6 +352,8 @@ impl AppWorker {
         self.ensure_acting()?;
         let max_attempts = self.shared.config.max_attempts;
         let pin = self.pin(app);
+        // Where a refusal puts the app back (see `Outcome::Refused`).
+        let before = app.state;
         let (task, phases) = match self
             .shared
             .store
@@ -396,7 +398,16 @@ impl AppWorker {
             let outcome = match result {
                 Ok(_) if !last => continue,
                 Ok(handle) => Outcome::Succeeded { handle },
-                Err(error) => Outcome::Failed { error },
+                Err(error) if error.is_refusal() && before.is_settled() => Outcome::Refused {
+                    error: non_empty(error.message().to_owned(), "the executor refused"),
+                    state: before,
+                },
+                Err(error) => Outcome::Failed {
+                    error: non_empty(
+                        error.message().to_owned(),
+                        "the executor failed without a message",
+                    ),
+                },
             };
             let (done, written) = self
                 .persist(|store, lease| {
@@ -418,13 +429,12 @@ impl AppWorker {
         app: &App,
         phase: Phase,
         cx: &ActionContext,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, ActionError> {
         let _in_flight = InFlight::enter(&self.shared.stats.actions_in_flight);
-        let result = match phase {
+        match phase {
             Phase::Start => self.actions.start(app, cx).await.map(Some),
             Phase::Stop => self.actions.stop(app, cx).await.map(|()| None),
-        };
-        result.map_err(|e| non_empty(e.0, "the executor failed without a message"))
+        }
     }
 
     /// Writes an outcome after the executor acted: retried through database failures (the

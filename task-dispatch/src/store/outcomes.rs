@@ -28,6 +28,15 @@ pub enum Outcome {
         /// Why.
         error: String,
     },
+    /// The executor did nothing and cannot tell what the app is doing (a refusal): the task
+    /// becomes FAILED with this error, the app goes back to `state` (what it was before the
+    /// claim) with its handle and host unchanged and the error as `last_error`.
+    Refused {
+        /// Why.
+        error: String,
+        /// The app's state before the task was claimed.
+        state: AppState,
+    },
 }
 
 /// A write of an app held by the caller's lease, conditional on its version.
@@ -153,7 +162,8 @@ impl Store {
 
     /// Records the outcome of the last phase run for a claimed task, in one transaction: the task
     /// becomes SUCCEEDED or FAILED (with the error), the app the phase's success state (with
-    /// the executor's handle after a start, none after a stop) or FAILED (with `last_error`).
+    /// the executor's handle after a start, none after a stop), FAILED (with `last_error`), or,
+    /// after a refusal, the state it had before the claim.
     /// On MySQL this is one statement.
     ///
     /// The app's host ([`App::host`]) stays after a start, and after a failure that keeps a
@@ -193,11 +203,20 @@ impl Store {
                 app.handle.clone(),
                 Some(error.clone()),
             ),
+            Outcome::Refused { error, state } => (
+                TaskStatus::Failed,
+                Some(error.clone()),
+                *state,
+                app.handle.clone(),
+                Some(error.clone()),
+            ),
         };
         let host = match (&outcome, phase) {
             (Outcome::Succeeded { .. }, Phase::Start) => app.host.clone(),
             (Outcome::Succeeded { .. }, Phase::Stop) => None,
             (Outcome::Failed { .. }, _) => app.host.clone().filter(|_| handle.is_some()),
+            // Nothing was done: the host a copy may run on is what it was.
+            (Outcome::Refused { .. }, _) => app.host.clone(),
         };
         let handle_text = handle.as_ref().map(Value::to_string);
         let write = AppWrite {

@@ -95,6 +95,59 @@ async fn claim_run_finish_through_the_state_machine(db: &common::TestDb) {
 on_both_backends!(claim_run_finish_through_the_state_machine =>
     mysql_claim_run_finish_through_the_state_machine, sqlite_claim_run_finish_through_the_state_machine);
 
+/// A refusal (the executor did nothing and cannot tell what the app is doing) fails the task but
+/// puts the app back where it was, handle and all: "unknown" is never "failed".
+async fn a_refused_action_leaves_the_app_as_it_was(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("r")).await.unwrap();
+    let lease = own(&store, "n1", app.id).await;
+    store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap();
+    let (_, running) = run_next_ok(&store, &lease, app.id).await;
+    assert_eq!(running.state, AppState::Running);
+
+    store.submit_task(app.id, Action::Stop, None).await.unwrap();
+    let (task, stopping, phases) = claim_next(&store, &lease, app.id).await;
+    assert_eq!(
+        (phases, stopping.state),
+        ([Phase::Stop].as_slice(), AppState::Stopping)
+    );
+    let (refused, back) = store
+        .finish_task(
+            &lease,
+            &task,
+            &stopping,
+            Phase::Stop,
+            Outcome::Refused {
+                error: "on another host: cannot reach it".into(),
+                state: AppState::Running,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, TaskStatus::Failed);
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("on another host: cannot reach it")
+    );
+    let stored = store.get_app(app.id).await.unwrap();
+    assert_eq!(stored, back);
+    assert_eq!(
+        (stored.state, stored.handle, stored.last_error.as_deref()),
+        (
+            AppState::Running,
+            running.handle,
+            Some("on another host: cannot reach it")
+        )
+    );
+    // Still RUNNING: it can be stopped again once the executor answers.
+    store.submit_task(app.id, Action::Stop, None).await.unwrap();
+}
+on_both_backends!(a_refused_action_leaves_the_app_as_it_was =>
+    mysql_a_refused_action_leaves_the_app_as_it_was, sqlite_a_refused_action_leaves_the_app_as_it_was);
+
 async fn an_illegal_action_fails_its_task_at_claim(db: &common::TestDb) {
     let store = db.store().await;
     let app = store.create_app(new_app("x")).await.unwrap();
