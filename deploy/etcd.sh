@@ -48,6 +48,8 @@ die() {
     echo "etcd.sh: error: $*" >&2
     exit 1
 }
+# alive, now, elapsed_since, before_deadline, log_tail, terminate, apt_install
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 case "$ETCD_PEER_PORT" in
     '' | *[!0-9]*) die "ETCD_PEER_PORT must be a port number, got '$ETCD_PEER_PORT'" ;;
@@ -77,38 +79,15 @@ our_pid() {
     echo "$pid"
 }
 
-# kill -0 alone would call a zombie alive.
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
-now() { date +%s.%N; }
-elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'; }
-# True while fewer than $2 seconds have passed since $1.
-before_deadline() { awk -v s="$1" -v t="$2" -v e="$(now)" 'BEGIN { exit !(e - s < t) }'; }
 
-log_tail() {
-    if [ -f "$ETCD_LOG" ]; then
-        echo "--- last 40 lines of $ETCD_LOG ---" >&2
-        tail -n 40 "$ETCD_LOG" >&2
-        echo "---" >&2
-    fi
-}
 
 install_if_missing() {
     command -v etcd >/dev/null && command -v etcdctl >/dev/null && return 0
     log "etcd or etcdctl is missing: installing Debian's etcd-server and etcd-client packages"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "installing etcd needs root (or sudo); run: apt-get install -y etcd-server etcd-client"
-        sudo=(sudo -n)
-    fi
-    # RUNLEVEL=1: invoke-rc.d starts no service in runlevel 1, so the package's own etcd (on
-    # 2379, data in /var/lib/etcd) is not started beside ours.
-    export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
-    if ! "${sudo[@]}" env RUNLEVEL=1 apt-get install -y -q --no-install-recommends etcd-server etcd-client; then
-        log "install failed; refreshing the package lists and retrying"
-        "${sudo[@]}" apt-get update -q
-        "${sudo[@]}" env RUNLEVEL=1 apt-get install -y -q --no-install-recommends etcd-server etcd-client
-    fi
+    # apt_install sets RUNLEVEL=1: invoke-rc.d then starts no service, so the package's own etcd
+    # (on 2379, data in /var/lib/etcd) is not started beside ours.
+    apt_install etcd-server etcd-client
     command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
         die "installed etcd-server and etcd-client but etcd or etcdctl is still missing"
 }
@@ -155,12 +134,12 @@ start() {
         fi
         if ! alive "$pid"; then
             rm -f "$ETCD_PID_FILE"
-            log_tail
+            log_tail "$ETCD_LOG"
             die "etcd (pid $pid) exited before it was healthy on $ETCD_HOST:$ETCD_PORT; see $ETCD_LOG"
         fi
         sleep 0.1
     done
-    log_tail
+    log_tail "$ETCD_LOG"
     die "etcd (pid $pid) was not healthy on $ETCD_HOST:$ETCD_PORT within ${ETCD_START_TIMEOUT}s; it is left running, see $ETCD_LOG"
 }
 
@@ -175,16 +154,7 @@ stop() {
         log "not running (no server started by this script); nothing to stop"
         return 0
     fi
-    log "stopping pid $pid (SIGTERM)"
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid" && before_deadline "$started" "$ETCD_STOP_TIMEOUT"; do
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "pid $pid still alive after ${ETCD_STOP_TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while alive "$pid"; do sleep 0.1; done
-    fi
+    terminate "$pid" "" "$started" "$ETCD_STOP_TIMEOUT"
     rm -f "$ETCD_PID_FILE"
     while port_open "$ETCD_PORT"; do
         before_deadline "$started" "$(awk -v t="$ETCD_STOP_TIMEOUT" 'BEGIN { print t + 10 }')" ||

@@ -61,6 +61,8 @@ die() {
     echo "flink.sh: error: $*" >&2
     exit 1
 }
+# alive, now, elapsed_since, before_deadline, log_tail, terminate, apt_install
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 for port_var in FLINK_REST_PORT FLINK_RPC_PORT FLINK_TASK_SLOTS; do
     [[ "${!port_var}" =~ ^[1-9][0-9]*$ ]] || die "$port_var must be a positive number, got '${!port_var}'"
@@ -69,10 +71,6 @@ for timeout_var in FLINK_START_TIMEOUT FLINK_STOP_TIMEOUT; do
     [[ "${!timeout_var}" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$timeout_var must be a number of seconds, got '${!timeout_var}'"
 done
 
-now() { date +%s.%N; }
-elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'; }
-# True while fewer than $2 seconds have passed since $1.
-before_deadline() { awk -v s="$1" -v t="$2" -v e="$(now)" 'BEGIN { exit !(e - s < t) }'; }
 
 # shellcheck disable=SC2016
 port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$FLINK_HOST" "$1" 2>/dev/null; }
@@ -90,7 +88,6 @@ answers() {
 }
 
 # kill -0 alone would call a zombie alive: the JVM is our child while `start` waits for it.
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 # Prints the pid in $FLINK_RUN_DIR/$1.pid if that process is still the component started with our
 # config dir: the JVM (`--configDir $CONF_DIR`), or for its first seconds the start script that
@@ -108,15 +105,10 @@ our_pid() {
     echo "$pid"
 }
 
-log_tail() {
-    local component
-    for component in jobmanager taskmanager; do
-        if [ -f "$FLINK_RUN_DIR/$component.log" ]; then
-            echo "--- last 30 lines of $FLINK_RUN_DIR/$component.log ---" >&2
-            tail -n 30 "$FLINK_RUN_DIR/$component.log" >&2
-        fi
-    done
-    echo "---" >&2
+# The end of both components' logs on stderr.
+flink_log_tail() {
+    log_tail "$FLINK_RUN_DIR/jobmanager.log" 30
+    log_tail "$FLINK_RUN_DIR/taskmanager.log" 30
 }
 
 # Downloads both wheels and unpacks them into $INSTALL_DIR, unless a complete install is there.
@@ -281,13 +273,13 @@ start() {
         fi
         for component in jobmanager taskmanager; do
             if ! our_pid "$component" >/dev/null; then
-                log_tail
+                flink_log_tail
                 die "the $component exited before the cluster was ready; see $FLINK_RUN_DIR/$component.log"
             fi
         done
         sleep 0.2
     done
-    log_tail
+    flink_log_tail
     die "Flink did not answer on $REST_URL with a registered TaskManager within ${FLINK_START_TIMEOUT}s; it is left running, see $FLINK_RUN_DIR"
 }
 
@@ -297,16 +289,7 @@ stop_component() {
         rm -f "$FLINK_RUN_DIR/$component.pid"
         return 0
     }
-    log "stopping $component pid $pid (SIGTERM)"
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid" && before_deadline "$started" "$FLINK_STOP_TIMEOUT"; do
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "$component pid $pid still alive after ${FLINK_STOP_TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while alive "$pid"; do sleep 0.1; done
-    fi
+    terminate "$pid" "$component " "$started" "$FLINK_STOP_TIMEOUT"
     rm -f "$FLINK_RUN_DIR/$component.pid"
 }
 

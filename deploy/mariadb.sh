@@ -38,6 +38,8 @@ die() {
     echo "mariadb.sh: error: $*" >&2
     exit 1
 }
+# alive, now, elapsed_since, before_deadline, log_tail, terminate, apt_install
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 # Runs `select 1` as root over TCP; prints the client's error on failure.
 select_one() {
@@ -60,10 +62,6 @@ server_pid() {
     echo "$pid"
 }
 
-now() { date +%s.%N; }
-elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'; }
-# True while fewer than $2 seconds have passed since $1.
-before_deadline() { awk -v s="$1" -v t="$2" -v e="$(now)" 'BEGIN { exit !(e - s < t) }'; }
 
 diagnostics() {
     local f

@@ -46,6 +46,8 @@ die() {
     echo "zookeeper.sh: error: $*" >&2
     exit 1
 }
+# alive, now, elapsed_since, before_deadline, log_tail, terminate, apt_install
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 case "$ZK_PORT" in
     '' | *[!0-9]*) die "ZK_PORT must be a port number, got '$ZK_PORT'" ;;
@@ -83,35 +85,13 @@ our_pid() {
 }
 
 # kill -0 alone would call a zombie alive: the server is our child while `start` waits for it.
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
-now() { date +%s.%N; }
-elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'; }
-# True while fewer than $2 seconds have passed since $1.
-before_deadline() { awk -v s="$1" -v t="$2" -v e="$(now)" 'BEGIN { exit !(e - s < t) }'; }
 
-log_tail() {
-    if [ -f "$ZK_LOG" ]; then
-        echo "--- last 40 lines of $ZK_LOG ---" >&2
-        tail -n 40 "$ZK_LOG" >&2
-        echo "---" >&2
-    fi
-}
 
 install_if_missing() {
     [ -x "$ZK_BIN/zkServer.sh" ] && return 0
     log "$ZK_BIN/zkServer.sh is missing: installing Debian's zookeeper package"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "installing zookeeper needs root (or sudo); run: apt-get install -y zookeeper"
-        sudo=(sudo -n)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q --no-install-recommends zookeeper; then
-        log "install failed; refreshing the package lists and retrying"
-        "${sudo[@]}" apt-get update -q
-        "${sudo[@]}" apt-get install -y -q --no-install-recommends zookeeper
-    fi
+    apt_install zookeeper
     [ -x "$ZK_BIN/zkServer.sh" ] || die "installed zookeeper but $ZK_BIN/zkServer.sh is still missing"
 }
 
@@ -188,12 +168,12 @@ start() {
         fi
         if ! alive "$pid"; then
             rm -f "$ZK_PID_FILE"
-            log_tail
+            log_tail "$ZK_LOG"
             die "ZooKeeper (pid $pid) exited before answering on $ZK_HOST:$ZK_PORT; see $ZK_LOG"
         fi
         sleep 0.1
     done
-    log_tail
+    log_tail "$ZK_LOG"
     die "ZooKeeper (pid $pid) did not answer imok on $ZK_HOST:$ZK_PORT within ${ZK_START_TIMEOUT}s; it is left running, see $ZK_LOG"
 }
 
@@ -208,16 +188,7 @@ stop() {
         log "not running (no server started by this script); nothing to stop"
         return 0
     fi
-    log "stopping pid $pid (SIGTERM)"
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid" && before_deadline "$started" "$ZK_STOP_TIMEOUT"; do
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "pid $pid still alive after ${ZK_STOP_TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while alive "$pid"; do sleep 0.1; done
-    fi
+    terminate "$pid" "" "$started" "$ZK_STOP_TIMEOUT"
     rm -f "$ZK_PID_FILE"
     # The port is normally closed once the JVM is gone; wait for it anyway so that a start right
     # after stop never races with the old listener.

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use console_server::{Console, ConsoleConfig};
 use serde_json::{Value, json};
+use test_support::console_env::{self, CLUSTER_SECRET};
 use test_support::{eventually, signing};
 use tower::ServiceExt;
 
@@ -15,9 +16,6 @@ use tower::ServiceExt;
 const SETTLE: Duration = Duration::from_secs(15);
 
 /// A node in a temporary directory; its app processes are killed when it is dropped.
-/// `cluster.secret` of every test node: node-to-node calls are signed with its key.
-const CLUSTER_SECRET: &str = "test-cluster-secret";
-
 struct TestNode {
     console: Option<Console>,
     dir: tempfile::TempDir,
@@ -27,25 +25,7 @@ struct TestNode {
 impl TestNode {
     async fn start(token: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut env = vec![
-            ("CONSOLE__NODE__ID".to_owned(), "test-node".to_owned()),
-            (
-                "CONSOLE__NODE__DATA_DIR".to_owned(),
-                dir.path().join("data").display().to_string(),
-            ),
-            (
-                "CONSOLE__DATABASE__URL".to_owned(),
-                format!("sqlite://{}", dir.path().join("console.db").display()),
-            ),
-            ("CONSOLE__MONITOR__INTERVAL_MS".to_owned(), "200".to_owned()),
-            (
-                "CONSOLE__CLUSTER__SECRET".to_owned(),
-                CLUSTER_SECRET.to_owned(),
-            ),
-        ];
-        if let Some(token) = token {
-            env.push(("CONSOLE__SERVER__AUTH_TOKEN".to_owned(), token.to_owned()));
-        }
+        let env = console_env::standalone("test-node", dir.path(), token);
         let config = ConsoleConfig::load_with_env(None, env).unwrap();
         let console = Console::start(&config, 10_000).await.unwrap();
         let node = Self {

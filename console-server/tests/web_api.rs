@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use console_server::{Console, ConsoleConfig};
 use serde_json::{Value, json};
-use test_support::eventually;
+use test_support::{console_env, eventually};
 
 /// How long the node may take to get where a test waits for it.
 const SETTLE: Duration = Duration::from_secs(15);
@@ -26,21 +26,7 @@ struct ServedNode {
 impl ServedNode {
     async fn start(token: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut env = vec![
-            ("CONSOLE__NODE__ID".to_owned(), "web-node".to_owned()),
-            (
-                "CONSOLE__NODE__DATA_DIR".to_owned(),
-                dir.path().join("data").display().to_string(),
-            ),
-            (
-                "CONSOLE__DATABASE__URL".to_owned(),
-                format!("sqlite://{}", dir.path().join("console.db").display()),
-            ),
-            ("CONSOLE__MONITOR__INTERVAL_MS".to_owned(), "200".to_owned()),
-        ];
-        if let Some(token) = token {
-            env.push(("CONSOLE__SERVER__AUTH_TOKEN".to_owned(), token.to_owned()));
-        }
+        let env = console_env::standalone("web-node", dir.path(), token);
         let config = ConsoleConfig::load_with_env(None, env).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

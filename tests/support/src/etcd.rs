@@ -5,13 +5,13 @@
 //! `deploy/etcd.sh start`). It serves every test running at the same time, so a test that stops
 //! a server uses a [`PrivateEtcd`] (or cuts its clients off with a [`crate::proxy::TcpProxy`]).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, DeleteOptions};
 
+use crate::deploy_script::DeployScript;
 use crate::ports::free_port;
 use crate::teardown;
 
@@ -143,17 +143,7 @@ async fn delete_namespace(endpoints: &str, path: &str) {
 #[derive(Debug)]
 pub struct PrivateEtcd {
     port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-    _own_dir: Option<tempfile::TempDir>,
-}
-
-fn script() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap_or_else(|| panic!("test-support lives in <workspace>/tests/support"));
-    workspace.join("deploy/etcd.sh")
+    script: DeployScript,
 }
 
 impl PrivateEtcd {
@@ -163,27 +153,14 @@ impl PrivateEtcd {
     /// # Panics
     /// With the script's output when it fails.
     pub async fn start(dir: Option<&Path>) -> Self {
-        let own_dir = match dir {
-            Some(_) => None,
-            None => Some(
-                tempfile::Builder::new()
-                    .prefix("private-etcd-")
-                    .tempdir()
-                    .unwrap_or_else(|error| panic!("cannot create a directory for etcd: {error}")),
-            ),
-        };
-        let dir = dir
-            .map(Path::to_owned)
-            .or_else(|| own_dir.as_ref().map(|d| d.path().to_owned()))
-            .unwrap_or_default();
-        let server = Self {
-            port: free_port(),
-            peer_port: free_port(),
-            dir,
-            _own_dir: own_dir,
-        };
-        server.run("start").await;
-        server
+        let port = free_port();
+        let env = vec![
+            ("ETCD_PORT", port.to_string()),
+            ("ETCD_PEER_PORT", free_port().to_string()),
+        ];
+        let script = DeployScript::new("etcd.sh", env, "ETCD_DIR", dir, "private-etcd-");
+        script.run("start").await;
+        Self { port, script }
     }
 
     /// `127.0.0.1:port`.
@@ -193,49 +170,11 @@ impl PrivateEtcd {
 
     /// Stops the server and waits until its port is closed; the data (leases too) is kept.
     pub async fn stop(&self) {
-        self.run("stop").await;
+        self.script.run("stop").await;
     }
 
     /// Starts it again after [`PrivateEtcd::stop`] and waits until it serves.
     pub async fn resume(&self) {
-        self.run("start").await;
-    }
-
-    fn command(&self, action: &str) -> std::process::Command {
-        let mut command = std::process::Command::new(script());
-        command
-            .arg(action)
-            .env("ETCD_PORT", self.port.to_string())
-            .env("ETCD_PEER_PORT", self.peer_port.to_string())
-            .env("ETCD_DIR", &self.dir)
-            .stdin(Stdio::null());
-        command
-    }
-
-    async fn run(&self, action: &str) {
-        let output = tokio::process::Command::from(self.command(action))
-            .output()
-            .await
-            .unwrap_or_else(|error| panic!("cannot run deploy/etcd.sh {action}: {error}"));
-        assert!(
-            output.status.success(),
-            "ETCD_PORT={} ETCD_DIR={} deploy/etcd.sh {action} failed:\n{}{}",
-            self.port,
-            self.dir.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-impl Drop for PrivateEtcd {
-    fn drop(&mut self) {
-        let cleaned = self.command("clean").stdout(Stdio::null()).status();
-        if !matches!(cleaned, Ok(status) if status.success()) {
-            eprintln!(
-                "ETCD_PORT={} deploy/etcd.sh clean failed: {cleaned:?}",
-                self.port
-            );
-        }
+        self.script.run("start").await;
     }
 }

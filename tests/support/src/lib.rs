@@ -8,6 +8,7 @@
 //! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
 //! | [`ports`] | [`ports::free_port`] |
+//! | [`console_env`] | the `CONSOLE__…` configuration of a standalone console started inside a test |
 //! | [`signing`] | node-to-node signatures (`/internal/*`), made from the documented format |
 //!
 //! # Services
@@ -25,6 +26,7 @@
 //! guard is dropped, also when the test panics. Cleanup is best effort: it reports on stderr and
 //! never panics.
 
+pub mod console_env;
 pub mod etcd;
 pub mod mariadb;
 pub mod ports;
@@ -33,6 +35,7 @@ pub mod signing;
 pub mod wait;
 pub mod zookeeper;
 
+mod deploy_script;
 mod teardown;
 
 pub use wait::eventually;

@@ -6,13 +6,13 @@
 //! stops or restarts a server uses a [`PrivateZookeeper`] (or cuts its clients off with a
 //! [`crate::proxy::TcpProxy`]), never the shared one.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use crate::deploy_script::DeployScript;
 use crate::ports::free_port;
 use crate::teardown;
 
@@ -188,18 +188,7 @@ async fn delete_tree(client: &zk::Client, root: &str) -> Result<(), zk::Error> {
 #[derive(Debug)]
 pub struct PrivateZookeeper {
     port: u16,
-    dir: PathBuf,
-    /// The directory when the server made it itself.
-    _own_dir: Option<tempfile::TempDir>,
-}
-
-/// `deploy/zookeeper.sh` of this workspace.
-fn script() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap_or_else(|| panic!("test-support lives in <workspace>/tests/support"));
-    workspace.join("deploy/zookeeper.sh")
+    script: DeployScript,
 }
 
 impl PrivateZookeeper {
@@ -209,11 +198,7 @@ impl PrivateZookeeper {
     /// # Panics
     /// With the script's output when it fails.
     pub async fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("private-zookeeper-")
-            .tempdir()
-            .unwrap_or_else(|error| panic!("cannot create a directory for ZooKeeper: {error}"));
-        Self::launch(dir.path().to_owned(), Some(dir)).await
+        Self::launch(None).await
     }
 
     /// Starts a server with its files under `dir` (e.g. a test's run directory, which a sweep
@@ -222,17 +207,15 @@ impl PrivateZookeeper {
     /// # Panics
     /// With the script's output when it fails.
     pub async fn start_in(dir: &Path) -> Self {
-        Self::launch(dir.to_owned(), None).await
+        Self::launch(Some(dir)).await
     }
 
-    async fn launch(dir: PathBuf, own_dir: Option<tempfile::TempDir>) -> Self {
-        let server = Self {
-            port: free_port(),
-            dir,
-            _own_dir: own_dir,
-        };
-        server.run("start").await;
-        server
+    async fn launch(dir: Option<&Path>) -> Self {
+        let port = free_port();
+        let env = vec![("ZK_PORT", port.to_string())];
+        let script = DeployScript::new("zookeeper.sh", env, "ZK_DIR", dir, "private-zookeeper-");
+        script.run("start").await;
+        Self { port, script }
     }
 
     /// `127.0.0.1:port`.
@@ -243,52 +226,11 @@ impl PrivateZookeeper {
     /// Stops the server (SIGTERM) and waits until its port is closed. The data directory, with
     /// the sessions, is kept.
     pub async fn stop(&self) {
-        self.run("stop").await;
+        self.script.run("stop").await;
     }
 
     /// Starts it again after [`PrivateZookeeper::stop`] and waits until it serves.
     pub async fn resume(&self) {
-        self.run("start").await;
-    }
-
-    async fn run(&self, command: &str) {
-        let script = script();
-        let output = tokio::process::Command::new(&script)
-            .arg(command)
-            .env("ZK_PORT", self.port.to_string())
-            .env("ZK_DIR", &self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|error| panic!("cannot run {} {command}: {error}", script.display()));
-        assert!(
-            output.status.success(),
-            "ZK_PORT={} ZK_DIR={} {} {command} failed:\n{}{}",
-            self.port,
-            self.dir.display(),
-            script.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-impl Drop for PrivateZookeeper {
-    fn drop(&mut self) {
-        let script = script();
-        let cleaned = std::process::Command::new(&script)
-            .arg("clean")
-            .env("ZK_PORT", self.port.to_string())
-            .env("ZK_DIR", &self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
-        if !matches!(cleaned, Ok(status) if status.success()) {
-            eprintln!(
-                "ZK_PORT={} {} clean failed: {cleaned:?}",
-                self.port,
-                script.display()
-            );
-        }
+        self.script.run("start").await;
     }
 }

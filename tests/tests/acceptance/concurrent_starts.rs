@@ -116,17 +116,4 @@ async fn concurrent_starts_accept_only_one(kind: RegistryKind) {
     );
 }
 
-#[tokio::test]
-async fn zk_concurrent_starts_accept_only_one() {
-    concurrent_starts_accept_only_one(RegistryKind::Zookeeper).await;
-}
-
-#[tokio::test]
-async fn mysql_concurrent_starts_accept_only_one() {
-    concurrent_starts_accept_only_one(RegistryKind::Mysql).await;
-}
-
-#[tokio::test]
-async fn etcd_concurrent_starts_accept_only_one() {
-    concurrent_starts_accept_only_one(RegistryKind::Etcd).await;
-}
+each_registry!(concurrent_starts_accept_only_one => zk_concurrent_starts_accept_only_one, mysql_concurrent_starts_accept_only_one, etcd_concurrent_starts_accept_only_one);
