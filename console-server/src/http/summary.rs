@@ -31,6 +31,9 @@ pub struct ClusterSummary {
     pub nodes: usize,
     /// How many apps exist, in all and by state (states without apps left out).
     pub apps: AppCounts,
+    /// How many apps each node holds the lease of, read from the task store (nodes holding
+    /// none left out). A node that is no longer live appears here until its apps are adopted.
+    pub held_by_node: BTreeMap<String, i64>,
     /// The answering node's version.
     pub version: &'static str,
 }
@@ -51,6 +54,7 @@ pub async fn cluster_show(State(state): State<ApiState>) -> Result<Json<ClusterS
         .into_iter()
         .map(|(app_state, count)| (app_state.as_str(), count))
         .collect();
+    let held_by_node = store.count_apps_by_owner().await?.into_iter().collect();
     Ok(Json(ClusterSummary {
         node: state.node.id().to_owned(),
         registry: state.registry_kind.to_string(),
@@ -66,6 +70,7 @@ pub async fn cluster_show(State(state): State<ApiState>) -> Result<Json<ClusterS
             total: by_state.values().sum(),
             by_state,
         },
+        held_by_node,
         version: env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -41,8 +41,9 @@ export function clusterPage(main) {
     live.on('app_deleted', later),
     live.on('resync', refresh),
   ];
-  // Uptimes move on by themselves.
-  const ticker = setInterval(() => summary && drawNodes(nodesBox, nodes, summary), 5000);
+  // Uptimes move on by themselves, and a takeover changes the leases without an event for
+  // every app: read both again every few seconds.
+  const ticker = setInterval(refresh, 5000);
   refresh();
   return () => { offs.forEach((off) => off()); later.cancel(); clearInterval(ticker); };
 }
@@ -70,26 +71,37 @@ function drawSummary(box, summary) {
   );
 }
 
-/** One bar per node, its length the node's share of the held apps, with the figures in words. */
+/**
+ * One bar per node, its length the node's share of the held apps, with the figures in words.
+ * The counts are the app leases in the task store (`held_by_node`), so a takeover shows at once;
+ * a node that is gone but still holds leases (not yet fenced) gets a row of its own.
+ */
 function drawSpread(box, nodes, summary) {
   const counts = summary.apps.by_state || {};
+  const heldBy = summary.held_by_node || {};
+  const heldOf = (n) => heldBy[n.id] ?? n.owned_apps ?? 0;
+  const gone = Object.keys(heldBy).filter((id) => !nodes.some((n) => n.id === id));
+  const rows = [
+    ...nodes.map((n) => ({ id: n.id, label: n.id + (n.leader ? ' ★' : ''), count: heldOf(n),
+      extra: n.capacity !== undefined ? ` of capacity ${n.capacity}` : '' })),
+    ...gone.map((id) => ({ id, label: `${id} (not live)`, count: heldBy[id], extra: '', cls: 'unowned' })),
+  ];
   const active = ['STARTING', 'RUNNING', 'STOPPING'].reduce((sum, s) => sum + (counts[s] || 0), 0);
-  const held = nodes.reduce((sum, n) => sum + (n.owned_apps || 0), 0);
+  const held = rows.reduce((sum, r) => sum + r.count, 0);
   const unheld = Math.max(0, active - held);
-  const widest = Math.max(1, ...nodes.map((n) => n.owned_apps || 0), unheld);
+  if (unheld > 0) rows.push({ id: '', label: 'active, no owner', count: unheld, extra: '', cls: 'unowned' });
+  const widest = Math.max(1, ...rows.map((r) => r.count));
   const total = held + unheld;
-  const row = (label, count, extra, cls) => h('li', { class: `spread-row ${cls || ''}` },
-    h('span', { class: 'spread-label' }, label),
+  const row = (r) => h('li', { class: `spread-row ${r.cls || ''}`, dataset: { node: r.id, count: String(r.count) } },
+    h('span', { class: 'spread-label' }, r.label),
     h('span', { class: 'spread-track', 'aria-hidden': 'true' },
-      h('span', { class: 'spread-bar', dataset: { width: String(Math.round((100 * count) / widest)) } })),
+      h('span', { class: 'spread-bar', dataset: { width: String(Math.round((100 * r.count) / widest)) } })),
     h('span', { class: 'spread-figure' },
-      `${count} app${count === 1 ? '' : 's'}${total ? ` (${Math.round((100 * count) / total)}%)` : ''}${extra}`));
+      `${r.count} app${r.count === 1 ? '' : 's'}${total ? ` (${Math.round((100 * r.count) / total)}%)` : ''}${r.extra}`));
   const list = h('ul', { class: 'spread', id: 'ownership', 'aria-label': 'Apps owned by each node' },
-    nodes.map((n) => row(n.id + (n.leader ? ' ★' : ''), n.owned_apps || 0,
-      n.capacity !== undefined ? ` of capacity ${n.capacity}` : '')),
-    unheld > 0 ? row('active, no owner', unheld, '', 'unowned') : null);
+    rows.map(row));
   replace(box, h('h2', { id: 'spread-title' }, 'Ownership'),
-    h('p', { class: 'hint' }, `How the ${held} apps held by a node now (active ones, and those with queued tasks) are spread over the live nodes, as each node last published; ★ marks the leader. The other ${Math.max(0, summary.apps.total - held)} apps are idle: their owner takes them when they get a task.`),
+    h('p', { class: 'hint' }, `How the ${held} apps held by a node now (active ones, and those with queued tasks) are spread over the nodes, from the app leases in the task database; ★ marks the leader. The other ${Math.max(0, summary.apps.total - held)} apps are idle: their owner takes them when they get a task.`),
     list);
   // Widths go through the CSSOM: the style-src policy forbids inline style attributes.
   for (const bar of list.querySelectorAll('.spread-bar')) bar.style.width = `${bar.dataset.width}%`;
@@ -112,7 +124,7 @@ function drawNodes(box, nodes, summary) {
         h('td', {}, n.leader ? h('strong', {}, '★ leader') : 'member'),
         h('td', {}, n.id === summary.node ? summary.session.replace('_', ' ') : 'live (in registry)'),
         h('td', { title: 'started ' + new Date(n.started_at).toISOString() }, duration(now - n.started_at)),
-        h('td', { class: 'num' }, String(n.owned_apps)),
+        h('td', { class: 'num' }, String((summary.held_by_node || {})[n.id] ?? n.owned_apps)),
         h('td', { class: 'num' }, String(n.running_tasks)),
         optional.map(([key]) => h('td', { class: 'num' }, orDash(n[key]))),
         h('td', {}, n.version),

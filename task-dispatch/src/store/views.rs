@@ -101,6 +101,16 @@ impl Store {
             .collect()
     }
 
+    /// How many apps each node holds the lease of (`owner_node`), cluster-wide, from the task
+    /// store itself: unlike the counts nodes publish in the registry, it never lags behind a
+    /// takeover. Nodes holding none are left out; a fenced node may still appear until its apps
+    /// are adopted.
+    pub async fn count_apps_by_owner(&self) -> Result<Vec<(String, i64)>> {
+        const SQL: &str = "SELECT owner_node, COUNT(*) FROM apps WHERE owner_node IS NOT NULL \
+                           GROUP BY owner_node ORDER BY owner_node";
+        Ok(on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?))
+    }
+
     /// One page of the app's tasks, newest first, with how many it has in all (finished tasks
     /// are purged after the retention period). `size` is 1 to [`MAX_TASK_PAGE_SIZE`]. An
     /// unknown app has no tasks (an empty page, not an error).

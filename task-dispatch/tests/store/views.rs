@@ -81,6 +81,31 @@ async fn apps_filtered_by_state_and_name(db: &common::TestDb) {
 on_both_backends!(apps_filtered_by_state_and_name =>
     mysql_apps_filtered_by_state_and_name, sqlite_apps_filtered_by_state_and_name);
 
+async fn apps_counted_by_lease_holder(db: &common::TestDb) {
+    let store = db.store().await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c", "idle"] {
+        ids.push(store.create_app(new_app(name)).await.unwrap().id);
+    }
+    assert!(store.count_apps_by_owner().await.unwrap().is_empty());
+    own(&store, "n2", ids[0]).await;
+    own(&store, "n1", ids[1]).await;
+    let n1 = own(&store, "n1", ids[2]).await;
+    assert_eq!(
+        store.count_apps_by_owner().await.unwrap(),
+        vec![("n1".to_owned(), 2), ("n2".to_owned(), 1)],
+        "by node id, the idle app left out"
+    );
+    assert!(store.release_app(&n1, ids[2]).await.unwrap());
+    assert_eq!(
+        store.count_apps_by_owner().await.unwrap(),
+        vec![("n1".to_owned(), 1), ("n2".to_owned(), 1)],
+        "a released lease is not counted"
+    );
+}
+on_both_backends!(apps_counted_by_lease_holder =>
+    mysql_apps_counted_by_lease_holder, sqlite_apps_counted_by_lease_holder);
+
 async fn task_history_newest_first(db: &common::TestDb) {
     let store = db.store().await;
     let app = store.create_app(new_app("h")).await.unwrap();

@@ -342,12 +342,6 @@ async fn zk_web_console_shows_a_killed_node_gone_and_the_new_owners_without_relo
         "yes",
         "no reload"
     );
-    page.screenshot(
-        "cluster-after-kill",
-        &format!("{victim} gone, two nodes left, apps spread over them"),
-    )
-    .await;
-
     page.client.switch_to_window(apps_window).await.unwrap();
     let rows = page
         .until(
@@ -376,6 +370,25 @@ async fn zk_web_console_shows_a_killed_node_gone_and_the_new_owners_without_relo
     page.screenshot(
         "apps-after-kill",
         &format!("the apps {victim} owned, adopted by the live nodes, still RUNNING"),
+    )
+    .await;
+
+    // The ownership bars count the app leases in the task store: the victim's apps are on the
+    // two live nodes, nothing is left on the victim.
+    page.client.switch_to_window(cluster_window).await.unwrap();
+    page.until(
+        "the ownership bars show the nine apps on the two live nodes",
+        &format!("const rows = [...document.querySelectorAll('#ownership li')]; return rows.length === 2 && !rows.some(r => r.dataset.node === '{victim}') && rows.reduce((sum, r) => sum + Number(r.dataset.count), 0) === 9"),
+    )
+    .await;
+    assert_eq!(
+        page.run("return window.loadedOnce", vec![]).await,
+        "yes",
+        "no reload"
+    );
+    page.screenshot(
+        "cluster-after-kill",
+        &format!("{victim} gone, two nodes left, its apps spread over them"),
     )
     .await;
     page.close().await;
