@@ -67,8 +67,6 @@ pub enum StartupError {
     Election(RegistryError),
     #[error("cannot build the HTTP client for node-to-node calls: {0}")]
     HttpClient(#[from] reqwest::Error),
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Runs one node until SIGTERM or SIGINT, then stops gracefully: finishes the actions in
@@ -92,16 +90,19 @@ pub async fn run(config: ConsoleConfig, hooks: BenchmarkHooks) -> Result<(), Sta
         .map_err(|source| StartupError::Listen { addr, source })?;
     let console = Console::start_with(&config, bound.port(), hooks).await?;
     tracing::info!(node = %console.node_id(), %bound, registry = config.registry.kind, database = %redact_url(&config.database.url), "console-server serving");
+    let limits = http::listener::Limits {
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        max_connections: http::listener::connection_cap(config.server.max_connections),
+    };
     let events = console.state.events.clone();
-    let served = axum::serve(listener, console.router())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Open event streams never end by themselves; graceful shutdown waits for them.
-            events.close();
-        })
-        .await;
+    http::listener::serve(listener, console.router(), limits, async move {
+        shutdown_signal().await;
+        // Open event streams never end by themselves; graceful shutdown waits for them.
+        events.close();
+    })
+    .await;
     console.shutdown().await;
-    served.map_err(StartupError::Serve)
+    Ok(())
 }
 
 /// One running node without its listener: registry session, store, dispatcher, cluster

@@ -53,7 +53,10 @@ fn docs_name_only_paths_that_exist() {
             }
         }
     }
-    assert!(checked > 50, "only {checked} paths found: is the extraction broken?");
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the extraction broken?"
+    );
     assert!(
         missing.is_empty(),
         "paths named in the docs that do not exist:\n{}",

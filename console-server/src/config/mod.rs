@@ -68,6 +68,14 @@ pub struct ServerConfig {
     /// Serve a non-loopback `host` without `auth_token`: anyone who reaches the port can run
     /// commands. Off by default; a warning is logged at start-up when on. Added, issue 12.
     pub allow_unauthenticated: bool,
+    /// A connection must deliver a request's headers within this many milliseconds of waiting
+    /// for them (also the idle keep-alive timeout), or it is closed. Never applied to a
+    /// response being sent (event streams stay open). Added, issue 12.
+    pub header_read_timeout_ms: u64,
+    /// The most client connections served at once; more wait in the accept queue. Lowered at
+    /// start-up, with a warning, to leave descriptors for the node's own connections. Added,
+    /// issue 12.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +86,8 @@ impl Default for ServerConfig {
             auth_token: Secret::default(),
             advertised_host: String::new(),
             allow_unauthenticated: false,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }
@@ -246,6 +256,12 @@ impl ConsoleConfig {
         }
         if config.node.data_dir.as_os_str().is_empty() {
             return Err(loaded.error("node.data_dir", "must not be empty"));
+        }
+        if config.server.header_read_timeout_ms == 0 {
+            return Err(loaded.error("server.header_read_timeout_ms", "must be greater than 0"));
+        }
+        if config.server.max_connections == 0 {
+            return Err(loaded.error("server.max_connections", "must be greater than 0"));
         }
         if config.monitor.interval_ms == 0 {
             return Err(loaded.error("monitor.interval_ms", "must be greater than 0"));

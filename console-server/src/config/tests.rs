@@ -392,3 +392,15 @@ fn the_advertised_host_is_never_unspecified() {
         Err(other) => panic!("{other}"),
     }
 }
+
+#[test]
+fn connection_limits_of_zero_are_named() {
+    for key in ["header_read_timeout_ms", "max_connections"] {
+        let (named, line) = error_line(&format!("server:\n  {key}: 0\n"), &[]);
+        assert_eq!(named, format!("server.{key}"));
+        assert!(line.contains("greater than 0"), "{line}");
+    }
+    let config = load("", &[("CONSOLE__SERVER__MAX_CONNECTIONS", "64")]).unwrap();
+    assert_eq!(config.server.max_connections, 64);
+    assert_eq!(config.server.header_read_timeout_ms, 10_000, "the default");
+}

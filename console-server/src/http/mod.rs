@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod listener;
 pub mod logs;
 pub mod middleware;
 pub mod summary;
