@@ -260,6 +260,7 @@ impl Supervisor {
     }
 
     async fn on_event(&mut self, event: &registry_api::Event) {
+        let event = &Peers::confirmed(&*self.registry, event).await;
         let own_key = self.info.key();
         if event.path == own_key
             && event.kind == registry_api::EventKind::Removed

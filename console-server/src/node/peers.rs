@@ -108,6 +108,32 @@ impl Peers {
         }
     }
 
+    /// `event` as the registry confirms it: a `Removed` of a node key is checked with a read,
+    /// and if the registry still lists the key (a stale `Removed` replayed after a session was
+    /// re-established, say, or one that a later `Added` has overtaken) it becomes an `Updated`
+    /// with the current value. Other events, and a `Removed` that cannot be checked (the
+    /// registry does not answer: the node stops acting anyway), are returned unchanged.
+    ///
+    /// Why a read and not event sequence numbers: membership must come from the registry's
+    /// current state alone (issue 12, findings 1 and 11), whatever order a backend replays its
+    /// history in; a read after the event sees every change the event reports.
+    pub async fn confirmed(registry: &dyn Registry, event: &Event) -> Event {
+        if event.kind != EventKind::Removed || path::child_of(NODES_PATH, &event.path).is_none() {
+            return event.clone();
+        }
+        match registry.get(&event.path).await {
+            Ok(Some(value)) => {
+                tracing::info!(key = %event.path, "stale Removed ignored: the registry still lists the node");
+                Event::new(EventKind::Updated, event.path.clone(), value)
+            }
+            Ok(None) => event.clone(),
+            Err(error) => {
+                tracing::debug!(key = %event.path, %error, "cannot confirm a Removed; applying it");
+                event.clone()
+            }
+        }
+    }
+
     /// Forgets `id`, which the registry no longer lists (read just now, before its `Removed`
     /// event arrived). Returns whether the set changed; the registry's own `Removed` that
     /// follows is then a no-op.
@@ -243,5 +269,37 @@ mod tests {
             !peers.apply(&event(EventKind::Removed, "a")),
             "the registry's Removed that follows is a no-op"
         );
+    }
+
+    /// Issue 12, finding 11: after a session was re-established, a backend replayed the
+    /// `Removed` of the node's own entry, which it had already put back; the node dropped
+    /// itself from its live set and released every lease. A `Removed` is now checked against
+    /// the registry first.
+    #[tokio::test]
+    async fn a_removed_event_for_a_listed_node_changes_nothing() {
+        let registry = registry_api::StandaloneRegistry::new();
+        registry
+            .connect(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let peers = Peers::default();
+        let listed = event(EventKind::Added, "a");
+        registry
+            .put(&listed.path, &listed.value, registry_api::Mode::Ephemeral)
+            .await
+            .unwrap();
+        assert!(peers.apply(&listed));
+
+        let stale = event(EventKind::Removed, "a");
+        let confirmed = Peers::confirmed(&registry, &stale).await;
+        assert_eq!(confirmed.kind, EventKind::Updated);
+        assert!(!peers.apply(&confirmed), "a listed node stays");
+        assert_eq!(peers.ids(), ["a"]);
+
+        registry.delete(&listed.path).await.unwrap();
+        let confirmed = Peers::confirmed(&registry, &stale).await;
+        assert_eq!(confirmed, stale, "a real removal passes");
+        assert!(peers.apply(&confirmed));
+        assert!(peers.ids().is_empty());
     }
 }
