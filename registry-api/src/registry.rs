@@ -69,6 +69,16 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// crashed client's ephemerals and locks outlive it.
     fn session_timeout(&self) -> Duration;
 
+    /// When the last exchange that proved this client's session alive to the server was
+    /// *sent* (a heartbeat, a keep-alive): the server judged the session alive at or after this
+    /// instant, so it cannot expire the session before `last_contact + session_timeout` (both
+    /// measured at the same rate). A client that loses contact stops acting before then
+    /// (issue 12, finding 3). `None` when the backend cannot say (the caller then counts from
+    /// when `Suspended` was reported); the default.
+    fn last_contact(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Creates or overwrites `path` with `value`; missing parents are implied.
     ///
     /// # Cancellation safety

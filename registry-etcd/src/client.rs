@@ -190,10 +190,12 @@ impl Registry for EtcdRegistry {
                 let attempt = async {
                     let client =
                         Client::connect(config.endpoints(), Some(Self::options(config))).await?;
+                    let sent = tokio::time::Instant::now();
                     let lease = client
                         .lease_client()
                         .grant(config.ttl_seconds(), None)
                         .await?;
+                    self.shared.contacted(sent);
                     Ok::<_, etcd_client::Error>((client, lease.id()))
                 };
                 match attempt.await {
@@ -229,6 +231,10 @@ impl Registry for EtcdRegistry {
 
     fn session_timeout(&self) -> Duration {
         self.shared.config.session_timeout()
+    }
+
+    fn last_contact(&self) -> Option<std::time::Instant> {
+        self.shared.last_contact()
     }
 
     async fn put(&self, path: &str, value: &[u8], mode: Mode) -> Result<()> {

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) connecting: tokio::sync::Mutex<()>,
     states: ConnectionStates,
     phase: Mutex<Phase>,
+    /// When the last lease grant or keep-alive that the server answered was sent.
+    last_contact: Mutex<Option<std::time::Instant>>,
 }
 
 enum Phase {
@@ -96,6 +98,7 @@ impl Shared {
             connecting: tokio::sync::Mutex::new(()),
             states: ConnectionStates::new(),
             phase: Mutex::new(Phase::Unconnected),
+            last_contact: Mutex::new(None),
         }
     }
 
@@ -205,6 +208,26 @@ impl Shared {
         self.states.close();
     }
 
+    /// Records that a grant or keep-alive sent at `sent` was answered with a live lease.
+    pub(crate) fn contacted(&self, sent: Instant) {
+        let sent = sent.into_std();
+        let mut last = self
+            .last_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if last.is_none_or(|last| last < sent) {
+            *last = Some(sent);
+        }
+    }
+
+    /// See [`registry_api::Registry::last_contact`].
+    pub(crate) fn last_contact(&self) -> Option<std::time::Instant> {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// The test hook's half of expiry: revokes the live lease on the server.
     pub(crate) async fn revoke_live(&self) -> Result<(), RegistryError> {
         let (client, session) = self.live()?;
@@ -245,6 +268,7 @@ async fn keep_alive(shared: &Shared, client: &Client, lease: i64) {
             tokio::time::timeout(interval, client.lease_client().keep_alive(lease)).await
         {
             loop {
+                let sent = Instant::now();
                 let refresh = async {
                     keeper.keep_alive().await?;
                     replies.message().await
@@ -252,6 +276,7 @@ async fn keep_alive(shared: &Shared, client: &Client, lease: i64) {
                 match tokio::time::timeout(interval, refresh).await {
                     Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
                         last_contact = Instant::now();
+                        shared.contacted(sent);
                         if shared.states.current() == Some(ConnectionState::Suspended) {
                             shared.states.set(ConnectionState::Reconnected);
                         }
@@ -303,7 +328,9 @@ async fn renew(
         }
         stale.pop();
     }
+    let sent = Instant::now();
     let lease = leases.grant(shared.config.ttl_seconds(), None).await?.id();
+    shared.contacted(sent);
     stale.push(lease);
     restore_ephemerals(shared, client, lease).await?;
     stale.pop();

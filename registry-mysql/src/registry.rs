@@ -224,8 +224,9 @@ impl Registry for MysqlRegistry {
             timeout,
             reason,
         };
-        let (id, last_seq) = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (id, last_seq, sent) = loop {
+            let sent = tokio::time::Instant::now();
+            let remaining = deadline.saturating_duration_since(sent);
             if remaining.is_zero() {
                 return Err(timeout_error(
                     "the database did not answer in time".to_owned(),
@@ -238,7 +239,7 @@ impl Registry for MysqlRegistry {
                 shared.timing.session_timeout_ms()
             ));
             match outcome {
-                Ok(started) => break started,
+                Ok((id, last_seq)) => break (id, last_seq, sent),
                 // A refusal (bad credentials, no such database, a schema from the future):
                 // waiting will not help.
                 Err(error) if !error.is_transient() => {
@@ -255,6 +256,7 @@ impl Registry for MysqlRegistry {
             }
         };
         *shared.cursor.lock().await = last_seq;
+        shared.contacted(sent);
         shared.connected(id);
         *self.task_slot() = Some(session::spawn(shared.clone()));
         Ok(())
@@ -270,6 +272,10 @@ impl Registry for MysqlRegistry {
 
     fn session_timeout(&self) -> Duration {
         self.shared.timing.session_timeout
+    }
+
+    fn last_contact(&self) -> Option<std::time::Instant> {
+        self.shared.last_contact()
     }
 
     async fn put(&self, key: &str, value: &[u8], mode: Mode) -> Result<()> {

@@ -138,6 +138,7 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         match beat {
             Ok(true) => {
                 last_ok = sent;
+                shared.contacted(sent);
                 shared.resume(id);
             }
             Ok(false) => {
@@ -299,6 +300,7 @@ async fn establish(shared: &Arc<Shared>, last_ok: &mut Instant) {
     }
     if shared.rebuilt(new_id) {
         *last_ok = sent;
+        shared.contacted(sent);
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// Asks the background task for an early heartbeat (after a failed call).
     wake: Notify,
     next_claim: AtomicI64,
+    /// When the last heartbeat (or registration) that succeeded was sent.
+    last_contact: Mutex<Option<std::time::Instant>>,
 }
 
 struct Session {
@@ -110,7 +112,29 @@ impl Shared {
             }),
             wake: Notify::new(),
             next_claim: AtomicI64::new(1),
+            last_contact: Mutex::new(None),
         }
+    }
+
+    /// Records that a heartbeat or registration sent at `sent` succeeded.
+    pub(crate) fn contacted(&self, sent: tokio::time::Instant) {
+        let mut last = self
+            .last_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let sent = sent.into_std();
+        if last.is_none_or(|last| last < sent) {
+            *last = Some(sent);
+        }
+    }
+
+    /// When the last successful heartbeat or registration was sent; see
+    /// [`registry_api::Registry::last_contact`].
+    pub(crate) fn last_contact(&self) -> Option<std::time::Instant> {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {

@@ -4,9 +4,13 @@
 //! ```text
 //!  registry ──/nodes/console events──▶ Peers ──live ids──▶ Dispatcher::nodes_changed
 //!           ──connection states──────▶ Suspended past 2/3 of the session timeout, or
+//!           ──last_contact───────────▶ no answered exchange for 2/3 of it, or
 //!                                       SessionLost ──▶ Dispatcher::session_lost (stop acting)
 //!                                       Reconnected / Connected ──▶ Dispatcher::session_restored
 //! ```
+//!
+//! The 2/3 is counted from the last exchange the server answered (`Registry::last_contact`,
+//! MySQL and etcd) or, where the backend cannot say (ZooKeeper), from the `Suspended` report.
 
 pub mod host;
 pub mod leader;
@@ -28,6 +32,9 @@ use peers::{NODES_PATH, NodeInfo, NodeLoad, Peers};
 
 /// How often the node's published load is compared with the dispatcher's and republished.
 const LOAD_REFRESH: Duration = Duration::from_secs(1);
+/// The shortest period of the last-contact check (a session timeout of a few hundred
+/// milliseconds would otherwise make it spin).
+const CONTACT_CHECK_MIN: Duration = Duration::from_millis(50);
 
 /// Why the node could not join the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -203,10 +210,17 @@ impl Supervisor {
         mut stop: oneshot::Receiver<()>,
     ) {
         // The deadline of a suspension: past it, act as if the session were lost, because a
-        // client cut off from the server only learns of the expiry when it reconnects.
+        // client cut off from the server only learns of the expiry when it reconnects. Counted
+        // from the last exchange the server answered when the backend says when that was
+        // (issue 12, finding 3): the server may expire the session one session timeout after
+        // it, whenever the client noticed the trouble.
         let bound = self.registry.session_timeout() * 2 / 3;
         let mut suspended_until: Option<tokio::time::Instant> = None;
         let mut load_refresh = tokio::time::interval(LOAD_REFRESH);
+        // Also without a reported suspension (a heartbeat stuck behind a stalled connection
+        // reports nothing), stop once the last contact is older than the bound.
+        let mut contact_check = tokio::time::interval((bound / 4).max(CONTACT_CHECK_MIN));
+        let mut stopped_for_stale_contact = false;
         loop {
             let deadline = suspended_until;
             tokio::select! {
@@ -223,9 +237,30 @@ impl Supervisor {
                     None => return,
                 },
                 _ = sleep_until(deadline) => {
-                    tracing::warn!(bound = ?bound, "registry suspended for two thirds of the session timeout; acting as if the session were lost");
+                    tracing::warn!(bound = ?bound, last_contact_ago = ?self.registry.last_contact().map(|at| at.elapsed()), "registry unreachable for two thirds of the session timeout; acting as if the session were lost");
                     self.stop_acting();
                     suspended_until = None;
+                }
+                _ = contact_check.tick() => {
+                    let Some(ago) = self.registry.last_contact().map(|at| at.elapsed()) else {
+                        continue;
+                    };
+                    let acting = self.acting.load(Ordering::SeqCst);
+                    if acting && ago > bound {
+                        tracing::warn!(?ago, ?bound, "no exchange with the registry succeeded for two thirds of the session timeout; acting as if the session were lost");
+                        self.stop_acting();
+                        stopped_for_stale_contact = true;
+                    } else if !acting
+                        && stopped_for_stale_contact
+                        && ago < bound
+                        && matches!(
+                            self.registry.connection_state(),
+                            Some(ConnectionState::Connected | ConnectionState::Reconnected)
+                        )
+                    {
+                        stopped_for_stale_contact = false;
+                        self.resume().await;
+                    }
                 }
                 Some(departure) = departures.recv() => self.on_departure(&departure).await,
                 _ = load_refresh.tick() => self.refresh_load().await,
@@ -288,8 +323,13 @@ impl Supervisor {
     ) -> Option<tokio::time::Instant> {
         match state {
             ConnectionState::Suspended => {
-                tracing::warn!(?bound, "registry connection suspended");
-                Some(tokio::time::Instant::now() + bound)
+                let reported = tokio::time::Instant::now() + bound;
+                let deadline = match self.registry.last_contact() {
+                    Some(at) => reported.min(tokio::time::Instant::from_std(at) + bound),
+                    None => reported,
+                };
+                tracing::warn!(?bound, stop_in = ?deadline.saturating_duration_since(tokio::time::Instant::now()), "registry connection suspended");
+                Some(deadline)
             }
             ConnectionState::SessionLost => {
                 tracing::error!(

@@ -88,3 +88,4 @@ mod forged_notices;
 mod host_affinity;
 mod membership;
 mod outage;
+mod partition;

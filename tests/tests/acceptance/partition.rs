@@ -1,0 +1,112 @@
+//! Issue 12, finding 3: a node cut off from its registry stops acting before the registry may
+//! have expired its session, counted from the last exchange the registry answered, not from
+//! when the node noticed the trouble.
+//!
+//! MySQL registry through the cluster's proxy, which is switched to black hole (packets
+//! swallowed, nothing closed: the way a partition looks). The test reads each node's last
+//! heartbeat from the registry tables directly (not through the proxy) and watches each node's
+//! `/readyz` until it answers 503; a node that still acts after its `last heartbeat + session
+//! timeout` would act while its peers may already have taken its apps.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cluster_tests::{Cluster, Options, RegistryKind};
+use sqlx::Row;
+use test_support::mariadb::TestDatabase;
+use test_support::wait;
+use tokio::time::Instant;
+
+use crate::{SETTLE, ms};
+
+/// Each node's last heartbeat, as an instant of this process's clock (the database runs on the
+/// same machine): the session's client row joined with the node's registry entry.
+async fn last_heartbeats(cluster: &Cluster) -> BTreeMap<String, Instant> {
+    let database = cluster.registry_database().expect("a MySQL registry");
+    let mut conn = TestDatabase::attach(database).connect().await;
+    let asked = Instant::now();
+    let rows = sqlx::query(
+        "SELECT CAST(d.path AS CHAR), \
+                TIMESTAMPDIFF(MICROSECOND, c.heartbeat_at, UTC_TIMESTAMP(6)) \
+         FROM registry_data d JOIN registry_clients c ON d.owner = c.id \
+         WHERE d.path LIKE '/nodes/console/%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|row| {
+            let path: String = row.get(0);
+            let age_us: i64 = row.get(1);
+            let id = path.rsplit('/').next().unwrap_or_default().to_owned();
+            let age = Duration::from_micros(u64::try_from(age_us).unwrap_or(0));
+            (id, asked - age)
+        })
+        .collect()
+}
+
+async fn black_holed_nodes_stop_before_their_sessions_may_expire() {
+    let options = Options::new(RegistryKind::Mysql, 2).database_proxy();
+    let session = options.session_timeout;
+    let cluster = Cluster::start(options).await;
+    let apis = cluster.live_apis();
+
+    cluster.proxy().black_hole();
+    let holed = Instant::now();
+    let mut stopped: BTreeMap<String, Instant> = BTreeMap::new();
+    while stopped.len() < apis.len() {
+        assert!(
+            holed.elapsed() < SETTLE,
+            "nodes still acting {SETTLE:?} into the partition: {:?}",
+            apis.iter()
+                .filter(|(id, _)| !stopped.contains_key(id))
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        );
+        for (id, api) in &apis {
+            if !stopped.contains_key(id) && matches!(api.ready().await, Ok(false)) {
+                stopped.insert(id.clone(), Instant::now());
+            }
+        }
+        tokio::time::sleep(wait::POLL_INTERVAL).await;
+    }
+    let heartbeats = last_heartbeats(&cluster).await;
+    cluster.proxy().pass();
+
+    let mut report = Vec::new();
+    for (id, stopped_at) in &stopped {
+        let last = heartbeats
+            .get(id)
+            .unwrap_or_else(|| panic!("no registry entry of {id}: {heartbeats:?}"));
+        let may_expire = *last + session;
+        // Positive: the node stopped this long before the registry could expire its session.
+        let margin = may_expire.checked_duration_since(*stopped_at);
+        report.push(format!(
+            "{id}: last heartbeat {} ms before the hole, stopped {} ms after it, {} ms before its session could expire",
+            ms(holed.saturating_duration_since(*last)),
+            ms(stopped_at.saturating_duration_since(holed)),
+            margin.map_or_else(
+                || format!("-{}", ms(stopped_at.duration_since(may_expire))),
+                |margin| ms(margin).to_string()
+            )
+        ));
+        assert!(
+            margin.is_some(),
+            "{id} still acted after its session may have expired (session {session:?}): {}",
+            report.join("; ")
+        );
+    }
+    eprintln!(
+        "measured (black hole, MySQL, session {session:?}): {}",
+        report.join("; ")
+    );
+}
+
+#[tokio::test]
+async fn mysql_black_holed_nodes_stop_before_their_sessions_may_expire() {
+    crate::timed(
+        "mysql_black_holed_nodes_stop_before_their_sessions_may_expire",
+        black_holed_nodes_stop_before_their_sessions_may_expire(),
+    )
+    .await;
+}
