@@ -569,3 +569,82 @@ async fn standalone_made_up_methods_do_not_grow_the_metrics() {
         "{after}"
     );
 }
+
+/// Issue 15: `POST /api/v1/apps/actions` answers every id as a single action would, in order,
+/// and refuses malformed requests with 400 before queuing anything.
+#[tokio::test]
+async fn standalone_bulk_actions_answer_per_id() {
+    let node = TestNode::start(Some("bulk-token")).await;
+    let a = node.create_app("exec sleep 300").await["id"]
+        .as_i64()
+        .unwrap();
+    let b = node.create_app("exec sleep 300").await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = node
+        .call(
+            Method::POST,
+            "/api/v1/apps/actions",
+            Some(json!({"action": "start", "ids": [a, b, a, 999_999]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<i64> = results
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 202, 409, 404], "{body}");
+    assert_eq!(results[0]["id"], a);
+    assert_eq!(results[0]["task"]["action"], "start");
+    assert_eq!(results[2]["error"]["code"], "illegal_transition", "{body}");
+    assert_eq!(results[3]["error"]["code"], "not_found", "{body}");
+    node.wait_for_state(a, "RUNNING").await;
+    node.wait_for_state(b, "RUNNING").await;
+
+    let (status, body) = node
+        .call(
+            Method::POST,
+            "/api/v1/apps/actions",
+            Some(json!({"action": "stop", "ids": [a, b]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == 202),
+        "{body}"
+    );
+    node.wait_for_state(a, "STOPPED").await;
+
+    let too_many: Vec<i64> = (1..=10_001).collect();
+    for (bad, code) in [
+        (json!({"action": "start", "ids": []}), "invalid_body"),
+        (json!({"action": "launch", "ids": [a]}), "invalid_body"),
+        (
+            json!({"action": "start", "ids": [a], "force": true}),
+            "invalid_body",
+        ),
+        (json!({"action": "start", "ids": too_many}), "too_many_ids"),
+    ] {
+        let (status, body) = node
+            .call(Method::POST, "/api/v1/apps/actions", Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], code, "{bad}: {body}");
+    }
+    // Without the token, nothing.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/apps/actions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"action": "start", "ids": [a]}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(node.send(request).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(node.app(a).await["state"], "STOPPED");
+}

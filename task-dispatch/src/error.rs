@@ -28,7 +28,8 @@ impl std::fmt::Display for Entity {
 /// The HTTP layer maps them once: [`Error::NotFound`] → 404; [`Error::InvalidInput`] → 400;
 /// [`Error::IllegalTransition`], [`Error::AppActive`], [`Error::MayStillRun`],
 /// [`Error::HostUnreachable`], [`Error::Conflict`] → 409;
-/// [`Error::NotOwner`], [`Error::Fenced`] → 503 (owner-side only); the rest → 500.
+/// [`Error::NotOwner`], [`Error::Fenced`] (owner-side only), [`Error::Stopped`] → 503; the
+/// rest → 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -109,6 +110,10 @@ pub enum Error {
         /// The node holding its lease, if any.
         holder: Option<String>,
     },
+    /// The dispatcher has stopped (shut down, or every handle dropped): nothing more is
+    /// queued through it.
+    #[error("the dispatcher has stopped")]
+    Stopped,
     /// The database URL is not `mysql://...` or `sqlite:...`.
     #[error(
         "unsupported database URL {0:?}: expected mysql://user:pass@host:port/db or sqlite://path"

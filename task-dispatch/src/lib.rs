@@ -84,7 +84,9 @@ pub use assignment::{
     NodeLoad, Placement,
 };
 pub use clock::{unix_millis, unix_millis_at};
-pub use dispatcher::{DispatchStats, Dispatcher, DispatcherConfig, PollStrategy};
+pub use dispatcher::{
+    DispatchStats, Dispatcher, DispatcherConfig, MAX_SUBMISSION_BATCH, PollStrategy,
+};
 pub use error::{Entity, Error, Result};
 pub use membership::{Membership, OwnershipChange};
 pub use redact::redact_url;
@@ -92,6 +94,6 @@ pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_wit
 pub use state::{Action, AppState, IllegalTransition, Phase};
 pub use store::{
     Adoption, App, AppFilter, AppId, Backend, Claim, ClusterSettings, MAX_PAGE_SIZE,
-    MAX_TASK_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store, Submitted, Task, TaskId,
-    TaskStatus,
+    MAX_TASK_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store, Submission, Submitted, Task,
+    TaskId, TaskStatus,
 };

@@ -87,7 +87,9 @@ impl From<task_dispatch::Error> for ApiError {
             E::MayStillRun { .. } => Self::conflict("app_may_still_run", error.to_string()),
             E::HostUnreachable { .. } => Self::conflict("host_unreachable", error.to_string()),
             E::Conflict(_) => Self::conflict("conflict", error.to_string()),
-            E::NotOwner { .. } | E::Fenced { .. } => Self::unavailable(error.to_string()),
+            E::NotOwner { .. } | E::Fenced { .. } | E::Stopped => {
+                Self::unavailable(error.to_string())
+            }
             _ if error.is_transient() => {
                 tracing::warn!(%error, "database busy or unreachable while serving a request");
                 Self::unavailable("the database is busy or unreachable; retry later")

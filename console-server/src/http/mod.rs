@@ -9,6 +9,7 @@
 //! | `POST /api/v1/apps`, `GET /api/v1/apps?page=&size=` | [`apps::apps_create`], [`apps::apps_index`] |
 //! | `GET`, `DELETE /api/v1/apps/{id}` | [`apps::apps_show`], [`apps::apps_delete`] |
 //! | `POST /api/v1/apps/{id}/start`, `/stop`, `/restart` | [`apps::apps_start`], ... |
+//! | `POST /api/v1/apps/actions` (one action, many apps) | [`bulk::apps_actions`] |
 //! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
 //! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
 //! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
@@ -20,6 +21,7 @@
 //! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
 
 pub mod apps;
+pub mod bulk;
 pub mod cluster;
 pub mod error;
 pub mod events;
@@ -94,6 +96,7 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
             "/api/v1/apps/{id}",
             get(apps::apps_show).delete(apps::apps_delete),
         )
+        .route("/api/v1/apps/actions", post(bulk::apps_actions))
         .route("/api/v1/apps/{id}/start", post(apps::apps_start))
         .route("/api/v1/apps/{id}/stop", post(apps::apps_stop))
         .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))

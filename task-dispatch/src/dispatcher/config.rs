@@ -96,8 +96,9 @@ pub struct DispatchStats {
     /// Reads of the unfinished-task index: fallback polls, and checks of woken apps that the
     /// node does not own (a batch of ids per read).
     pub polls: AtomicU64,
-    /// Reads of one app's task queue by its worker: one per task run plus one to find the
-    /// queue empty after a wake. Monitoring a running app reads none.
+    /// Reads of one app's task queue by its worker: one per task run (each read also tells
+    /// whether another task waits behind, so an empty queue needs no read of its own), plus one
+    /// for a wake that finds nothing. Monitoring a running app reads none.
     pub task_queue_reads: AtomicU64,
     /// App leases taken.
     pub adoptions: AtomicU64,
@@ -106,4 +107,6 @@ pub struct DispatchStats {
     /// App workers started: one per app gained, one more each time a worker is replaced. Each
     /// one reads its app at least once (to take the lease).
     pub workers_started: AtomicU64,
+    /// Transactions that queued submissions (one per batch of group commit; issue 15).
+    pub submission_batches: AtomicU64,
 }

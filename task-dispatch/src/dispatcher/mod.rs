@@ -3,7 +3,7 @@
 //! ```text
 //!  console ──nodes_changed / session_lost / session_restored / wake──▶ control loop
 //!                                                                        │ owns Membership
-//!     submit (any node) ── Store::submit_task ── OwnerNotifier ──▶ owner │ spawns, releases,
+//!     submit (any node) ── Store::submit_tasks (group commit) ── OwnerNotifier ──▶ owner │ spawns, releases,
 //!                                                                        ▼ aborts
 //!                                        one worker per owned app: adopt lease → run tasks in
 //!                                        id order → monitor (probe) → release when lost
@@ -32,6 +32,7 @@
 
 mod config;
 mod control;
+mod submitter;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
@@ -45,10 +46,11 @@ use crate::affinity::{AppPlacement, LiveNode, LiveSet, Unowned};
 use crate::error::Result;
 use crate::membership::Membership;
 use crate::state::Action;
-use crate::store::{AppId, NodeLease, Store, Submitted};
+use crate::store::{AppId, NodeLease, Store, Submission, Submitted};
 
 pub use config::{DispatchStats, DispatcherConfig, PollStrategy};
 use control::Control;
+pub use submitter::MAX_BATCH as MAX_SUBMISSION_BATCH;
 
 /// A handle on a node's dispatcher. Cheap to clone.
 ///
@@ -64,6 +66,7 @@ struct Handle {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     notifier: Arc<dyn OwnerNotifier>,
+    submitter: submitter::Submitter,
 }
 
 impl std::fmt::Debug for dyn OwnerNotifier {
@@ -224,6 +227,7 @@ impl Dispatcher {
         tokio::spawn(control.run(commands_rx, internal_rx));
         Ok(Self {
             handle: Arc::new(Handle {
+                submitter: submitter::Submitter::start(shared.clone()),
                 shared,
                 commands,
                 notifier,
@@ -295,14 +299,45 @@ impl Dispatcher {
         action: Action,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted> {
-        let live = self.handle.shared.view().live;
         let submitted = self
             .handle
-            .shared
-            .store
-            .submit_task_if_reachable(app_id, action, idempotency_key, |host| live.has_host(host))
+            .submitter
+            .submit(Submission {
+                app_id,
+                action,
+                idempotency_key: idempotency_key.map(str::to_owned),
+            })
             .await?;
+        self.signal_owner(&submitted);
+        Ok(submitted)
+    }
+
+    /// Queues many actions at once (the bulk API): in batches of up to
+    /// [`MAX_SUBMISSION_BATCH`], each one transaction, answered in order exactly as
+    /// [`Dispatcher::submit`] would answer each alone; the owners of the queued tasks are
+    /// woken.
+    pub async fn submit_many(&self, submissions: &[Submission]) -> Vec<Result<Submitted>> {
+        let mut answers = Vec::with_capacity(submissions.len());
+        for batch in submissions.chunks(MAX_SUBMISSION_BATCH) {
+            let live = self.handle.shared.view().live;
+            let written = self
+                .handle
+                .shared
+                .store
+                .submit_tasks(batch, |host| live.has_host(host))
+                .await;
+            for submitted in written.iter().flatten() {
+                self.signal_owner(submitted);
+            }
+            answers.extend(written);
+        }
+        answers
+    }
+
+    /// Wakes the owner of a newly queued task (this node's worker, or a peer over HTTP).
+    fn signal_owner(&self, submitted: &Submitted) {
         let signals = self.handle.shared.config.poll_strategy != PollStrategy::FullTableScan;
+        let app_id = submitted.task.app_id;
         if submitted.created && signals {
             match self.owner_of(AppPlacement::new(app_id, submitted.host.clone())) {
                 Some(owner) if owner == self.node_id() => self.wake(app_id),
@@ -314,7 +349,6 @@ impl Dispatcher {
                 None => debug!(app_id, "no live node to signal; the owner will poll"),
             }
         }
-        Ok(submitted)
     }
 
     /// The node that owns `app` in this node's view of the live set: give the [`App`]

@@ -145,12 +145,20 @@ impl AppWorker {
                     .stats
                     .task_queue_reads
                     .fetch_add(1, Ordering::Relaxed);
-                let step = match self.shared.store.next_task(self.app_id).await {
-                    Ok(Some(task)) => match self.take_permit().await {
-                        Some(permit) => self.execute(&mut app, task, permit).await,
+                let step = match self.shared.store.next_task_and_more(self.app_id).await {
+                    Ok((Some(task), more)) => match self.take_permit().await {
+                        Some(permit) => {
+                            let done = self.execute(&mut app, task, permit).await;
+                            // Nothing queued behind it: a task submitted since the read comes
+                            // with a wake (stored by `notify_one` if it arrives meanwhile).
+                            if done.is_ok() && !more {
+                                tasks_may_wait = false;
+                            }
+                            done
+                        }
                         None => return Ok(()),
                     },
-                    Ok(None) => {
+                    Ok((None, _)) => {
                         tasks_may_wait = false;
                         Ok(())
                     }

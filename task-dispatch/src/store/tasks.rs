@@ -54,11 +54,7 @@ impl Store {
         reachable: impl Fn(&HostId) -> bool,
     ) -> Result<Submitted> {
         if let Some(key) = idempotency_key {
-            if key.is_empty() || key.chars().count() > 255 {
-                return Err(Error::InvalidInput(
-                    "an idempotency key has 1 to 255 characters".into(),
-                ));
-            }
+            super::submissions::check_key(key)?;
             if let Some(first) = self.task_by_key(key).await? {
                 return self.repeat_of(first, app_id, action).await;
             }
@@ -233,6 +229,23 @@ impl Store {
             sqlx::query_as(SQL).bind(app_id).fetch_optional(db).await?
         });
         row.map(Task::try_from).transpose()
+    }
+
+    /// [`Store::next_task`], and whether another unfinished task queues behind it: one read
+    /// (`LIMIT 2`) that spares the worker a second one to find its queue empty.
+    pub async fn next_task_and_more(&self, app_id: AppId) -> Result<(Option<Task>, bool)> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') \
+             ORDER BY id LIMIT 2"
+        );
+        let rows: Vec<TaskRow> = on_pool!(self, db => {
+            sqlx::query_as(SQL).bind(app_id).fetch_all(db).await?
+        });
+        let more = rows.len() > 1;
+        let next = rows.into_iter().next().map(Task::try_from).transpose()?;
+        Ok((next, more))
     }
 
     /// The apps that have PENDING or RUNNING tasks, with their hosts, by id. Reads only those

@@ -8,6 +8,7 @@
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `schema` | connecting, migrations, indexes |
+//! | `submissions` | group commit: batches answer as lone submissions, concurrent batches stay legal |
 //! | `views` | filtered pages, task history, counts by state, the change feed |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,7 @@ mod hosts;
 mod leases;
 mod maintenance;
 mod schema;
+mod submissions;
 mod views;
 
 use serde_json::json;

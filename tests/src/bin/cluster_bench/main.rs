@@ -27,6 +27,7 @@
 
 mod cli;
 mod disturbance;
+mod load;
 mod measure;
 mod report;
 mod scenarios;

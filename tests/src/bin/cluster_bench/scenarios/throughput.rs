@@ -5,6 +5,7 @@ use cluster_tests::wait;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::load::LoadMeter;
 use crate::measure::{counter_sum, ms, round3};
 use crate::report::Figures;
 use crate::setup::{Bench, wait_no_unfinished};
@@ -23,10 +24,20 @@ pub async fn run(bench: &mut Bench, figures: &mut Figures) {
         eprintln!("throughput: {action} of {count} apps");
         let failed_before = counter_sum(&bench.apis(), "console_tasks_failed").await;
         let succeeded_before = counter_sum(&bench.apis(), "console_tasks_succeeded").await;
+        let meter = LoadMeter::start(bench).await;
         let started = Instant::now();
         let batch = bench.submit_all(&ids, action).await;
         wait_no_unfinished(&bench.first_api()).await;
         let elapsed = started.elapsed();
+        let load = meter.finish().await;
+        eprintln!(
+            "throughput: {action}: {:.0} tasks/s, {} statements per task, CPU {}",
+            count as f64 / elapsed.as_secs_f64(),
+            load.statements_per(count)
+                .map_or_else(|| "?".to_owned(), |per| per.to_string()),
+            load.cpu_line()
+        );
+        fields.insert(format!("{action}_load"), load.json(count));
         let failed = counter_sum(&bench.apis(), "console_tasks_failed").await - failed_before;
         let succeeded =
             counter_sum(&bench.apis(), "console_tasks_succeeded").await - succeeded_before;
