@@ -219,16 +219,7 @@ impl Store {
     /// The app's oldest PENDING or RUNNING task: the next one to run (index
     /// `tasks_app_status_id`).
     pub async fn next_task(&self, app_id: AppId) -> Result<Option<Task>> {
-        const SQL: &str = concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') \
-             ORDER BY id LIMIT 1"
-        );
-        let row: Option<TaskRow> = on_pool!(self, db => {
-            sqlx::query_as(SQL).bind(app_id).fetch_optional(db).await?
-        });
-        row.map(Task::try_from).transpose()
+        Ok(self.next_task_and_more(app_id).await?.0)
     }
 
     /// [`Store::next_task`], and whether another unfinished task queues behind it: one read

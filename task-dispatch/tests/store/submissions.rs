@@ -19,6 +19,16 @@ fn submission(app_id: i64, action: Action, key: Option<&str>) -> Submission {
     }
 }
 
+/// The actions of the app's tasks, oldest first.
+async fn queue_of(store: &Store, app: i64) -> Vec<Action> {
+    let page = store.tasks_of_app(app, 1, 200).await.unwrap();
+    page.items
+        .into_iter()
+        .rev()
+        .map(|task| task.action)
+        .collect()
+}
+
 /// An answer reduced to what a caller tells apart: created or repeated (with the task's action
 /// and app), or the kind of refusal.
 fn outcome(answer: &Result<Submitted, Error>) -> String {
@@ -82,16 +92,10 @@ async fn a_batch_answers_as_lone_submissions_would(db: &common::TestDb) {
     );
 
     // The queue of `a`, in id order, is the accepted submissions in batch order.
-    let queued: Vec<Action> = batched
-        .tasks_of_app(a, 1, 50)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .rev()
-        .map(|task| task.action)
-        .collect();
-    assert_eq!(queued, [Action::Start, Action::Stop, Action::Start]);
+    assert_eq!(
+        queue_of(&batched, a).await,
+        [Action::Start, Action::Stop, Action::Start]
+    );
     // And a repeat in a later batch answers the same task.
     let again = batched
         .submit_tasks(
@@ -194,15 +198,7 @@ async fn concurrent_batches_keep_every_queue_legal(db: &common::TestDb) {
     // hold exactly the tasks answered as created.
     let mut queued = 0;
     for app in &apps {
-        let actions: Vec<Action> = setup
-            .tasks_of_app(*app, 1, 200)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .rev()
-            .map(|task| task.action)
-            .collect();
+        let actions = queue_of(&setup, *app).await;
         queued += actions.len();
         projected(AppState::Created, actions.iter().copied())
             .unwrap_or_else(|refused| panic!("app {app} queued {actions:?}: {refused}"));
