@@ -30,6 +30,7 @@ use crate::data_lock::{DATA_DIR_LOCK, DataLocks, LockError};
 /// The typed client of Flink's REST API that the `flink` executor is built on (public for its
 /// integration tests against a real session cluster).
 pub use crate::executor::flink;
+use crate::executor::flink_job::FlinkExecutor;
 use crate::executor::{NoopExecutor, ProcessExecutor};
 use crate::metrics::Metrics;
 use crate::node::leader::{LEADER_PATH, LeaderDuties};
@@ -165,6 +166,11 @@ impl Console {
         let process = ProcessExecutor::new(config.node.data_dir.join("apps"), &shared.cluster_id)?;
         let logs = process.app_logs();
         let mut executors = Executors::default().with(Arc::new(process));
+        if !config.executors.flink.rest_url.is_empty() {
+            let flink = FlinkExecutor::new(&config.executors.flink, &shared.cluster_id)?;
+            tracing::info!(rest_url = %config.executors.flink.rest_url, "flink executor on");
+            executors = executors.with(Arc::new(flink));
+        }
         if hooks.noop_executor {
             tracing::warn!("benchmark hook: the noop executor is enabled");
             executors = executors.with(Arc::new(NoopExecutor));

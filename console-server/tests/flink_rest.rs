@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use tokio::sync::OnceCell;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn flink_url() -> String {
-    std::env::var("CONSOLE_TEST_FLINK_URL").unwrap_or_else(|_| "http://127.0.0.1:8081".to_owned())
+    test_support::flink::rest_url()
 }
 
 /// A client of the shared cluster, after checking that it answers with free task slots.
@@ -43,19 +42,8 @@ async fn flink() -> FlinkRestClient {
     }
 }
 
-/// The example job's jar, built (once per source version) by `deploy/flink.sh example-jar`.
 fn example_jar() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/flink.sh");
-    let output = Command::new(&script)
-        .arg("example-jar")
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-    assert!(
-        output.status.success(),
-        "deploy/flink.sh example-jar failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    test_support::flink::example_jar()
 }
 
 /// The example jar, uploaded once per test process (the tests run it in parallel).

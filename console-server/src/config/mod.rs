@@ -6,6 +6,8 @@
 //! serde cannot express. The `registry` section is `registry-all`'s, checked by the backends'
 //! factories.
 
+mod executors;
+pub use executors::ExecutorsConfig;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use task_dispatch::redact_url;
 
 use crate::node::host;
+pub use executors::FlinkConfig;
 pub use load::ConfigError;
 use load::Loaded;
 
@@ -40,6 +43,9 @@ pub struct ConsoleConfig {
     pub monitor: MonitorConfig,
     #[serde(deserialize_with = "load::section")]
     pub cluster: ClusterConfig,
+    /// Added, issue 13.
+    #[serde(deserialize_with = "load::section")]
+    pub executors: ExecutorsConfig,
 }
 
 /// `cluster`: what the nodes of one cluster share. Added, issue 12.
@@ -265,6 +271,9 @@ impl ConsoleConfig {
         }
         if config.monitor.interval_ms == 0 {
             return Err(loaded.error("monitor.interval_ms", "must be greater than 0"));
+        }
+        if let Err((key, message)) = config.executors.flink.check() {
+            return Err(loaded.error(key, message));
         }
         if let Err(error) = config.registry.validate() {
             let (key, message) = match error {

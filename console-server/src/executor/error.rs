@@ -68,6 +68,10 @@ pub enum ExecutorError {
     #[error("cannot use the start lock {}: {reason}", path.display())]
     StartLock { path: PathBuf, reason: String },
 
+    /// A Flink call failed or Flink refused (the `flink` executor); `reason` says which and why.
+    #[error("Flink: {reason}")]
+    Flink { reason: String },
+
     /// The executor cannot be set up as configured; `what` names the setting.
     #[error("{what}: {reason}")]
     Setup { what: String, reason: String },

@@ -14,6 +14,7 @@
 
 mod error;
 pub mod flink;
+pub mod flink_job;
 #[cfg(test)]
 mod kit;
 mod noop;
@@ -73,6 +74,8 @@ pub struct TaskRef {
 pub enum Handle {
     /// An OS process started by [`ProcessExecutor`].
     Process(ProcessHandle),
+    /// A job on a Flink session cluster, run by [`flink_job::FlinkExecutor`].
+    Flink(flink_job::FlinkHandle),
     /// An app of the [`NoopExecutor`] (benchmarks only).
     Noop(NoopHandle),
     /// An app of the conformance kit's in-memory executors (tests only).

@@ -6,6 +6,7 @@
 //! | [`proxy`] | [`proxy::TcpProxy`]: a loopback proxy a test switches between pass, cut and black hole |
 //! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop |
 //! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
+//! | [`flink`] | the shared Flink session cluster's URL and the example job's jar |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
 //! | [`ports`] | [`ports::free_port`] |
 //! | [`console_env`] | the `CONSOLE__…` configuration of a standalone console started inside a test |
@@ -16,6 +17,7 @@
 //! |---|---|---|
 //! | `CONSOLE_TEST_ZK` | `127.0.0.1:2181` | `deploy/zookeeper.sh start` |
 //! | `CONSOLE_TEST_ETCD` | `127.0.0.1:2379` | `deploy/etcd.sh start` |
+//! | `CONSOLE_TEST_FLINK_URL` | `http://127.0.0.1:8081` | `deploy/flink.sh start` |
 //! | `CONSOLE_TEST_MYSQL_URL` | `mysql://root@127.0.0.1:3306` | `deploy/mariadb.sh start` |
 //!
 //! A service that does not answer fails the test with a message naming the script that starts
@@ -28,6 +30,7 @@
 
 pub mod console_env;
 pub mod etcd;
+pub mod flink;
 pub mod mariadb;
 pub mod ports;
 pub mod proxy;
