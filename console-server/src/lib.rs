@@ -234,6 +234,10 @@ impl Console {
             events,
             logs,
             node_key,
+            savepoint_dir: http::savepoints::SavepointDir(
+                (!config.executors.flink.savepoint_dir.is_empty())
+                    .then(|| config.executors.flink.savepoint_dir.clone().into()),
+            ),
         };
         Ok(Self {
             registry,

@@ -10,6 +10,7 @@
 //! | `GET`, `DELETE /api/v1/apps/{id}` | [`apps::apps_show`], [`apps::apps_delete`] |
 //! | `POST /api/v1/apps/{id}/start`, `/stop`, `/restart` | [`apps::apps_start`], ... |
 //! | `POST /api/v1/apps/actions` (one action, many apps) | [`bulk::apps_actions`] |
+//! | `GET /api/v1/apps/{id}/savepoints` | [`savepoints::apps_savepoints`] |
 //! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
 //! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
 //! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
@@ -30,6 +31,7 @@ pub mod health;
 pub mod listener;
 pub mod logs;
 pub mod middleware;
+pub mod savepoints;
 pub mod summary;
 pub mod tasks;
 pub mod ui;
@@ -82,6 +84,8 @@ pub struct ApiState {
     pub logs: AppLogs,
     /// Checks the signatures of node-to-node calls.
     pub node_key: NodeKey,
+    /// Where `flink` apps' savepoints are (`executors.flink.savepoint_dir`).
+    pub savepoint_dir: savepoints::SavepointDir,
 }
 
 /// The whole API as a router; tests drive it with `tower::ServiceExt::oneshot`.
@@ -100,6 +104,10 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .route("/api/v1/apps/{id}/start", post(apps::apps_start))
         .route("/api/v1/apps/{id}/stop", post(apps::apps_stop))
         .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))
+        .route(
+            "/api/v1/apps/{id}/savepoints",
+            get(savepoints::apps_savepoints),
+        )
         .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
         .merge(web::api_routes())
         .route_layer(from_fn_with_state(auth_token, middleware::require_bearer));
