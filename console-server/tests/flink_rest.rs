@@ -16,6 +16,7 @@ use console_server::flink::{
     CancelOutcome, FlinkError, FlinkRestClient, JarId, JobId, JobInfo, JobState, JobSubmission,
     SavepointLocation, TriggerId,
 };
+use test_support::flink::counter_lines;
 use tokio::sync::OnceCell;
 
 /// How long a condition may take before a test fails: generous, for a loaded 2-core machine.
@@ -149,26 +150,6 @@ async fn job_reaches(client: &FlinkRestClient, job_id: JobId, state: JobState) {
         (client.job(job_id).await.unwrap().state == state).then_some(())
     })
     .await;
-}
-
-/// The `(count, seq)` of each complete line the example job wrote to `output` (a line being
-/// written has no newline yet and is left out).
-fn counter_lines(output: &Path) -> Vec<(u64, u64)> {
-    let text = std::fs::read_to_string(output).unwrap_or_default();
-    text.split_inclusive('\n')
-        .filter_map(|line| line.strip_suffix('\n'))
-        .map(|line| {
-            let field = |name: &str| {
-                line.split(' ')
-                    .find_map(|part| part.strip_prefix(name))
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or_else(|| {
-                        panic!("line {line:?} of {} has no {name}", output.display())
-                    })
-            };
-            (field("count="), field("seq="))
-        })
-        .collect()
 }
 
 async fn lines_at_least(output: &Path, lines: usize) -> Vec<(u64, u64)> {

@@ -138,19 +138,8 @@ impl ServedNode {
 impl Drop for ServedNode {
     fn drop(&mut self) {
         self.server.abort();
-        // Apps run detached; kill every process whose command line names this node's directory.
-        let needle = self.dir.path().display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle)
-                && pid != std::process::id() as i32
-            {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        // Apps run detached: kill the ones started in this node's directory.
+        console_env::kill_processes_naming(self.dir.path());
     }
 }
 

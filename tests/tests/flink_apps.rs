@@ -8,31 +8,15 @@
 //! sequence numbers would repeat.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use cluster_tests::{Cluster, Id, Options, RegistryKind};
 use serde_json::{Value, json};
+use test_support::flink::counter_lines;
 use test_support::wait::eventually;
 
 /// How long a job may take to reach a state, a failover included.
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// `(count, seq)` of each complete line of the example job's output.
-fn counter_lines(output: &Path) -> Vec<(u64, u64)> {
-    let text = std::fs::read_to_string(output).unwrap_or_default();
-    text.split_inclusive('\n')
-        .filter_map(|line| line.strip_suffix('\n'))
-        .filter_map(|line| {
-            let field = |name: &str| {
-                line.split(' ')
-                    .find_map(|part| part.strip_prefix(name))
-                    .and_then(|value| value.parse().ok())
-            };
-            Some((field("count=")?, field("seq=")?))
-        })
-        .collect()
-}
 
 /// The state of job `job_id` on Flink, or why it could not be read.
 async fn job_state(job_id: &str) -> Result<String, String> {
@@ -68,6 +52,18 @@ async fn app_in(cluster: &Cluster, node: usize, id: &Id, state: &str) -> cluster
         },
     )
     .await
+}
+
+/// Submits `action` through node `node` and waits until the app is `state`.
+async fn act(
+    cluster: &Cluster,
+    node: usize,
+    id: &Id,
+    action: &str,
+    state: &str,
+) -> cluster_tests::App {
+    cluster.api(node).submit(id, action).await.unwrap();
+    app_in(cluster, node, id, state).await
 }
 
 fn job_id(app: &cluster_tests::App) -> String {
@@ -150,12 +146,7 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
     .await;
 
     // Stop with a savepoint, then start: the counter continues from the savepoint.
-    cluster
-        .api(survivor)
-        .submit(&created.id, "stop")
-        .await
-        .unwrap();
-    app_in(&cluster, survivor, &created.id, "STOPPED").await;
+    act(&cluster, survivor, &created.id, "stop", "STOPPED").await;
     let answer = cluster
         .api(survivor)
         .get(&format!("/api/v1/apps/{}/savepoints", created.id))
@@ -199,12 +190,7 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
         before_restore.windows(2).all(|pair| pair[1] == pair[0] + 1),
         "two jobs wrote at once before the stop: {before_restore:?}"
     );
-    cluster
-        .api(survivor)
-        .submit(&created.id, "stop")
-        .await
-        .unwrap();
-    app_in(&cluster, survivor, &created.id, "STOPPED").await;
+    act(&cluster, survivor, &created.id, "stop", "STOPPED").await;
 }
 
 #[tokio::test]

@@ -31,3 +31,21 @@ pub fn standalone(node_id: &str, dir: &Path, auth_token: Option<&str>) -> Vec<(S
         .map(|(name, value)| (name.to_owned(), value))
         .collect()
 }
+
+/// Sends SIGKILL to every process (but this one) whose command line names `dir`: the apps a
+/// console started in a test's directory run detached and outlive it.
+pub fn kill_processes_naming(dir: &Path) {
+    let needle = dir.display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle)
+            && u32::try_from(pid).ok() != Some(std::process::id())
+        {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}

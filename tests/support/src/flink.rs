@@ -33,3 +33,26 @@ pub fn example_jar() -> PathBuf {
     );
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
+
+/// The `(count, seq)` of each complete line the example job wrote to `output` (a line being
+/// written has no newline yet and is left out).
+///
+/// # Panics
+/// On a complete line without `count=` or `seq=`: the job writes no such line.
+pub fn counter_lines(output: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(output).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter_map(|line| line.strip_suffix('\n'))
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|part| part.strip_prefix(name))
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or_else(|| {
+                        panic!("line {line:?} of {} has no {name}", output.display())
+                    })
+            };
+            (field("count="), field("seq="))
+        })
+        .collect()
+}

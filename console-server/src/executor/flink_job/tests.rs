@@ -99,16 +99,7 @@ impl Target for FlinkTarget {
                 .await
                 .map_err(|error| error.to_string())?;
         }
-        test_support::wait::poll_until(self.settle(), || async {
-            match self.live_jobs(app.id).await {
-                Ok(left) if left.is_empty() => Ok(()),
-                Ok(left) => Err(format!("still running: {left:?}")),
-                Err(error) => Err(error),
-            }
-        })
-        .await
-        .map(drop)
-        .map_err(|timed_out| timed_out.last)
+        crate::executor::kit::until_no_copies(self, app).await
     }
 
     fn foreign(&self, handle: &Handle) -> Handle {

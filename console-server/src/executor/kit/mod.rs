@@ -75,6 +75,24 @@ pub trait Target: Sized + Send + Sync + 'static {
     async fn destroy(&self);
 }
 
+/// Waits until no copy of `app` runs (as [`Target::copies`] counts them), for at most
+/// [`Target::settle`]: what a target's [`Target::kill_behind_the_back`] ends with.
+///
+/// # Notable errors
+/// The last count, or the error counting, when copies remain.
+pub async fn until_no_copies<T: Target>(target: &T, app: &AppRef<'_>) -> Result<(), String> {
+    poll_until(target.settle(), || async {
+        match target.copies(app).await {
+            Ok(0) => Ok(()),
+            Ok(left) => Err(format!("{left} copies still running")),
+            Err(error) => Err(error),
+        }
+    })
+    .await
+    .map(drop)
+    .map_err(|timed_out| timed_out.last)
+}
+
 /// An app of a case: what [`AppRef`] borrows.
 #[derive(Debug, Clone)]
 pub struct KitApp {

@@ -53,16 +53,7 @@ impl Target for ProcessTarget {
             // SAFETY: kill(2) has no memory-safety preconditions; `pid` carries this test's key.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        test_support::wait::poll_until(DEADLINE, || async {
-            match self.live_copies(app.id) {
-                Ok(left) if left.is_empty() => Ok(()),
-                Ok(left) => Err(format!("still running: {left:?}")),
-                Err(error) => Err(error),
-            }
-        })
-        .await
-        .map(drop)
-        .map_err(|timed_out| timed_out.last)
+        crate::executor::kit::until_no_copies(self, app).await
     }
 
     fn foreign(&self, handle: &Handle) -> Handle {
