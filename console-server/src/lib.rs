@@ -234,6 +234,7 @@ impl Console {
             events,
             logs,
             node_key,
+            request_timeout: Duration::from_millis(config.server.request_timeout_ms),
             savepoint_dir: http::savepoints::SavepointDir(
                 (!config.executors.flink.savepoint_dir.is_empty())
                     .then(|| config.executors.flink.savepoint_dir.clone().into()),

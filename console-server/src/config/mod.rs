@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// start-up, with a warning, to leave descriptors for the node's own connections. Added,
     /// issue 12.
     pub max_connections: usize,
+    /// How long a request may take before it is answered 503; the actions (start, stop,
+    /// restart, bulk), which must say whether they queued a task, are not cut. Added, issue 12.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             allow_unauthenticated: false,
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -265,6 +269,9 @@ impl ConsoleConfig {
         }
         if config.server.header_read_timeout_ms == 0 {
             return Err(loaded.error("server.header_read_timeout_ms", "must be greater than 0"));
+        }
+        if config.server.request_timeout_ms == 0 {
+            return Err(loaded.error("server.request_timeout_ms", "must be greater than 0"));
         }
         if config.server.max_connections == 0 {
             return Err(loaded.error("server.max_connections", "must be greater than 0"));

@@ -89,3 +89,4 @@ mod host_affinity;
 mod membership;
 mod outage;
 mod partition;
+mod slow_database;
