@@ -54,10 +54,11 @@ impl fmt::Debug for Executors {
     }
 }
 
-fn task_ref(cx: &ActionContext) -> TaskRef {
+fn task_ref(cx: &ActionContext) -> TaskRef<'_> {
     TaskRef {
         id: cx.task_id,
         attempt: cx.attempt,
+        params: cx.params.as_ref(),
     }
 }
 

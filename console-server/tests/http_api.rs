@@ -637,3 +637,45 @@ async fn standalone_bulk_actions_answer_per_id() {
     assert_eq!(node.send(request).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(node.app(a).await["state"], "STOPPED");
 }
+
+/// Issue 13: the optional body of an action is checked before anything is queued: keys by
+/// action, types, and only for `flink` apps; no body and `{}` ask nothing.
+#[tokio::test]
+async fn standalone_action_bodies_are_checked() {
+    let node = TestNode::start(None).await;
+    let app = node.create_app("exec sleep 300").await["id"]
+        .as_i64()
+        .unwrap();
+    for (action, body, code) in [
+        ("stop", json!({"savepoint": false}), "invalid_body"),
+        ("stop", json!({"savepoint": "no"}), "invalid_body"),
+        ("start", json!({"restore": ""}), "invalid_body"),
+        ("start", json!({"savepoint": false}), "invalid_body"),
+        ("start", json!({"restore": "none"}), "invalid_body"),
+        ("start", json!(["restore"]), "invalid_body"),
+    ] {
+        let (status, answer) = node
+            .call(
+                Method::POST,
+                &format!("/api/v1/apps/{app}/{action}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{action} {body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{action} {body}: {answer}");
+    }
+    let (status, answer) = node
+        .call(
+            Method::POST,
+            &format!("/api/v1/apps/{app}/start"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    node.wait_for_state(app, "RUNNING").await;
+    let (status, answer) = node
+        .call(Method::POST, &format!("/api/v1/apps/{app}/stop"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    node.wait_for_state(app, "STOPPED").await;
+}

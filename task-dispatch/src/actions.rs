@@ -90,6 +90,8 @@ pub struct ActionContext {
     /// When the task was submitted (milliseconds since the Unix epoch), so the console can
     /// measure how long it waited to start.
     pub submitted_at: i64,
+    /// The task's parameters ([`Task::params`](crate::Task::params)), for the executor.
+    pub params: Option<serde_json::Value>,
 }
 
 /// The console's executors, as the dispatcher uses them. One implementation serves every app;

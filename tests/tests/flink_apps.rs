@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use cluster_tests::api::Body;
 use cluster_tests::{Cluster, Id, Options, RegistryKind};
 use serde_json::{Value, json};
 use test_support::flink::counter_lines;
@@ -189,6 +190,61 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
     assert!(
         before_restore.windows(2).all(|pair| pair[1] == pair[0] + 1),
         "two jobs wrote at once before the stop: {before_restore:?}"
+    );
+
+    // `{"savepoint": false}` cancels without a savepoint; `{"restore": "none"}` starts afresh.
+    let cancel = cluster
+        .api(survivor)
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/apps/{}/stop", created.id),
+            Body::Json(json!({"savepoint": false})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancel.status, 202, "{:?}", cancel.body);
+    app_in(&cluster, survivor, &created.id, "STOPPED").await;
+    let listed = cluster
+        .api(survivor)
+        .get(&format!("/api/v1/apps/{}/savepoints", created.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "no savepoint for a cancel: {:?}",
+        listed.body
+    );
+    let before_fresh = counter_lines(&output).len();
+    let fresh = cluster
+        .api(survivor)
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/apps/{}/start", created.id),
+            Body::Json(json!({"restore": "none"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.status, 202, "{:?}", fresh.body);
+    let fresh_app = app_in(&cluster, survivor, &created.id, "RUNNING").await;
+    assert!(
+        fresh_app
+            .handle
+            .as_ref()
+            .unwrap()
+            .get("restored_from")
+            .is_none(),
+        "{:?}",
+        fresh_app.handle
+    );
+    eventually("the fresh job writes", SETTLE, || async {
+        counter_lines(&output).len() > before_fresh
+    })
+    .await;
+    assert_eq!(
+        counter_lines(&output)[before_fresh].0,
+        1,
+        "a start with restore none counts from 1"
     );
     act(&cluster, survivor, &created.id, "stop", "STOPPED").await;
 }

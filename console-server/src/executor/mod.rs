@@ -51,11 +51,27 @@ pub struct AppRef<'a> {
 /// executor that can deduplicate by task (the `flink` executor derives the job id from the app
 /// and the start task) finds the first attempt's result instead of making a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskRef {
+pub struct TaskRef<'a> {
     /// The task's id.
     pub id: i64,
     /// 1 for the first run, more when a previous owner died while running it.
     pub attempt: i64,
+    /// What the request asked beyond the action (a JSON object), if anything: the `flink`
+    /// executor reads `savepoint` (stop) and `restore` (start); the others ignore it.
+    pub params: Option<&'a serde_json::Value>,
+}
+
+#[cfg(test)]
+impl TaskRef<'static> {
+    /// Task `id`, first attempt, no parameters.
+    #[must_use]
+    pub const fn first(id: i64) -> Self {
+        Self {
+            id,
+            attempt: 1,
+            params: None,
+        }
+    }
 }
 
 /// Where to find a started app again: returned by [`Executor::start`], stored by the dispatcher
@@ -143,7 +159,7 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     async fn start(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError>;
 
@@ -156,7 +172,7 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     async fn stop(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         handle: &Handle,
     ) -> Result<(), ExecutorError>;
 

@@ -44,7 +44,7 @@ impl Executor for NoopExecutor {
     async fn start(
         &self,
         _app: &AppRef<'_>,
-        _task: TaskRef,
+        _task: TaskRef<'_>,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         if let Some(previous @ Handle::Noop(_)) = previous {
@@ -64,7 +64,7 @@ impl Executor for NoopExecutor {
     async fn stop(
         &self,
         _app: &AppRef<'_>,
-        _task: TaskRef,
+        _task: TaskRef<'_>,
         _handle: &Handle,
     ) -> Result<(), ExecutorError> {
         Ok(())
@@ -86,7 +86,7 @@ mod tests {
 
     use super::*;
 
-    const TASK: TaskRef = TaskRef { id: 1, attempt: 1 };
+    const TASK: TaskRef<'static> = TaskRef::first(1);
 
     #[tokio::test]
     async fn starts_nothing_and_stays_alive_until_stopped() {

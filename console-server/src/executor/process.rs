@@ -361,7 +361,7 @@ impl Executor for ProcessExecutor {
     async fn start(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let spec = ProcessSpec::parse(app.spec)?;
@@ -433,7 +433,7 @@ impl Executor for ProcessExecutor {
     async fn stop(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         handle: &Handle,
     ) -> Result<(), ExecutorError> {
         let Handle::Process(handle) = handle else {

@@ -1,12 +1,13 @@
 //! `/api/v1/apps`: create, list, show, delete, and queue start/stop/restart.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use task_dispatch::{Action, App, AppFilter, AppId, AppState, NewApp, Task};
+use task_dispatch::{Action, App, AppFilter, AppId, AppState, NewApp, Submission, Task};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -254,8 +255,9 @@ pub async fn apps_start(
     state: State<ApiState>,
     id: ApiPath<AppId>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    submit(state, id, headers, Action::Start).await
+    submit(state, id, headers, Action::Start, body).await
 }
 
 /// `POST /api/v1/apps/{id}/stop`.
@@ -263,8 +265,9 @@ pub async fn apps_stop(
     state: State<ApiState>,
     id: ApiPath<AppId>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    submit(state, id, headers, Action::Stop).await
+    submit(state, id, headers, Action::Stop, body).await
 }
 
 /// `POST /api/v1/apps/{id}/restart`.
@@ -272,17 +275,20 @@ pub async fn apps_restart(
     state: State<ApiState>,
     id: ApiPath<AppId>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    submit(state, id, headers, Action::Restart).await
+    submit(state, id, headers, Action::Restart, body).await
 }
 
 /// Queues `action`: 202 with the task at once; the owner runs it. A repeated
-/// `Idempotency-Key` answers with the first task.
+/// `Idempotency-Key` answers with the first task. The optional body: see
+/// [`super::action_params`].
 async fn submit(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<AppId>,
     headers: HeaderMap,
     action: Action,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -293,6 +299,15 @@ async fn submit(
             )
         })?),
     };
-    let submitted = state.dispatcher.submit(id, action, key).await?;
+    let params = super::action_params::params_of(&state, id, action, &body).await?;
+    let submitted = state
+        .dispatcher
+        .submit_with(Submission {
+            app_id: id,
+            action,
+            idempotency_key: key.map(str::to_owned),
+            params,
+        })
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted::from(&submitted.task))))
 }

@@ -70,6 +70,7 @@ pub async fn apps_actions(
             app_id,
             action: body.action,
             idempotency_key: None,
+            params: None,
         })
         .collect();
     let answers = state.dispatcher.submit_many(&submissions).await;

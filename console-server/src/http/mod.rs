@@ -21,6 +21,7 @@
 //! user token: a user token never opens them.
 //! Every error is `{"error": {"code", "message"}}` (see [`error::ApiError`]).
 
+pub mod action_params;
 pub mod apps;
 pub mod bulk;
 pub mod cluster;

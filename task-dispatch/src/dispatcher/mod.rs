@@ -299,15 +299,23 @@ impl Dispatcher {
         action: Action,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted> {
-        let submitted = self
-            .handle
-            .submitter
-            .submit(Submission {
-                app_id,
-                action,
-                idempotency_key: idempotency_key.map(str::to_owned),
-            })
-            .await?;
+        self.submit_with(Submission {
+            app_id,
+            action,
+            idempotency_key: idempotency_key.map(str::to_owned),
+            params: None,
+        })
+        .await
+    }
+
+    /// [`Dispatcher::submit`] of a [`Submission`], with the parameters the executor gets
+    /// ([`Task::params`](crate::Task::params)).
+    ///
+    /// # Notable errors
+    /// Those of [`Dispatcher::submit`]; InvalidInput for parameters that are not a JSON object
+    /// of at most 4 KiB.
+    pub async fn submit_with(&self, submission: Submission) -> Result<Submitted> {
+        let submitted = self.handle.submitter.submit(submission).await?;
         self.signal_owner(&submitted);
         Ok(submitted)
     }

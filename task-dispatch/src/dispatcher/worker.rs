@@ -388,6 +388,7 @@ impl AppWorker {
             action: task.action,
             attempt: task.attempts,
             submitted_at: task.created_at,
+            params: task.params.clone(),
         };
         debug!(task_id = task.id, app_id = app.id, action = %task.action, attempt = task.attempts, "running");
         for (i, &phase) in phases.iter().enumerate() {

@@ -141,7 +141,7 @@ macro_rules! app_columns {
 macro_rules! task_columns {
     () => {
         "id, app_id, action, status, claimed_by, claim_epoch, attempts, error, idempotency_key, \
-         version, created_at, updated_at, started_at, finished_at"
+         version, created_at, updated_at, started_at, finished_at, params"
     };
 }
 

@@ -161,6 +161,10 @@ pub struct Task {
     pub started_at: Option<i64>,
     /// When it reached SUCCEEDED or FAILED.
     pub finished_at: Option<i64>,
+    /// What the request asked beyond the action, for the executor (a JSON object), if anything.
+    /// Added, issue 13.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
 }
 
 impl Task {
@@ -264,6 +268,7 @@ pub(crate) struct TaskRow {
     updated_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    params: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -289,6 +294,11 @@ impl TryFrom<TaskRow> for Task {
             updated_at: row.updated_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            params: row
+                .params
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| Error::Corrupt(format!("params of task {}: {e}", row.id)))?,
         })
     }
 }

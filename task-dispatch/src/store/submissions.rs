@@ -25,6 +25,9 @@ pub struct Submission {
     pub app_id: AppId,
     pub action: Action,
     pub idempotency_key: Option<String>,
+    /// What the request asked beyond the action, for the executor: a JSON object, stored with
+    /// the task ([`Task::params`]). Added, issue 13.
+    pub params: Option<serde_json::Value>,
 }
 
 /// What the transaction decided for one submission: its answer, or `None` for a repeated
@@ -41,15 +44,7 @@ impl Store {
     ) -> Vec<Result<Submitted>> {
         if batch.len() == 1 {
             let one = &batch[0];
-            return vec![
-                self.submit_task_if_reachable(
-                    one.app_id,
-                    one.action,
-                    one.idempotency_key.as_deref(),
-                    reachable,
-                )
-                .await,
-            ];
+            return vec![self.submit_one(one, &reachable).await];
         }
         match self.submit_together(batch, &reachable).await {
             Ok(decisions) => {
@@ -78,13 +73,7 @@ impl Store {
         submission: &Submission,
         reachable: &impl Fn(&HostId) -> bool,
     ) -> Result<Submitted> {
-        self.submit_task_if_reachable(
-            submission.app_id,
-            submission.action,
-            submission.idempotency_key.as_deref(),
-            reachable,
-        )
-        .await
+        self.submit_one(submission, reachable).await
     }
 
     /// The batch's transaction. `Err` only for a failure of the transaction itself; the
@@ -115,9 +104,6 @@ impl Store {
             "SELECT app_id, action FROM tasks WHERE app_id IN ({marks}) \
              AND status IN ('PENDING', 'RUNNING') ORDER BY id"
         );
-        const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
-             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
         let now = unix_millis();
         in_write_tx!(self, conn => {
             // Safe: the SQL is fixed text and placeholders; every value is bound.
@@ -176,12 +162,20 @@ impl Store {
                     decisions.push(Some(Err(Error::HostUnreachable { id: app_id, host: host.clone() })));
                     continue;
                 }
-                let done = sqlx::query(INSERT)
+                let params = match params_text(submission) {
+                    Ok(params) => params,
+                    Err(invalid) => {
+                        decisions.push(Some(Err(invalid)));
+                        continue;
+                    }
+                };
+                let done = sqlx::query(INSERT_TASK)
                     .bind(app_id)
                     .bind(submission.action.as_str())
                     .bind(key)
                     .bind(now)
                     .bind(now)
+                    .bind(params.as_deref())
                     .execute(&mut *conn)
                     .await?;
                 queued.entry(app_id).or_default().push(submission.action);
@@ -214,6 +208,33 @@ impl Store {
     }
 }
 
+/// The insert of a PENDING task: app, action, key, created_at, updated_at, params.
+pub(super) const INSERT_TASK: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
+     claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at, params) \
+     VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?, ?)";
+
+/// The parameters as stored: a JSON object's text, or `None`.
+///
+/// # Notable errors
+/// [`Error::InvalidInput`] for parameters that are not a JSON object or longer than 4 KiB.
+pub(super) fn params_text(submission: &Submission) -> Result<Option<String>> {
+    let Some(params) = &submission.params else {
+        return Ok(None);
+    };
+    if !params.is_object() {
+        return Err(Error::InvalidInput(
+            "task parameters must be a JSON object".into(),
+        ));
+    }
+    let text = params.to_string();
+    if text.len() > 4096 {
+        return Err(Error::InvalidInput(
+            "task parameters take at most 4096 bytes".into(),
+        ));
+    }
+    Ok(Some(text))
+}
+
 /// The key rule of [`Store::submit_task`]: 1 to 255 characters.
 pub(super) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.chars().count() > 255 {
@@ -225,7 +246,7 @@ pub(super) fn check_key(key: &str) -> Result<()> {
 }
 
 /// The row [`Store::submit_tasks`] inserted for `submission`.
-fn pending_task(id: i64, submission: &Submission, now: i64) -> Task {
+pub(super) fn pending_task(id: i64, submission: &Submission, now: i64) -> Task {
     Task {
         id,
         app_id: submission.app_id,
@@ -241,5 +262,6 @@ fn pending_task(id: i64, submission: &Submission, now: i64) -> Task {
         updated_at: now,
         started_at: None,
         finished_at: None,
+        params: submission.params.clone(),
     }
 }

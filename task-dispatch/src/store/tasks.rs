@@ -3,6 +3,7 @@
 
 use super::apps::placements;
 use super::model::{App, AppId, Submitted, Task, TaskId, TaskRow, TaskStatus};
+use super::submissions::Submission;
 use super::{
     Backend, InsertedId, Pool, Store, in_write_tx, is_unique_violation, on_pool, task_columns,
 };
@@ -53,6 +54,23 @@ impl Store {
         idempotency_key: Option<&str>,
         reachable: impl Fn(&HostId) -> bool,
     ) -> Result<Submitted> {
+        let submission = Submission {
+            app_id,
+            action,
+            idempotency_key: idempotency_key.map(str::to_owned),
+            params: None,
+        };
+        self.submit_one(&submission, &reachable).await
+    }
+
+    /// [`Store::submit_task_if_reachable`] of a [`Submission`] (with its parameters).
+    pub(super) async fn submit_one(
+        &self,
+        submission: &Submission,
+        reachable: &impl Fn(&HostId) -> bool,
+    ) -> Result<Submitted> {
+        let (app_id, action) = (submission.app_id, submission.action);
+        let idempotency_key = submission.idempotency_key.as_deref();
         if let Some(key) = idempotency_key {
             super::submissions::check_key(key)?;
             if let Some(first) = self.task_by_key(key).await? {
@@ -69,9 +87,7 @@ impl Store {
         };
         const QUEUED: &str = "SELECT action FROM tasks \
              WHERE app_id = ? AND status IN ('PENDING', 'RUNNING') ORDER BY id";
-        const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
-             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
+        let params = super::submissions::params_text(submission)?;
         let inserted: Result<(i64, Option<HostId>)> = in_write_tx!(self, conn => {
             let row: Option<(String, Option<String>)> = sqlx::query_as(lock_app)
                 .bind(app_id)
@@ -96,12 +112,13 @@ impl Store {
             {
                 return Err(Error::HostUnreachable { id: app_id, host: host.clone() });
             }
-            let done = sqlx::query(INSERT)
+            let done = sqlx::query(super::submissions::INSERT_TASK)
                 .bind(app_id)
                 .bind(action.as_str())
                 .bind(idempotency_key)
                 .bind(now)
                 .bind(now)
+                .bind(params.as_deref())
                 .execute(&mut *conn)
                 .await?;
             Ok((done.inserted_id(), host))
@@ -122,22 +139,7 @@ impl Store {
             (Err(refused), _) => return Err(refused),
         };
         Ok(Submitted {
-            task: Task {
-                id,
-                app_id,
-                action,
-                status: TaskStatus::Pending,
-                claimed_by: None,
-                claim_epoch: None,
-                attempts: 0,
-                error: None,
-                idempotency_key: idempotency_key.map(str::to_owned),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                finished_at: None,
-            },
+            task: super::submissions::pending_task(id, submission, now),
             created: true,
             host,
         })

@@ -16,6 +16,7 @@ fn submission(app_id: i64, action: Action, key: Option<&str>) -> Submission {
         app_id,
         action,
         idempotency_key: key.map(str::to_owned),
+        params: None,
     }
 }
 

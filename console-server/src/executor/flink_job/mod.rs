@@ -106,7 +106,7 @@ impl FlinkExecutor {
         JobId::from_bytes(self.derive(&format!("job\n{app_id}\n{task_id}")))
     }
 
-    fn trigger_id_for(&self, app_id: i64, task: TaskRef, attempt: u32) -> TriggerId {
+    fn trigger_id_for(&self, app_id: i64, task: TaskRef<'_>, attempt: u32) -> TriggerId {
         let parts = format!("stop\n{app_id}\n{}\n{}\n{attempt}", task.id, task.attempt);
         TriggerId::from_bytes(self.derive(&parts))
     }
@@ -227,7 +227,7 @@ impl FlinkExecutor {
     async fn stop_with_savepoint(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         client: &FlinkRestClient,
         job_id: JobId,
     ) -> Result<(), ExecutorError> {
@@ -304,7 +304,7 @@ impl Executor for FlinkExecutor {
     async fn start(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let spec = FlinkSpec::parse(app.spec)?;
@@ -357,7 +357,22 @@ impl Executor for FlinkExecutor {
             Err(FlinkError::JobNotFound { .. }) => {}
             Err(error) => return Err(flink_error(format!("cannot reach Flink at {url}: {error}"))),
         }
-        let restore = self.newest_savepoint(app.id);
+        let restore = match task.params.and_then(|params| params.get("restore")) {
+            None => self.newest_savepoint(app.id),
+            Some(serde_json::Value::String(none)) if none == "none" => None,
+            Some(serde_json::Value::String(location)) => Some(location.parse().map_err(
+                |error: super::flink::InvalidValue| ExecutorError::InvalidSpec {
+                    reason: format!("restore: {error}"),
+                },
+            )?),
+            Some(other) => {
+                return Err(ExecutorError::InvalidSpec {
+                    reason: format!(
+                        "restore must be \"none\" or a savepoint location, got {other}"
+                    ),
+                });
+            }
+        };
         let submission = JobSubmission {
             entry_class: spec.entry_class.clone(),
             args: spec.args.clone(),
@@ -386,7 +401,7 @@ impl Executor for FlinkExecutor {
     async fn stop(
         &self,
         app: &AppRef<'_>,
-        task: TaskRef,
+        task: TaskRef<'_>,
         handle: &Handle,
     ) -> Result<(), ExecutorError> {
         let (client, job_id) = match self.see(app, handle) {
@@ -401,7 +416,18 @@ impl Executor for FlinkExecutor {
         match client.job(job_id).await {
             Ok(job) if job.state.is_terminal() => Ok(()),
             Err(FlinkError::JobNotFound { .. }) => Ok(()),
-            Ok(_) => self.stop_with_savepoint(app, task, &client, job_id).await,
+            Ok(_) if wants_savepoint(task) => {
+                self.stop_with_savepoint(app, task, &client, job_id).await
+            }
+            Ok(_) => {
+                // `{"savepoint": false}`: cancel, no savepoint.
+                client
+                    .cancel_job(job_id)
+                    .await
+                    .map_err(|error| flink_error(format!("cancel of job {job_id}: {error}")))?;
+                tracing::info!(app_id = app.id, %job_id, "cancelled without a savepoint, as asked");
+                self.until_ended(&client, job_id, STOP_WITHIN).await
+            }
             Err(error) => Err(flink_error(format!("cannot read job {job_id}: {error}"))),
         }
     }
@@ -445,6 +471,14 @@ impl Executor for FlinkExecutor {
             },
         }
     }
+}
+
+/// Whether a stop takes a savepoint: unless the request said `{"savepoint": false}`.
+fn wants_savepoint(task: TaskRef<'_>) -> bool {
+    task.params
+        .and_then(|params| params.get("savepoint"))
+        .and_then(serde_json::Value::as_bool)
+        != Some(false)
 }
 
 fn undetermined(reason: String) -> ExecutorError {

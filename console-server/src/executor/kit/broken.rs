@@ -109,7 +109,7 @@ impl<const DEFECT: u8> Executor for FakeExecutor<DEFECT> {
     async fn start(
         &self,
         app: &AppRef<'_>,
-        _task: TaskRef,
+        _task: TaskRef<'_>,
         previous: Option<&Handle>,
     ) -> Result<Handle, ExecutorError> {
         let mut world = self.world();
@@ -138,7 +138,7 @@ impl<const DEFECT: u8> Executor for FakeExecutor<DEFECT> {
     async fn stop(
         &self,
         _app: &AppRef<'_>,
-        _task: TaskRef,
+        _task: TaskRef<'_>,
         handle: &Handle,
     ) -> Result<(), ExecutorError> {
         let Handle::Fake(handle) = handle else {

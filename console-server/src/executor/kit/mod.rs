@@ -121,12 +121,12 @@ impl KitApp {
 }
 
 /// Task `id`, first attempt.
-pub fn task(id: i64) -> TaskRef {
-    TaskRef { id, attempt: 1 }
+pub fn task(id: i64) -> TaskRef<'static> {
+    TaskRef::first(id)
 }
 
 /// Task `task` run again after its owner died.
-pub fn retried(task: TaskRef) -> TaskRef {
+pub fn retried(task: TaskRef<'_>) -> TaskRef<'_> {
     TaskRef {
         attempt: task.attempt + 1,
         ..task

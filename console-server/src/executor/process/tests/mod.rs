@@ -16,7 +16,7 @@ use super::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 /// The task of the executor calls in these tests (the process executor only logs it).
-const TASK: TaskRef = TaskRef { id: 1, attempt: 1 };
+const TASK: TaskRef<'static> = TaskRef::first(1);
 const HELPER_VAR: &str = "CONSOLE_EXECUTOR_TEST_HELPER";
 const HANDLE_LINE: &str = "EXECUTOR_TEST_HANDLE ";
 
