@@ -219,9 +219,11 @@ impl Console {
         let duties = Arc::new(LeaderDuties::new(store.clone()));
         let election = LeaderElection::start(registry.clone(), LEADER_PATH, node_id, duties)
             .map_err(StartupError::Election)?;
-        let leader = LeaderRetrieval::start(registry.clone(), LEADER_PATH)
-            .await
-            .map_err(StartupError::Election)?;
+        let leader = retry_transient("reading the leader", || {
+            LeaderRetrieval::start(registry.clone(), LEADER_PATH)
+        })
+        .await
+        .map_err(StartupError::Election)?;
         let events =
             http::events::EventHub::new(metrics.event_streams.clone(), metrics.event_feeds.clone());
         let state = http::ApiState {
@@ -347,6 +349,30 @@ impl BenchmarkHooks {
 
 /// The StreamPark design's scan period.
 const STREAMPARK_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long a start-up registry call is retried while it fails with transient errors.
+const STARTUP_RETRY: Duration = Duration::from_secs(30);
+
+/// Runs a start-up registry `call` again while it fails with a transient error (a session
+/// wavering on a loaded machine), for at most [`STARTUP_RETRY`]; any other error at once.
+async fn retry_transient<T, F, Fut>(what: &str, mut call: F) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(error) if error.is_transient() && started.elapsed() < STARTUP_RETRY => {
+                tracing::warn!(%error, ?pause, "{what} at start-up failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// How long a graceful shutdown waits for actions in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

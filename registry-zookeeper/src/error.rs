@@ -9,8 +9,8 @@ pub(crate) const BACKEND: &str = "zookeeper";
 /// Converts an error of an operation on `path`.
 ///
 /// Connection loss is [`RegistryError::NotConnected`]; an expired or moved session is
-/// [`RegistryError::SessionLost`]; a request that timed out, was throttled or reached a read-only
-/// server is [`RegistryError::Transient`]; a node whose ACL shuts this client out names the digest
+/// [`RegistryError::SessionLost`]; a request that timed out, was throttled, reached a read-only
+/// server or was cut by the client's connection trouble is [`RegistryError::Transient`]; a node whose ACL shuts this client out names the digest
 /// setting. Everything else is a [`RegistryError::Backend`] error, which a retry does not fix.
 pub(crate) fn from_zk(error: zk::Error, path: &str) -> RegistryError {
     match error {
@@ -21,6 +21,13 @@ pub(crate) fn from_zk(error: zk::Error, path: &str) -> RegistryError {
                 message: format!("{error} (at {path})"),
             }
         }
+        // The client's own connection trouble, e.g. "no response from connection in 800ms" for
+        // the requests in flight when it gives up on a connection: a retry on the next one can
+        // succeed. (Its other custom errors, TLS set-up, arise only when connecting.)
+        zk::Error::Custom(_) => RegistryError::Transient {
+            backend: BACKEND,
+            message: format!("{error} (at {path})"),
+        },
         zk::Error::SessionExpired | zk::Error::SessionMoved | zk::Error::ClientClosed => {
             RegistryError::SessionLost { backend: BACKEND }
         }
