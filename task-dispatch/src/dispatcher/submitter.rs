@@ -30,6 +30,11 @@ struct Request {
 #[derive(Debug, Clone)]
 pub(super) struct Submitter {
     queue: mpsc::UnboundedSender<Request>,
+    /// Off ([`DispatcherConfig::group_commit`]): each submission is written alone, at once.
+    ///
+    /// [`DispatcherConfig::group_commit`]: super::DispatcherConfig::group_commit
+    group_commit: bool,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Request {
@@ -42,12 +47,30 @@ impl Submitter {
     /// Starts the batch writer; it ends when every [`Submitter`] is dropped.
     pub(super) fn start(shared: Arc<Shared>) -> Self {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(shared, requests));
-        Self { queue }
+        let group_commit = shared.config.group_commit;
+        tokio::spawn(write_batches(shared.clone(), requests));
+        Self {
+            queue,
+            group_commit,
+            shared,
+        }
     }
 
     /// Queues `submission` and waits for its answer.
     pub(super) async fn submit(&self, submission: Submission) -> Result<Submitted> {
+        if !self.group_commit {
+            let live = self.shared.view().live;
+            return self
+                .shared
+                .store
+                .submit_task_if_reachable(
+                    submission.app_id,
+                    submission.action,
+                    submission.idempotency_key.as_deref(),
+                    |host| live.has_host(host),
+                )
+                .await;
+        }
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Request { submission, answer })

@@ -35,6 +35,7 @@ mod leases;
 mod model;
 mod named;
 mod outcomes;
+mod owner_batches;
 mod submissions;
 mod tasks;
 mod views;
@@ -57,6 +58,7 @@ pub use cluster::ClusterSettings;
 pub use leases::Adoption;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
 pub use outcomes::Outcome;
+pub use owner_batches::{ClaimRequest, FinishRequest, MAX_OWNER_BATCH};
 pub use submissions::Submission;
 pub use views::{AppFilter, MAX_TASK_PAGE_SIZE};
 

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{AppId, Submitted, Task, TaskStatus};
-use super::{Backend, InsertedId, Store, in_write_tx};
+use super::{Backend, Store, in_write_tx};
 use crate::affinity::HostId;
 use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
@@ -102,6 +102,12 @@ impl Store {
             .collect();
         let mut known_keys = self.existing_keys(&keys).await?;
         let ids: BTreeSet<AppId> = batch.iter().map(|s| s.app_id).collect();
+        // Padded to a power of two by repeating the last id (a repeat reads nothing more), so
+        // that a connection prepares few shapes of these statements.
+        let mut ids: Vec<AppId> = ids.into_iter().collect();
+        if let Some(&last) = ids.last() {
+            ids.resize(ids.len().next_power_of_two(), last);
+        }
         let marks = vec!["?"; ids.len()].join(", ");
         let lock_apps = match self.backend() {
             Backend::MySql => {
@@ -116,8 +122,8 @@ impl Store {
              AND status IN ('PENDING', 'RUNNING') ORDER BY id"
         );
         const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
-             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
+             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at)";
+        const ROW: &str = "(?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?)";
         let now = unix_millis();
         in_write_tx!(self, conn => {
             // Safe: the SQL is fixed text and placeholders; every value is bound.
@@ -142,6 +148,8 @@ impl Store {
                 queued.entry(app_id).or_default().push(action);
             }
             let mut decisions = Vec::with_capacity(batch.len());
+            // Where in `decisions` the submissions to insert are.
+            let mut accepted: Vec<usize> = Vec::new();
             for submission in batch {
                 let key = submission.idempotency_key.as_deref();
                 if let Some(key) = key {
@@ -176,20 +184,49 @@ impl Store {
                     decisions.push(Some(Err(Error::HostUnreachable { id: app_id, host: host.clone() })));
                     continue;
                 }
-                let done = sqlx::query(INSERT)
-                    .bind(app_id)
-                    .bind(submission.action.as_str())
-                    .bind(key)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
                 queued.entry(app_id).or_default().push(submission.action);
+                accepted.push(decisions.len());
+                // The task's id is known once the rows are inserted, below.
                 decisions.push(Some(Ok(Submitted {
-                    task: pending_task(done.inserted_id(), submission, now),
+                    task: pending_task(0, submission, now),
                     created: true,
                     host: host.clone(),
                 })));
+            }
+            // The accepted submissions, in order, in a few multi-row INSERTs (lengths that are
+            // powers of two, so that a connection prepares few shapes); ids ascend in the
+            // order of the rows.
+            let mut rest = &accepted[..];
+            while !rest.is_empty() {
+                let len = 1usize << rest.len().ilog2();
+                let (chunk, after) = rest.split_at(len);
+                rest = after;
+                let sql = format!("{INSERT} VALUES {} RETURNING id", vec![ROW; len].join(", "));
+                // Safe: fixed text and placeholders; every value is bound.
+                let mut insert = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for &i in chunk {
+                    let submission = &batch[i];
+                    insert = insert
+                        .bind(submission.app_id)
+                        .bind(submission.action.as_str())
+                        .bind(submission.idempotency_key.as_deref())
+                        .bind(now)
+                        .bind(now);
+                }
+                let mut ids: Vec<i64> = insert.fetch_all(&mut *conn).await?;
+                if ids.len() != chunk.len() {
+                    return Err(Error::Corrupt(format!(
+                        "{} rows inserted, {} ids returned",
+                        chunk.len(),
+                        ids.len()
+                    )));
+                }
+                ids.sort_unstable();
+                for (&i, id) in chunk.iter().zip(ids) {
+                    if let Some(Some(Ok(submitted))) = decisions.get_mut(i) {
+                        submitted.task.id = id;
+                    }
+                }
             }
             Ok(decisions)
         })
@@ -200,12 +237,17 @@ impl Store {
         if keys.is_empty() {
             return Ok(BTreeSet::new());
         }
+        // Padded like the app ids of the batch (a repeated key finds nothing more).
+        let mut keys = keys.to_vec();
+        if let Some(&last) = keys.last() {
+            keys.resize(keys.len().next_power_of_two(), last);
+        }
         let marks = vec!["?"; keys.len()].join(", ");
         let sql = format!("SELECT idempotency_key FROM tasks WHERE idempotency_key IN ({marks})");
         super::on_pool!(self, db => {
             // Safe: fixed text and placeholders.
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
-            for key in keys {
+            for key in &keys {
                 query = query.bind(*key);
             }
             let found: Vec<String> = query.fetch_all(db).await?;
