@@ -20,6 +20,11 @@ use crate::store::{
 
 type Answer<T> = Result<T>;
 
+/// Connections of each writer's own pool ([`Store::dedicated`]): it writes one batch at a
+/// time, so each shape of its statements is prepared on few connections. Two, so that a
+/// single call made while a connection is held can never wait for itself.
+pub(super) const WRITER_CONNECTIONS: u32 = 2;
+
 /// What adoptions batched together share: the worker's lease, this node's host, the live set
 /// a holder is judged by (the same snapshot).
 #[derive(Debug, Clone)]
@@ -55,14 +60,14 @@ impl OwnerBatches {
     /// `group_commit` every call goes to the store alone.
     pub(super) fn start(store: &Store, max_attempts: i64, group_commit: bool) -> Self {
         let reads = {
-            let store = store.clone();
+            let store = store.dedicated(WRITER_CONNECTIONS);
             Batcher::start(MAX_OWNER_BATCH, move |apps: Vec<AppId>| {
                 let store = store.clone();
                 async move { store.next_tasks_and_more(&apps).await }
             })
         };
         let adoptions = {
-            let store = store.clone();
+            let store = store.dedicated(WRITER_CONNECTIONS);
             Batcher::start(MAX_OWNER_BATCH, move |requests: Vec<(AdoptKey, AppId)>| {
                 let store = store.clone();
                 grouped(requests, move |key: AdoptKey, ids: Vec<AppId>| {
@@ -79,7 +84,7 @@ impl OwnerBatches {
             })
         };
         let claims = {
-            let store = store.clone();
+            let store = store.dedicated(WRITER_CONNECTIONS);
             Batcher::start(
                 MAX_OWNER_BATCH,
                 move |requests: Vec<(NodeLease, ClaimRequest)>| {
@@ -95,7 +100,7 @@ impl OwnerBatches {
             )
         };
         let outcomes = {
-            let store = store.clone();
+            let store = store.dedicated(WRITER_CONNECTIONS);
             Batcher::start(
                 MAX_OWNER_BATCH,
                 move |requests: Vec<(NodeLease, FinishRequest)>| {

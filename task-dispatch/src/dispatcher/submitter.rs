@@ -1,7 +1,8 @@
 //! Group commit of submissions (issue 15): [`Dispatcher::submit`](super::Dispatcher::submit)
 //! calls arriving while a batch is being written wait and go together in the next batch, one
 //! transaction ([`Store::submit_tasks`]). Nothing waits on purpose: a lone submission is
-//! written at once; under load the batches grow by themselves, up to [`MAX_BATCH`].
+//! written at once; under load (the previous batch held more than one) the writer waits for
+//! more for [`LINGER`](super::batcher::LINGER), up to [`MAX_BATCH`].
 //!
 //! # Guarantees
 //! - Each caller gets the answer a lone [`Store::submit_task_if_reachable`] would give, its own
@@ -80,12 +81,21 @@ impl Submitter {
 }
 
 async fn write_batches(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiver<Request>) {
+    // A pool of its own: each shape of the batch's statements is prepared on few connections.
+    let store = shared
+        .store
+        .dedicated(super::owner_batches::WRITER_CONNECTIONS);
     let mut batch = Vec::new();
+    let mut last_len = 0;
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Under load, let the batch fill for a moment (see `batcher::LINGER`).
+        if last_len > 1 {
+            super::batcher::fill(&mut requests, &mut batch, MAX_BATCH).await;
+        }
+        last_len = batch.len();
         let submissions: Vec<Submission> = batch.iter().map(|r| r.submission.clone()).collect();
         let live = shared.view().live;
-        let answers = shared
-            .store
+        let answers = store
             .submit_tasks(&submissions, |host| live.has_host(host))
             .await;
         shared
