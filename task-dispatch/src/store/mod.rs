@@ -19,6 +19,9 @@
 //!   - `leases.rs`: adopting and releasing an app's lease;
 //!   - `claims.rs`: claiming a task (one statement on MySQL, a transaction otherwise);
 //!   - `outcomes.rs`: a phase done, a task finished, an app found dead.
+//!   - `owner_batches.rs`, `batch_writes.rs` (issue 15): the queue reads, adoptions, claims and
+//!     outcomes of many apps at once, each answered as the single call, every condition kept
+//!     per row.
 //!
 //! Statements with many parameters name them (`named.rs`) so that each value can be matched
 //! to its placeholder.
@@ -28,6 +31,7 @@
 //! `tasks_app_status_id (app_id, status, id)` (one app's unfinished tasks).
 
 mod apps;
+mod batch_writes;
 mod claims;
 mod cluster;
 mod fencing;
