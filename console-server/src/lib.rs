@@ -182,10 +182,12 @@ impl Console {
         let peer_calls = HttpNudge::new(peers.clone(), node_key.clone(), node_id.clone())?;
         let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
             tracing::warn!(
-                "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups)"
+                "benchmark hook: StreamPark baseline dispatch (full task-table scan every 50 ms, no wake-ups, no group commit)"
             );
             dispatch_config.poll_strategy = PollStrategy::FullTableScan;
             dispatch_config.poll_interval = STREAMPARK_SCAN_INTERVAL;
+            // StreamPark wrote each submission and each claim on its own.
+            dispatch_config.group_commit = false;
             Arc::new(PollOnly)
         } else {
             Arc::new(peer_calls.clone())

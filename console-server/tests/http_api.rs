@@ -389,6 +389,21 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
             "invalid_body",
         ),
         (
+            "wake-up naming no app",
+            signed("/internal/v1/wake", r#"{"app_ids":[]}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_wake",
+        ),
+        (
+            "wake-up naming too many apps",
+            signed(
+                "/internal/v1/wake",
+                &serde_json::json!({ "app_ids": (0..1025).collect::<Vec<i64>>() }).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_wake",
+        ),
+        (
             "departure notice without a signature",
             raw(
                 Method::POST,
@@ -437,6 +452,16 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
             .send(signed("/internal/v1/left", &notice.to_string()))
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{notice}");
+    }
+    // Wake-ups, one app or several (issue 15), are hints: 204, nothing changes.
+    for wake in [
+        serde_json::json!({"app_id": id, "task_id": 1}),
+        serde_json::json!({"app_ids": [id, 424_242]}),
+    ] {
+        let (status, _) = node
+            .send(signed("/internal/v1/wake", &wake.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{wake}");
     }
     let (_, nodes_after) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
     assert_eq!(nodes_after[0]["id"], nodes_before[0]["id"]);

@@ -93,7 +93,7 @@ pub use redact::redact_url;
 pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_with_seed};
 pub use state::{Action, AppState, IllegalTransition, Phase};
 pub use store::{
-    Adoption, App, AppFilter, AppId, Backend, Claim, ClusterSettings, MAX_PAGE_SIZE,
-    MAX_TASK_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store, Submission, Submitted, Task,
-    TaskId, TaskStatus,
+    Adoption, App, AppFilter, AppId, Backend, Claim, ClaimRequest, ClusterSettings, FinishRequest,
+    MAX_OWNER_BATCH, MAX_PAGE_SIZE, MAX_TASK_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store,
+    Submission, Submitted, Task, TaskId, TaskStatus,
 };

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use task_dispatch::{AppId, TaskId};
 
 use super::ApiState;
+use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::node::Departure;
+use crate::node::wake::MAX_WAKE_IDS;
 
 /// A live node as the API shows it.
 #[derive(Debug, Serialize)]
@@ -58,20 +60,37 @@ pub fn node_views(state: &ApiState) -> Vec<NodeView> {
         .collect()
 }
 
-/// The body of a wake-up.
+/// The body of a wake-up: one app (`app_id`, with the optional `task_id` it got), or several
+/// (`app_ids`, at most [`MAX_WAKE_IDS`]; issue 15).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wake {
-    pub app_id: AppId,
+    #[serde(default)]
+    pub app_id: Option<AppId>,
     #[serde(default)]
     pub task_id: Option<TaskId>,
+    #[serde(default)]
+    pub app_ids: Vec<AppId>,
 }
 
-/// `POST /internal/v1/wake`: another node queued a task for an app this node owns.
-pub async fn wake(State(state): State<ApiState>, ApiJson(body): ApiJson<Wake>) -> StatusCode {
-    tracing::debug!(app_id = body.app_id, task_id = ?body.task_id, "woken by a peer");
-    state.dispatcher.wake(body.app_id);
-    StatusCode::NO_CONTENT
+/// `POST /internal/v1/wake`: another node queued tasks for apps this node owns. 204; 400 if
+/// the body names no app or more than [`MAX_WAKE_IDS`].
+pub async fn wake(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<Wake>,
+) -> Result<StatusCode, ApiError> {
+    let count = body.app_ids.len() + usize::from(body.app_id.is_some());
+    if count == 0 || count > MAX_WAKE_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_wake",
+            format!("a wake-up names 1 to {MAX_WAKE_IDS} apps (app_id or app_ids)"),
+        ));
+    }
+    tracing::debug!(app_id = ?body.app_id, task_id = ?body.task_id, apps = count, "woken by a peer");
+    for app_id in body.app_id.into_iter().chain(body.app_ids) {
+        state.dispatcher.wake(app_id);
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /internal/v1/left`: a peer shut down gracefully and released its apps. 204 whether

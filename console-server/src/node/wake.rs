@@ -3,7 +3,9 @@
 //! - Wake-ups: when a task is submitted on one node for an app owned by another, the submitting
 //!   node nudges the owner over HTTP (`POST /internal/v1/wake`), so the task starts within
 //!   milliseconds whatever the registry's event latency. A lost nudge only delays the task until
-//!   the owner's fallback poll.
+//!   the owner's fallback poll. One nudge per owner is in flight at a time; the apps to wake
+//!   that arrive meanwhile go in the next one (`{"app_ids": [...]}`, issue 15), so a burst of
+//!   submissions costs a few calls, not one per task.
 //! - Departures: a node that shut down gracefully tells its peers (`POST /internal/v1/left`), so
 //!   they adopt its apps at once. A lost notice only delays that until the registry reports the
 //!   node's entry gone. The notice is a hint: the receiver reads the registry and believes it.
@@ -11,6 +13,8 @@
 //! Both are signed with the cluster's key ([`super::signing`]); the user's `server.auth_token`
 //! never leaves the node.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +32,17 @@ pub const LEFT_ROUTE: &str = "/internal/v1/left";
 /// How long a nudge may take before it is given up (the fallback poll covers it).
 const NUDGE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The most apps one nudge names; more wait for the next.
+pub const MAX_WAKE_IDS: usize = 1024;
+
+/// The apps waiting to be named in a nudge to one owner, and whether a nudge to it is in
+/// flight (whose sender takes them next).
+#[derive(Debug, Default)]
+struct Pending {
+    app_ids: Vec<AppId>,
+    sending: bool,
+}
+
 /// An [`OwnerNotifier`] that calls the owner's HTTP API.
 #[derive(Debug, Clone)]
 pub struct HttpNudge {
@@ -36,6 +51,8 @@ pub struct HttpNudge {
     key: NodeKey,
     /// This node's id, named in every signature.
     sender: String,
+    /// Wake-ups not sent yet, by owner.
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
 impl HttpNudge {
@@ -50,7 +67,46 @@ impl HttpNudge {
             client,
             key,
             sender,
+            pending: Arc::default(),
         })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        // A poisoned map only means a panic elsewhere; its entries are always whole.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the nudges to `owner` until none waits.
+    async fn send_pending(&self, owner: String) {
+        loop {
+            let app_ids = {
+                let mut pending = self.pending();
+                let Some(entry) = pending.get_mut(&owner) else {
+                    return;
+                };
+                if entry.app_ids.is_empty() {
+                    pending.remove(&owner);
+                    return;
+                }
+                let take = entry.app_ids.len().min(MAX_WAKE_IDS);
+                entry.app_ids.drain(..take).collect::<Vec<AppId>>()
+            };
+            let Some(node) = self.peers.get(&owner) else {
+                tracing::debug!(
+                    owner,
+                    apps = app_ids.len(),
+                    "owner not in the live set; it will find the tasks by polling"
+                );
+                continue;
+            };
+            let body = match app_ids.as_slice() {
+                [app_id] => serde_json::json!({ "app_id": app_id }),
+                many => serde_json::json!({ "app_ids": many }),
+            };
+            if let Err(why) = deliver(self.request(&node, WAKE_ROUTE, &body)).await {
+                tracing::debug!(owner, %why, "nudge not delivered; the owner will poll");
+            }
+        }
     }
 
     /// Tells every peer that this node has left (its apps released, its registry entry
@@ -106,18 +162,16 @@ async fn deliver(request: reqwest::RequestBuilder) -> Result<(), String> {
 
 #[async_trait]
 impl OwnerNotifier for HttpNudge {
-    async fn notify(&self, owner: &str, app_id: AppId, task_id: TaskId) {
-        let Some(node) = self.peers.get(owner) else {
-            tracing::debug!(
-                owner,
-                app_id,
-                "owner not in the live set; it will find the task by polling"
-            );
-            return;
+    async fn notify(&self, owner: &str, app_id: AppId, _task_id: TaskId) {
+        let start = {
+            let mut pending = self.pending();
+            let entry = pending.entry(owner.to_owned()).or_default();
+            entry.app_ids.push(app_id);
+            !std::mem::replace(&mut entry.sending, true)
         };
-        let body = serde_json::json!({ "app_id": app_id, "task_id": task_id });
-        if let Err(why) = deliver(self.request(&node, WAKE_ROUTE, &body)).await {
-            tracing::debug!(owner, %why, "nudge not delivered; the owner will poll");
+        // The sender in flight, if any, takes this one in its next nudge.
+        if start {
+            self.send_pending(owner.to_owned()).await;
         }
     }
 }

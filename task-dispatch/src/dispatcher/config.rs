@@ -35,6 +35,12 @@ pub struct DispatcherConfig {
     /// How often a new owner retries taking a lease that a live node still holds. Default
     /// 500 ms (a release also wakes it through the poll).
     pub lease_retry_interval: Duration,
+    /// Group commit (issue 15): submissions arriving together share one transaction, and the
+    /// app workers' queue reads, adoptions, claims and outcomes arriving together share one
+    /// statement of each kind; every caller still gets the answer of its own single call.
+    /// Default on. Off: one transaction per submission and one statement per owner write, as
+    /// the StreamPark design did (the benchmark baseline).
+    pub group_commit: bool,
 }
 
 impl DispatcherConfig {
@@ -50,6 +56,7 @@ impl DispatcherConfig {
             max_parallel_actions: 16,
             max_attempts: 3,
             lease_retry_interval: Duration::from_millis(500),
+            group_commit: true,
         }
     }
 

@@ -30,8 +30,10 @@
 //! database, unless an app is found dead. Wakes for apps the node does not own are checked in
 //! batches through the same index, one read at a time.
 
+mod batcher;
 mod config;
 mod control;
+mod owner_batches;
 mod submitter;
 mod worker;
 
@@ -86,6 +88,8 @@ impl std::fmt::Debug for dyn AppActions {
 struct Shared {
     config: DispatcherConfig,
     store: Store,
+    /// The owner's statements in batches (group commit of reads, adoptions, claims, outcomes).
+    batches: owner_batches::OwnerBatches,
     view: RwLock<View>,
     acting: Mutex<Acting>,
     stats: DispatchStats,
@@ -195,6 +199,11 @@ impl Dispatcher {
                 owned: 0,
                 tracked: 0,
             }),
+            batches: owner_batches::OwnerBatches::start(
+                &store,
+                config.max_attempts,
+                config.group_commit,
+            ),
             config,
             store,
             acting: Mutex::new(Acting {

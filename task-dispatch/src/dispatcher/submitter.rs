@@ -1,7 +1,8 @@
 //! Group commit of submissions (issue 15): [`Dispatcher::submit`](super::Dispatcher::submit)
 //! calls arriving while a batch is being written wait and go together in the next batch, one
 //! transaction ([`Store::submit_tasks`]). Nothing waits on purpose: a lone submission is
-//! written at once; under load the batches grow by themselves, up to [`MAX_BATCH`].
+//! written at once; under load (the previous batch held more than one) the writer waits for
+//! more for [`LINGER`](super::batcher::LINGER), up to [`MAX_BATCH`].
 //!
 //! # Guarantees
 //! - Each caller gets the answer a lone [`Store::submit_task_if_reachable`] would give, its own
@@ -30,6 +31,11 @@ struct Request {
 #[derive(Debug, Clone)]
 pub(super) struct Submitter {
     queue: mpsc::UnboundedSender<Request>,
+    /// Off ([`DispatcherConfig::group_commit`]): each submission is written alone, at once.
+    ///
+    /// [`DispatcherConfig::group_commit`]: super::DispatcherConfig::group_commit
+    group_commit: bool,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Request {
@@ -42,12 +48,30 @@ impl Submitter {
     /// Starts the batch writer; it ends when every [`Submitter`] is dropped.
     pub(super) fn start(shared: Arc<Shared>) -> Self {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(shared, requests));
-        Self { queue }
+        let group_commit = shared.config.group_commit;
+        tokio::spawn(write_batches(shared.clone(), requests));
+        Self {
+            queue,
+            group_commit,
+            shared,
+        }
     }
 
     /// Queues `submission` and waits for its answer.
     pub(super) async fn submit(&self, submission: Submission) -> Result<Submitted> {
+        if !self.group_commit {
+            let live = self.shared.view().live;
+            return self
+                .shared
+                .store
+                .submit_task_if_reachable(
+                    submission.app_id,
+                    submission.action,
+                    submission.idempotency_key.as_deref(),
+                    |host| live.has_host(host),
+                )
+                .await;
+        }
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Request { submission, answer })
@@ -57,12 +81,21 @@ impl Submitter {
 }
 
 async fn write_batches(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiver<Request>) {
+    // A pool of its own: each shape of the batch's statements is prepared on few connections.
+    let store = shared
+        .store
+        .dedicated(super::owner_batches::WRITER_CONNECTIONS);
     let mut batch = Vec::new();
+    let mut last_len = 0;
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Under load, let the batch fill for a moment (see `batcher::LINGER`).
+        if last_len > 1 {
+            super::batcher::fill(&mut requests, &mut batch, MAX_BATCH).await;
+        }
+        last_len = batch.len();
         let submissions: Vec<Submission> = batch.iter().map(|r| r.submission.clone()).collect();
         let live = shared.view().live;
-        let answers = shared
-            .store
+        let answers = store
             .submit_tasks(&submissions, |host| live.has_host(host))
             .await;
         shared

@@ -33,7 +33,9 @@ use crate::actions::{ActionContext, ActionError, AppActions, Liveness};
 use crate::affinity::{AppPlacement, HostId};
 use crate::error::{Entity, Error};
 use crate::state::{AppState, Phase};
-use crate::store::{Adoption, App, AppId, Claim, NodeLease, Outcome, Task, TaskStatus};
+use crate::store::{
+    Adoption, App, AppId, Claim, ClaimRequest, FinishRequest, NodeLease, Outcome, Task, TaskStatus,
+};
 
 /// Why a worker stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +147,7 @@ impl AppWorker {
                     .stats
                     .task_queue_reads
                     .fetch_add(1, Ordering::Relaxed);
-                let step = match self.shared.store.next_task_and_more(self.app_id).await {
+                let step = match self.shared.batches.next_task_and_more(self.app_id).await {
                     Ok((Some(task), more)) => match self.take_permit().await {
                         Some(permit) => {
                             let done = self.execute(&mut app, task, permit).await;
@@ -223,8 +225,8 @@ impl AppWorker {
             let host = self.shared.config.host.as_ref();
             let adoption = self
                 .shared
-                .store
-                .adopt_app(&self.lease, self.app_id, host, |node| live.contains(node))
+                .batches
+                .adopt_app(&self.lease, self.app_id, host, live)
                 .await;
             match adoption {
                 Ok(Adoption::Adopted(app)) => {
@@ -358,14 +360,18 @@ impl AppWorker {
         _permit: OwnedSemaphorePermit,
     ) -> Result<(), Interrupt> {
         self.ensure_acting()?;
-        let max_attempts = self.shared.config.max_attempts;
         let pin = self.pin(app);
         // Where a refusal puts the app back (see `Outcome::Refused`).
         let before = app.state;
+        let request = ClaimRequest {
+            task,
+            app: app.clone(),
+            pin: pin.clone(),
+        };
         let (task, phases) = match self
             .shared
-            .store
-            .claim_task_of(&self.lease, &task, app, max_attempts, pin.as_ref())
+            .batches
+            .claim_task_of(&self.lease, request)
             .await?
         {
             Claim::Finished(task) => {
@@ -395,9 +401,14 @@ impl AppWorker {
             // The fenced write this call follows: the claim above, or the move into this phase.
             if i > 0 {
                 *app = self
-                    .persist(|store, lease| {
+                    .persist(|shared, lease| {
                         let (app, pin) = (app.clone(), pin.clone());
-                        async move { store.enter_phase(&lease, &app, phase, pin.as_ref()).await }
+                        async move {
+                            shared
+                                .store
+                                .enter_phase(&lease, &app, phase, pin.as_ref())
+                                .await
+                        }
                     })
                     .await?;
             }
@@ -419,9 +430,14 @@ impl AppWorker {
                 },
             };
             let (done, written) = self
-                .persist(|store, lease| {
-                    let (task, app, outcome) = (task.clone(), app.clone(), outcome.clone());
-                    async move { store.finish_task(&lease, &task, &app, phase, outcome).await }
+                .persist(|shared, lease| {
+                    let request = FinishRequest {
+                        task: task.clone(),
+                        app: app.clone(),
+                        phase,
+                        outcome: outcome.clone(),
+                    };
+                    async move { shared.batches.finish_task(&lease, request).await }
                 })
                 .await?;
             *app = written;
@@ -451,12 +467,12 @@ impl AppWorker {
     /// write can never succeed (the lease moved, the session is fenced).
     async fn persist<T, F, Fut>(&mut self, write: F) -> Result<T, Interrupt>
     where
-        F: Fn(crate::store::Store, NodeLease) -> Fut,
+        F: Fn(Arc<Shared>, NodeLease) -> Fut,
         Fut: std::future::Future<Output = crate::error::Result<T>>,
     {
         let mut backoff = Backoff::new();
         loop {
-            match write(self.shared.store.clone(), self.lease.clone()).await {
+            match write(self.shared.clone(), self.lease.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(e) => match Interrupt::from(e) {
                     Interrupt::Retry(e) if e.is_transient() => {

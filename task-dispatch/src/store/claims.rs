@@ -242,7 +242,7 @@ impl Store {
 /// The phases a claim of `task` runs with the app in `state`: a RUNNING task (its previous
 /// claimer is gone) resumes at the phase the state shows; otherwise the action is planned
 /// from the state, and refused if the state does not allow it.
-fn phases_to_run(
+pub(super) fn phases_to_run(
     state: AppState,
     task: &Task,
 ) -> std::result::Result<&'static [Phase], state::IllegalTransition> {
@@ -255,7 +255,7 @@ fn phases_to_run(
 
 /// The app's host once a claim of `phases` by a caller on `pin` (if the app is tied to its
 /// host) is written: the caller's host when the claim starts the app, unchanged otherwise.
-fn host_after_claim<'a>(
+pub(super) fn host_after_claim<'a>(
     app: &'a App,
     phases: &[Phase],
     pin: Option<&'a HostId>,
@@ -267,7 +267,7 @@ fn host_after_claim<'a>(
 }
 
 /// `task` as a successful claim by `lease` at `now` writes it ([`CLAIM_TASK`]).
-fn claimed(task: &Task, lease: &NodeLease, now: i64) -> Task {
+pub(super) fn claimed(task: &Task, lease: &NodeLease, now: i64) -> Task {
     Task {
         status: TaskStatus::Running,
         claimed_by: Some(lease.node_id.clone()),

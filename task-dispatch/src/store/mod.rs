@@ -19,6 +19,9 @@
 //!   - `leases.rs`: adopting and releasing an app's lease;
 //!   - `claims.rs`: claiming a task (one statement on MySQL, a transaction otherwise);
 //!   - `outcomes.rs`: a phase done, a task finished, an app found dead.
+//!   - `owner_batches.rs`, `batch_writes.rs` (issue 15): the queue reads, adoptions, claims and
+//!     outcomes of many apps at once, each answered as the single call, every condition kept
+//!     per row.
 //!
 //! Statements with many parameters name them (`named.rs`) so that each value can be matched
 //! to its placeholder.
@@ -28,6 +31,7 @@
 //! `tasks_app_status_id (app_id, status, id)` (one app's unfinished tasks).
 
 mod apps;
+mod batch_writes;
 mod claims;
 mod cluster;
 mod fencing;
@@ -35,6 +39,7 @@ mod leases;
 mod model;
 mod named;
 mod outcomes;
+mod owner_batches;
 mod submissions;
 mod tasks;
 mod views;
@@ -57,6 +62,7 @@ pub use cluster::ClusterSettings;
 pub use leases::Adoption;
 pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
 pub use outcomes::Outcome;
+pub use owner_batches::{ClaimRequest, FinishRequest, MAX_OWNER_BATCH};
 pub use submissions::Submission;
 pub use views::{AppFilter, MAX_TASK_PAGE_SIZE};
 
@@ -148,6 +154,25 @@ macro_rules! task_columns {
 pub(crate) use {app_columns, task_columns};
 
 /// How long a SQLite writer waits for another one before failing.
+/// The MySQL pool's settings, `max_connections` apart.
+fn mysql_pool_options(max_connections: u32) -> MySqlPoolOptions {
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // sqlx pings every connection it hands out; under load that is one extra round
+        // trip per statement. A connection that was in use a moment ago is alive, so
+        // only one that sat idle is checked (a dead one is replaced before use).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per MySQL pool: the dispatcher's parallel actions plus the HTTP handlers.
 const MYSQL_MAX_CONNECTIONS: u32 = 16;
@@ -170,21 +195,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let store = if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let options = MySqlConnectOptions::from_str(url)?;
-            let pool = MySqlPoolOptions::new()
-                .max_connections(MYSQL_MAX_CONNECTIONS)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                // sqlx pings every connection it hands out; under load that is one extra round
-                // trip per statement. A connection that was in use a moment ago is alive, so
-                // only one that sat idle is checked (a dead one is replaced before use).
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PING_IF_IDLE_FOR {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
+            let pool = mysql_pool_options(MYSQL_MAX_CONNECTIONS)
                 .connect_with(options)
                 .await?;
             Self {
@@ -217,6 +228,27 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A store on the same database with a pool of its own of at most `max_connections`
+    /// (opened when first used), for a caller that sends its statements one at a time and
+    /// wants them on the same few connections: each connection prepares a statement once
+    /// (sqlx caches it), so a group-commit writer with a connection of its own prepares each
+    /// shape of its statements once, not once per connection of the shared pool. SQLite
+    /// (one writer, few connections) shares the pool.
+    #[must_use]
+    pub fn dedicated(&self, max_connections: u32) -> Self {
+        match &self.pool {
+            Pool::MySql(pool) => {
+                let options = (*pool.connect_options()).clone();
+                Self {
+                    pool: Pool::MySql(
+                        mysql_pool_options(max_connections.max(1)).connect_lazy_with(options),
+                    ),
+                }
+            }
+            Pool::Sqlite(_) => self.clone(),
+        }
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -120,6 +120,90 @@ pub(super) fn finish_task_row<DB: BindParam>(
     ])
 }
 
+/// What [`Store::finish_task`] writes for an outcome: the task's status and error, the app's
+/// state, handle, last error and host.
+#[derive(Debug, Clone)]
+pub(super) struct Finish {
+    pub(super) status: TaskStatus,
+    pub(super) error: Option<String>,
+    pub(super) state: AppState,
+    pub(super) handle: Option<Value>,
+    pub(super) last_error: Option<String>,
+    pub(super) host: Option<HostId>,
+}
+
+impl Finish {
+    /// What `outcome` of the last phase `phase` writes for `app` (see [`Store::finish_task`]).
+    pub(super) fn of(app: &App, phase: Phase, outcome: &Outcome) -> Self {
+        let (status, error, state, handle, last_error) = match outcome {
+            Outcome::Succeeded { handle } => {
+                let handle = match phase {
+                    Phase::Start => handle.clone(),
+                    Phase::Stop => None,
+                };
+                (
+                    TaskStatus::Succeeded,
+                    None,
+                    phase.on_success(),
+                    handle,
+                    None,
+                )
+            }
+            Outcome::Failed { error } => (
+                TaskStatus::Failed,
+                Some(error.clone()),
+                AppState::Failed,
+                app.handle.clone(),
+                Some(error.clone()),
+            ),
+            Outcome::Refused { error, state } => (
+                TaskStatus::Failed,
+                Some(error.clone()),
+                *state,
+                app.handle.clone(),
+                Some(error.clone()),
+            ),
+        };
+        let host = match (outcome, phase) {
+            (Outcome::Succeeded { .. }, Phase::Start) => app.host.clone(),
+            (Outcome::Succeeded { .. }, Phase::Stop) => None,
+            (Outcome::Failed { .. }, _) => app.host.clone().filter(|_| handle.is_some()),
+            // Nothing was done: the host a copy may run on is what it was.
+            (Outcome::Refused { .. }, _) => app.host.clone(),
+        };
+        Self {
+            status,
+            error,
+            state,
+            handle,
+            last_error,
+            host,
+        }
+    }
+
+    /// `task` and `app` (as last seen) once this was written at `now`.
+    pub(super) fn applied(self, task: &Task, app: &App, now: i64) -> (Task, App) {
+        let task = Task {
+            status: self.status,
+            error: self.error,
+            version: task.version + 1,
+            updated_at: now,
+            finished_at: Some(now),
+            ..task.clone()
+        };
+        let app = App {
+            state: self.state,
+            handle: self.handle,
+            last_error: self.last_error,
+            host: self.host,
+            version: app.version + 1,
+            updated_at: now,
+            ..app.clone()
+        };
+        (task, app)
+    }
+}
+
 impl Store {
     /// Records that a phase of a multi-phase action (the stop of a restart) succeeded and moves
     /// the app into the next phase's state. The task stays RUNNING. Entering a start pins the
@@ -182,42 +266,14 @@ impl Store {
         outcome: Outcome,
     ) -> Result<(Task, App)> {
         let now = unix_millis();
-        let (status, error, state, handle, last_error) = match &outcome {
-            Outcome::Succeeded { handle } => {
-                let handle = match phase {
-                    Phase::Start => handle.clone(),
-                    Phase::Stop => None,
-                };
-                (
-                    TaskStatus::Succeeded,
-                    None,
-                    phase.on_success(),
-                    handle,
-                    None,
-                )
-            }
-            Outcome::Failed { error } => (
-                TaskStatus::Failed,
-                Some(error.clone()),
-                AppState::Failed,
-                app.handle.clone(),
-                Some(error.clone()),
-            ),
-            Outcome::Refused { error, state } => (
-                TaskStatus::Failed,
-                Some(error.clone()),
-                *state,
-                app.handle.clone(),
-                Some(error.clone()),
-            ),
-        };
-        let host = match (&outcome, phase) {
-            (Outcome::Succeeded { .. }, Phase::Start) => app.host.clone(),
-            (Outcome::Succeeded { .. }, Phase::Stop) => None,
-            (Outcome::Failed { .. }, _) => app.host.clone().filter(|_| handle.is_some()),
-            // Nothing was done: the host a copy may run on is what it was.
-            (Outcome::Refused { .. }, _) => app.host.clone(),
-        };
+        let Finish {
+            status,
+            error,
+            state,
+            handle,
+            last_error,
+            host,
+        } = Finish::of(app, phase, &outcome);
         let handle_text = handle.as_ref().map(Value::to_string);
         let write = AppWrite {
             state,
@@ -272,24 +328,15 @@ impl Store {
             })
         };
         self.explain(lease, result).await?;
-        let task = Task {
+        let finish = Finish {
             status,
             error,
-            version: task.version + 1,
-            updated_at: now,
-            finished_at: Some(now),
-            ..task.clone()
-        };
-        let app = App {
             state,
             handle,
             last_error,
             host,
-            version: app.version + 1,
-            updated_at: now,
-            ..app.clone()
         };
-        Ok((task, app))
+        Ok(finish.applied(task, app, now))
     }
 
     /// Monitoring found a RUNNING app dead: it becomes FAILED with `reason`. Its host is

@@ -4,8 +4,8 @@
 //! against the state the earlier ones project.
 //!
 //! One transaction for the batch: the apps' rows locked in id order (MySQL `FOR UPDATE`;
-//! SQLite's `BEGIN IMMEDIATE` serializes writers), their queued tasks read once, one `INSERT`
-//! per accepted submission, one commit. Submissions with an idempotency key seen before (in the
+//! SQLite's `BEGIN IMMEDIATE` serializes writers), their queued tasks read once, the accepted
+//! submissions in one multi-row `INSERT ... RETURNING id`, one commit. Submissions with an idempotency key seen before (in the
 //! table, or earlier in the batch) are answered after the commit as repeats. If the batch
 //! transaction fails (a deadlock, a key inserted meanwhile by another node), every submission
 //! of the batch is retried alone, so a batch never answers differently from single calls.
@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{AppId, Submitted, Task, TaskStatus};
-use super::{Backend, InsertedId, Store, in_write_tx};
+use super::{Backend, Store, in_write_tx};
 use crate::affinity::HostId;
 use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
@@ -29,6 +29,9 @@ pub struct Submission {
     /// the task ([`Task::params`]). Added, issue 13.
     pub params: Option<serde_json::Value>,
 }
+
+/// The most rows one `INSERT` of a batch carries (5 values each).
+const MAX_INSERT_ROWS: usize = 256;
 
 /// What the transaction decided for one submission: its answer, or `None` for a repeated
 /// idempotency key, answered after the commit.
@@ -91,6 +94,12 @@ impl Store {
             .collect();
         let mut known_keys = self.existing_keys(&keys).await?;
         let ids: BTreeSet<AppId> = batch.iter().map(|s| s.app_id).collect();
+        // Padded to a power of two by repeating the last id (a repeat reads nothing more), so
+        // that a connection prepares few shapes of these statements.
+        let mut ids: Vec<AppId> = ids.into_iter().collect();
+        if let Some(&last) = ids.last() {
+            ids.resize(ids.len().next_power_of_two(), last);
+        }
         let marks = vec!["?"; ids.len()].join(", ");
         let lock_apps = match self.backend() {
             Backend::MySql => {
@@ -104,6 +113,10 @@ impl Store {
             "SELECT app_id, action FROM tasks WHERE app_id IN ({marks}) \
              AND status IN ('PENDING', 'RUNNING') ORDER BY id"
         );
+        const INSERT: &str = "INSERT INTO tasks (app_id, action, status, claimed_by, \
+             claim_epoch, attempts, error, idempotency_key, version, created_at, updated_at, \
+             params)";
+        const ROW: &str = "(?, ?, 'PENDING', NULL, NULL, 0, NULL, ?, 1, ?, ?, ?)";
         let now = unix_millis();
         in_write_tx!(self, conn => {
             // Safe: the SQL is fixed text and placeholders; every value is bound.
@@ -128,6 +141,8 @@ impl Store {
                 queued.entry(app_id).or_default().push(action);
             }
             let mut decisions = Vec::with_capacity(batch.len());
+            // Where in `decisions` the submissions to insert are.
+            let mut accepted: Vec<(usize, Option<String>)> = Vec::new();
             for submission in batch {
                 let key = submission.idempotency_key.as_deref();
                 if let Some(key) = key {
@@ -169,21 +184,46 @@ impl Store {
                         continue;
                     }
                 };
-                let done = sqlx::query(INSERT_TASK)
-                    .bind(app_id)
-                    .bind(submission.action.as_str())
-                    .bind(key)
-                    .bind(now)
-                    .bind(now)
-                    .bind(params.as_deref())
-                    .execute(&mut *conn)
-                    .await?;
                 queued.entry(app_id).or_default().push(submission.action);
+                accepted.push((decisions.len(), params));
+                // The task's id is known once the rows are inserted, below.
                 decisions.push(Some(Ok(Submitted {
-                    task: pending_task(done.inserted_id(), submission, now),
+                    task: pending_task(0, submission, now),
                     created: true,
                     host: host.clone(),
                 })));
+            }
+            // The accepted submissions, in order, in one multi-row INSERT: one round trip
+            // (the batch writer keeps its own connections, so each length is prepared once
+            // per connection). Ids ascend in the order of the rows.
+            for chunk in accepted.chunks(MAX_INSERT_ROWS) {
+                let sql = format!("{INSERT} VALUES {} RETURNING id", vec![ROW; chunk.len()].join(", "));
+                // Safe: fixed text and placeholders; every value is bound.
+                let mut insert = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for (i, params) in chunk {
+                    let submission = &batch[*i];
+                    insert = insert
+                        .bind(submission.app_id)
+                        .bind(submission.action.as_str())
+                        .bind(submission.idempotency_key.as_deref())
+                        .bind(now)
+                        .bind(now)
+                        .bind(params.as_deref());
+                }
+                let mut ids: Vec<i64> = insert.fetch_all(&mut *conn).await?;
+                if ids.len() != chunk.len() {
+                    return Err(Error::Corrupt(format!(
+                        "{} rows inserted, {} ids returned",
+                        chunk.len(),
+                        ids.len()
+                    )));
+                }
+                ids.sort_unstable();
+                for ((i, _), id) in chunk.iter().zip(ids) {
+                    if let Some(Some(Ok(submitted))) = decisions.get_mut(*i) {
+                        submitted.task.id = id;
+                    }
+                }
             }
             Ok(decisions)
         })
@@ -194,12 +234,17 @@ impl Store {
         if keys.is_empty() {
             return Ok(BTreeSet::new());
         }
+        // Padded like the app ids of the batch (a repeated key finds nothing more).
+        let mut keys = keys.to_vec();
+        if let Some(&last) = keys.last() {
+            keys.resize(keys.len().next_power_of_two(), last);
+        }
         let marks = vec!["?"; keys.len()].join(", ");
         let sql = format!("SELECT idempotency_key FROM tasks WHERE idempotency_key IN ({marks})");
         super::on_pool!(self, db => {
             // Safe: fixed text and placeholders.
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
-            for key in keys {
+            for key in &keys {
                 query = query.bind(*key);
             }
             let found: Vec<String> = query.fetch_all(db).await?;

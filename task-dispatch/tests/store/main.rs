@@ -7,6 +7,7 @@
 //! | `hosts` | host affinity: the host an app's copy may run on, and what it refuses |
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
+//! | `owner_batches` | the owner's reads, adoptions, claims and outcomes of many apps at once |
 //! | `schema` | connecting, migrations, indexes |
 //! | `submissions` | group commit: batches answer as lone submissions, concurrent batches stay legal |
 //! | `views` | filtered pages, task history, counts by state, the change feed |
@@ -20,6 +21,7 @@ mod claims;
 mod hosts;
 mod leases;
 mod maintenance;
+mod owner_batches;
 mod schema;
 mod submissions;
 mod views;

@@ -76,10 +76,12 @@ impl LoadMeter {
 }
 
 impl Load {
-    /// `{"cpu_pct": {...}, "statements": n, "statements_per_task": x}` for `tasks` tasks.
+    /// `{"cpu_pct": {...}, "nodes_cpu_pct": x, "statements": n, "statements_per_task": x}` for
+    /// `tasks` tasks.
     pub fn json(&self, tasks: usize) -> Value {
         json!({
             "cpu_pct": self.cpu_pct,
+            "nodes_cpu_pct": self.nodes_cpu_pct(),
             "statements": self.statements,
             "statements_per_task": self.statements_per(tasks),
         })
@@ -89,6 +91,17 @@ impl Load {
         self.statements
             .filter(|_| tasks > 0)
             .map(|statements| round3(statements as f64 / tasks as f64))
+    }
+
+    /// The CPU of the cluster's nodes together (every process but MariaDB and the bench).
+    pub fn nodes_cpu_pct(&self) -> f64 {
+        round3(
+            self.cpu_pct
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "mariadb" | "bench"))
+                .map(|(_, pct)| pct)
+                .sum(),
+        )
     }
 
     /// `mariadb 120%, n1 30%, ...` for the log.

@@ -17,6 +17,30 @@ const SUMMARY: &[(&str, &str)] = &[
     ("throughput_start_tasks_per_s", "throughput start (tasks/s)"),
     ("throughput_stop_tasks_per_s", "throughput stop (tasks/s)"),
     (
+        "throughput_start_statements_per_task",
+        "throughput start: DB statements per task (Questions / tasks)",
+    ),
+    (
+        "throughput_stop_statements_per_task",
+        "throughput stop: DB statements per task (Questions / tasks)",
+    ),
+    (
+        "throughput_start_mariadb_cpu_pct",
+        "throughput start: MariaDB CPU (% of one core; 200 = the machine)",
+    ),
+    (
+        "throughput_stop_mariadb_cpu_pct",
+        "throughput stop: MariaDB CPU (% of one core)",
+    ),
+    (
+        "throughput_start_nodes_cpu_pct",
+        "throughput start: CPU of the 3 nodes together (% of one core)",
+    ),
+    (
+        "throughput_stop_nodes_cpu_pct",
+        "throughput stop: CPU of the 3 nodes together (% of one core)",
+    ),
+    (
         "idle_stopped_db_questions_per_node_s",
         "idle, apps STOPPED: DB statements (Questions/s per node)",
     ),

@@ -17,9 +17,21 @@ pub async fn run(bench: &mut Bench, figures: &mut Figures) {
     let mut fields = serde_json::Map::new();
     fields.insert("apps".into(), json!(count));
     fields.insert("concurrency".into(), json!(bench.args.concurrency));
-    for (action, figure) in [
-        ("start", "throughput_start_tasks_per_s"),
-        ("stop", "throughput_stop_tasks_per_s"),
+    for (action, figure, statements_figure, mariadb_figure, nodes_figure) in [
+        (
+            "start",
+            "throughput_start_tasks_per_s",
+            "throughput_start_statements_per_task",
+            "throughput_start_mariadb_cpu_pct",
+            "throughput_start_nodes_cpu_pct",
+        ),
+        (
+            "stop",
+            "throughput_stop_tasks_per_s",
+            "throughput_stop_statements_per_task",
+            "throughput_stop_mariadb_cpu_pct",
+            "throughput_stop_nodes_cpu_pct",
+        ),
     ] {
         eprintln!("throughput: {action} of {count} apps");
         let failed_before = counter_sum(&bench.apis(), "console_tasks_failed").await;
@@ -38,6 +50,13 @@ pub async fn run(bench: &mut Bench, figures: &mut Figures) {
             load.cpu_line()
         );
         fields.insert(format!("{action}_load"), load.json(count));
+        if let Some(per_task) = load.statements_per(count) {
+            figures.insert(statements_figure, per_task);
+        }
+        if let Some(pct) = load.cpu_pct.get("mariadb") {
+            figures.insert(mariadb_figure, *pct);
+        }
+        figures.insert(nodes_figure, load.nodes_cpu_pct());
         let failed = counter_sum(&bench.apis(), "console_tasks_failed").await - failed_before;
         let succeeded =
             counter_sum(&bench.apis(), "console_tasks_succeeded").await - succeeded_before;
