@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use crate::affinity::HostId;
 use crate::error::{Error, Result};
 use crate::store::{Submission, Submitted};
 
@@ -64,12 +65,7 @@ impl Submitter {
             return self
                 .shared
                 .store
-                .submit_task_if_reachable(
-                    submission.app_id,
-                    submission.action,
-                    submission.idempotency_key.as_deref(),
-                    |host| live.has_host(host),
-                )
+                .submit_one(&submission, &|host: &HostId| live.has_host(host))
                 .await;
         }
         let (answer, answered) = oneshot::channel();

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{AppId, Submitted, Task, TaskStatus};
+use super::owner_batches::{marks, padded};
 use super::{Backend, Store, in_write_tx};
 use crate::affinity::HostId;
 use crate::clock::unix_millis;
@@ -96,11 +97,8 @@ impl Store {
         let ids: BTreeSet<AppId> = batch.iter().map(|s| s.app_id).collect();
         // Padded to a power of two by repeating the last id (a repeat reads nothing more), so
         // that a connection prepares few shapes of these statements.
-        let mut ids: Vec<AppId> = ids.into_iter().collect();
-        if let Some(&last) = ids.last() {
-            ids.resize(ids.len().next_power_of_two(), last);
-        }
-        let marks = vec!["?"; ids.len()].join(", ");
+        let ids = padded(&ids.into_iter().collect::<Vec<AppId>>());
+        let marks = marks(ids.len());
         let lock_apps = match self.backend() {
             Backend::MySql => {
                 format!(
@@ -235,11 +233,8 @@ impl Store {
             return Ok(BTreeSet::new());
         }
         // Padded like the app ids of the batch (a repeated key finds nothing more).
-        let mut keys = keys.to_vec();
-        if let Some(&last) = keys.last() {
-            keys.resize(keys.len().next_power_of_two(), last);
-        }
-        let marks = vec!["?"; keys.len()].join(", ");
+        let keys = padded(keys);
+        let marks = marks(keys.len());
         let sql = format!("SELECT idempotency_key FROM tasks WHERE idempotency_key IN ({marks})");
         super::on_pool!(self, db => {
             // Safe: fixed text and placeholders.

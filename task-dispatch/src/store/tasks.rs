@@ -64,7 +64,7 @@ impl Store {
     }
 
     /// [`Store::submit_task_if_reachable`] of a [`Submission`] (with its parameters).
-    pub(super) async fn submit_one(
+    pub(crate) async fn submit_one(
         &self,
         submission: &Submission,
         reachable: &impl Fn(&HostId) -> bool,
