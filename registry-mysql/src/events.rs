@@ -1,14 +1,8 @@
 //! The change log: appending events inside write transactions, reading them in commit order,
 //! and purging old ones.
 //!
-//! # Why sequence order is commit order
-//! A writer locks the single `sequence` row (`SELECT ... FOR UPDATE`) before it reads or writes
-//! anything else, numbers its events from that row, and holds the row lock until it commits.
-//! So writers are serialized from allocation to commit: when a reader's snapshot holds event
-//! `n`, every event below `n` was committed before `n`'s writer could even allocate, and is in
-//! the snapshot too. Reading `seq > last` can never skip a late-committing row (the defect of
-//! readers that used `AUTO_INCREMENT` ids, which are allocated at insert and committed in any
-//! order). The cost is that writes are serialized; a registry writes rarely.
+//! Events are numbered and appended by the final packet of each write (`write.rs`, which says
+//! why sequence order is commit order); this module reads and purges them.
 
 use std::time::Duration;
 
@@ -35,7 +29,7 @@ pub(crate) struct Change {
     pub new: Option<Vec<u8>>,
 }
 
-fn kind_code(kind: EventKind) -> i8 {
+pub(crate) fn kind_code(kind: EventKind) -> i8 {
     match kind {
         EventKind::Added => 1,
         EventKind::Updated => 2,
@@ -62,70 +56,6 @@ pub(crate) fn subtree_range(prefix: &str) -> (String, String) {
     } else {
         (format!("{prefix}/"), format!("{prefix}0"))
     }
-}
-
-/// Locks the sequence row for the rest of the transaction and returns the last allocated
-/// sequence number. Every transaction that appends events calls this first.
-pub(crate) async fn lock_sequence(
-    conn: &mut MySqlConnection,
-    tables: &Tables,
-) -> Result<i64, OpError> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT last_seq FROM {} WHERE id = 1 FOR UPDATE",
-        tables.sequence
-    )))
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(row) => Ok(row.try_get("last_seq")?),
-        None => Err(OpError::Refused(registry_api::RegistryError::Backend {
-            backend: crate::error::BACKEND,
-            message: format!(
-                "the row of {} is missing; the schema is damaged",
-                tables.sequence
-            ),
-        })),
-    }
-}
-
-/// Appends `changes` after `last_seq` (from [`lock_sequence`] in the same transaction) and
-/// advances the sequence row.
-pub(crate) async fn append(
-    conn: &mut MySqlConnection,
-    tables: &Tables,
-    last_seq: i64,
-    changes: &[Change],
-) -> Result<(), OpError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut seq = last_seq;
-    for chunk in changes.chunks(200) {
-        let rows = vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6))"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO {} (seq, path, kind, old_value, new_value, created_at) VALUES {rows}",
-            tables.events
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for change in chunk {
-            seq += 1;
-            query = query
-                .bind(seq)
-                .bind(change.path.as_bytes())
-                .bind(kind_code(change.kind))
-                .bind(change.old.as_deref())
-                .bind(change.new.as_deref());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {} SET last_seq = ? WHERE id = 1",
-        tables.sequence
-    )))
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// What one poll found.

@@ -414,6 +414,11 @@ impl Cluster {
 
     /// Starts node `n<len+1>` and waits until it answers `/healthz` (not `/readyz`).
     async fn add_node_unready(&mut self) -> usize {
+        self.add_node_unready_with_env(&[]).await
+    }
+
+    /// As [`Cluster::add_node_unready`], with `extra` added to this one node's environment.
+    async fn add_node_unready_with_env(&mut self, extra: &[(&str, &str)]) -> usize {
         let id = format!("n{}", self.nodes.len() + 1);
         let mut node = Node::new(
             &self.run_dir,
@@ -421,7 +426,13 @@ impl Cluster {
             self.options.auth_token.clone(),
             &self.run_tag(),
         );
-        node.set_env(self.options.env.clone());
+        let mut env = self.options.env.clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        node.set_env(env);
         node.set_host_name(self.options.host_names.get(self.nodes.len()).cloned());
         let template = self.config_template();
         let data_dir = node.data_dir();
@@ -434,6 +445,14 @@ impl Cluster {
     /// Starts one more node and waits until the whole cluster has converged on it.
     pub async fn add_node(&mut self) -> usize {
         let index = self.add_node_unready().await;
+        self.wait_converged(START_TIMEOUT).await;
+        index
+    }
+
+    /// Starts one more node with `extra` in its environment (a failpoint for this node only)
+    /// and waits until the whole cluster has converged on it.
+    pub async fn add_node_with_env(&mut self, extra: &[(&str, &str)]) -> usize {
+        let index = self.add_node_unready_with_env(extra).await;
         self.wait_converged(START_TIMEOUT).await;
         index
     }
@@ -571,13 +590,30 @@ impl Cluster {
     /// Starts every app in `apps` through the nodes in turn and waits until all are RUNNING
     /// with a process that has written its marker (RUNNING only says the process exists).
     pub async fn start_and_wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
-        let apis = self.live_apis();
+        self.submit_starts(apps, &self.live()).await;
+        self.wait_running(apps, timeout).await
+    }
+
+    /// Submits a start of every app in `apps` through the nodes `through` (indexes) in turn.
+    pub async fn submit_starts(&self, apps: &[App], through: &[usize]) {
         for (index, app) in apps.iter().enumerate() {
-            let (id, api) = &apis[index % apis.len()];
-            api.submit(&app.id, "start")
+            let node = through[index % through.len()];
+            self.api(node)
+                .submit(&app.id, "start")
                 .await
-                .unwrap_or_else(|error| panic!("starting app {} via {id}: {error}", app.id));
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "starting app {} via {}: {error}",
+                        app.id,
+                        self.node(node).id
+                    )
+                });
         }
+    }
+
+    /// Waits until every app in `apps` is RUNNING with a process that has written its marker.
+    pub async fn wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
+        let apis = self.live_apis();
         let api = apis[0].1.clone();
         let ids: BTreeSet<String> = apps.iter().map(|app| app.id.0.clone()).collect();
         let ids = &ids;
