@@ -40,6 +40,9 @@ const MAX_ATTEMPTS: u32 = 8;
 /// - Every write changes `data` and appends to the event log in one transaction; subscribers
 ///   read the log in commit order, once per heartbeat interval, with one query for all of the
 ///   client's subscriptions (which also reports dead peers).
+/// - A client whose subscribers fell behind the event log's retention (ten session timeouts, at
+///   least ten minutes) cannot be delivered what was purged: it reports `SessionLost` and builds
+///   a new session, so that its user re-reads what it follows (etcd's `ErrCompacted`).
 /// - At rest a client runs exactly two statements per heartbeat interval (the heartbeat and the
 ///   poll), plus one event-log purge per `event retention / 10` (one minute by default).
 /// - Dropping a client without [`Registry::close`] stops its heartbeat: its session then ends

@@ -247,6 +247,15 @@ pub(crate) async fn catch_up(
         for event in &polled.events {
             shared.subscribers.publish(event);
         }
+        if polled.gap && !prefixes.is_empty() {
+            // Like etcd's ErrCompacted: what was purged cannot be delivered. A lost session is
+            // how a client is told that it must re-read what it follows (the console reloads
+            // its peers on the `Connected` that follows).
+            shared.lose(
+                me,
+                "it fell behind the event log: events it had not read were purged",
+            );
+        }
         *cursor = polled.watermark;
         for id in polled.dead_clients {
             if !dead.contains(&id) {

@@ -555,3 +555,53 @@ async fn mysql_a_held_sequence_row_costs_writers_time_but_nobody_their_session()
     writer.close().await.unwrap();
     reader.close().await.unwrap();
 }
+
+/// Issue 12, finding 16: a subscriber whose cursor fell below the oldest event left after a
+/// purge cannot be delivered what was purged; it is told so with `SessionLost` (as etcd's
+/// `ErrCompacted` forces a re-read), then `Connected` on a new session, and its subscription
+/// goes on with later changes. Before, the purged changes were skipped without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_subscriber_behind_the_purged_log_is_told_to_re_read() {
+    let db = common::database().await;
+    let proxy = TcpProxy::start(&db.server().host_port).await;
+    let mut config = common::config(&db);
+    config.url = format!("mysql://{}/{}", proxy.addr(), db.name());
+    let behind = MysqlRegistry::new(config).unwrap();
+    behind.connect(Duration::from_secs(15)).await.unwrap();
+    let mut events = behind.subscribe("/gap").await.unwrap();
+    let mut states = behind.connection_listener();
+    assert_eq!(states.next().await, Some(Connected));
+    let writer = connected(&db).await;
+
+    // Less than a session timeout: `behind` keeps its session, but misses a poll or two.
+    proxy.black_hole();
+    writer
+        .put("/gap/missed", b"1", Mode::Persistent)
+        .await
+        .unwrap();
+    let purged = writer
+        .purge_events_older_than(Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(purged >= 1, "the event was purged");
+    proxy.pass();
+
+    let wait = Duration::from_millis(SESSION_MS) + EVENT_WAIT;
+    expect_state(&mut states, wait, SessionLost)
+        .await
+        .unwrap_or_else(|failure| panic!("the gap should be reported: {failure}"));
+    expect_state(&mut states, wait, Connected)
+        .await
+        .unwrap_or_else(|failure| panic!("a new session should follow: {failure}"));
+    writer
+        .put("/gap/later", b"2", Mode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut events, EVENT_WAIT).await.unwrap(),
+        Event::new(Added, "/gap/later", "2"),
+        "the subscription goes on (the purged change is not invented)"
+    );
+    writer.close().await.unwrap();
+    behind.close().await.unwrap();
+}
