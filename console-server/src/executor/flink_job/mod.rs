@@ -62,10 +62,14 @@ pub struct FlinkExecutor {
     retention: usize,
     clients: std::sync::Mutex<HashMap<String, FlinkRestClient>>,
     jars: jars::JarCache,
-    overviews: tokio::sync::Mutex<HashMap<String, (Instant, Vec<JobInfo>)>>,
+    /// The last `/jobs/overview` answer (or failure) per cluster, and when it came.
+    overviews: tokio::sync::Mutex<HashMap<String, Overview>>,
     /// `console_flink_overview_calls_total`: every `GET /jobs/overview` this executor made.
     overview_calls: Counter,
 }
+
+/// A `/jobs/overview` answer (or its failure) and when it came.
+type Overview = (Instant, Result<Vec<JobInfo>, FlinkError>);
 
 /// What a stored handle names, as far as this executor may act on it.
 enum Seen {
@@ -187,33 +191,33 @@ impl FlinkExecutor {
         }
     }
 
-    /// The job's state from a fresh enough `/jobs/overview` of its cluster, else from
-    /// `/jobs/{id}`.
+    /// The job's state from a fresh enough `/jobs/overview` of its cluster, else (a job newer
+    /// than the answer, or one Flink forgot) from `/jobs/{id}`. A failed overview call is
+    /// remembered as long as an answer would be: while Flink is unreachable, every probe of the
+    /// window answers that error (unknown), with no call of its own.
     async fn job_state(
         &self,
         client: &FlinkRestClient,
         job_id: JobId,
     ) -> Result<JobInfo, FlinkError> {
         let url = client.rest_url().to_string();
-        {
+        let overview = {
             // One caller fetches while the others wait for its answer.
             let mut overviews = self.overviews.lock().await;
-            let stale = overviews
-                .get(&url)
-                .is_none_or(|(at, _)| at.elapsed() > OVERVIEW_TTL);
-            if stale {
-                self.overview_calls.inc();
-                if let Ok(jobs) = client.jobs_overview().await {
-                    overviews.insert(url.clone(), (Instant::now(), jobs));
+            match overviews.get(&url) {
+                Some((at, answer)) if at.elapsed() <= OVERVIEW_TTL => answer.clone(),
+                _ => {
+                    self.overview_calls.inc();
+                    let answer = client.jobs_overview().await;
+                    overviews.insert(url, (Instant::now(), answer.clone()));
+                    answer
                 }
             }
-            if let Some((_, jobs)) = overviews.get(&url)
-                && let Some(job) = jobs.iter().find(|job| job.id == job_id)
-            {
-                return Ok(job.clone());
-            }
+        };
+        match overview?.into_iter().find(|job| job.id == job_id) {
+            Some(job) => Ok(job),
+            None => client.job(job_id).await,
         }
-        client.job(job_id).await
     }
 
     async fn death_reason(&self, client: &FlinkRestClient, job: &JobInfo) -> String {

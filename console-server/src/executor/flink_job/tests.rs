@@ -11,7 +11,7 @@ use super::{FlinkExecutor, FlinkHandle, savepoints};
 use crate::config::FlinkConfig;
 use crate::executor::flink::{FlinkRestClient, JobId};
 use crate::executor::kit::{CaseResult, Context, KitApp, Target, ensure, run_case, task};
-use crate::executor::{AppRef, Executor, Handle, TaskRef};
+use crate::executor::{AppRef, Executor, Handle, Liveness, TaskRef};
 
 /// The kit's apps (and this module's own cases) have ids 1 to 10 and start tasks 1 to 4.
 const KIT_APPS: i64 = 10;
@@ -258,5 +258,40 @@ fn flink_savepoints_are_noted_pruned_and_restored() {
     run_case::<FlinkTarget, _, _>(
         "savepoints_are_noted_pruned_and_restored",
         savepoints_are_noted_pruned_and_restored,
+    );
+}
+
+/// Flink unreachable is unknown, never dead, and the probes of one window share one failed
+/// `GET /jobs/overview` instead of calling again each.
+#[tokio::test]
+async fn an_unreachable_flink_is_unknown_and_asked_once_per_window() {
+    let config = FlinkConfig {
+        rest_url: format!("http://127.0.0.1:{}", test_support::ports::free_port()),
+        savepoint_dir: String::new(),
+        retention: 1,
+    };
+    let executor = FlinkExecutor::new(&config, "salt").unwrap();
+    let spec = json!({});
+    let app = AppRef {
+        id: 1,
+        name: "a",
+        spec: &spec,
+    };
+    let handle = Handle::Flink(FlinkHandle {
+        job_id: executor.job_id_for(1, 1).to_string(),
+        rest_url: config.rest_url.clone(),
+        restored_from: None,
+    });
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        let liveness = executor.probe(&app, &handle).await;
+        assert!(matches!(liveness, Liveness::Unknown { .. }), "{liveness:?}");
+    }
+    let bound = 1 + started.elapsed().as_millis() / super::OVERVIEW_TTL.as_millis();
+    assert!(
+        u128::from(executor.overview_calls()) <= bound,
+        "{} calls for 5 probes in {:?}",
+        executor.overview_calls(),
+        started.elapsed()
     );
 }
