@@ -4,7 +4,9 @@
 //! Each trigger carries an id derived from the app, the task and the number of earlier tries in
 //! this run ([`FlinkExecutor::trigger_id_for`]), never from the task's attempt: a task re-run
 //! after its owner died asks Flink for the same operation again, and Flink answers with the
-//! first run's result instead of taking a second savepoint. A try that failed because the job's
+//! first run's result instead of taking a second savepoint (Flink keeps an operation's result for
+//! `rest.async.store-duration`, 5 minutes by default, and forgets it when its JobManager restarts:
+//! a re-run after that takes a new savepoint). A try that failed because the job's
 //! tasks were not all running yet is retried with the next id (Flink replays a failed id's
 //! failure). A completed savepoint gets its `console.json` note, then the app's savepoints are
 //! pruned to the newest `retention`.
