@@ -8,6 +8,7 @@
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `owner_batches` | the owner's reads, adoptions, claims and outcomes of many apps at once |
+//! | `savepoints` | the savepoint action: the app stays RUNNING, whatever the outcome |
 //! | `schema` | connecting, migrations, indexes |
 //! | `submissions` | group commit: batches answer as lone submissions, concurrent batches stay legal |
 //! | `views` | filtered pages, task history, counts by state, the change feed |
@@ -22,6 +23,7 @@ mod hosts;
 mod leases;
 mod maintenance;
 mod owner_batches;
+mod savepoints;
 mod schema;
 mod submissions;
 mod views;

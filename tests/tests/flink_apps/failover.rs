@@ -1,99 +1,30 @@
-//! `flink` apps through real `console-server` nodes and the shared Flink session cluster
-//! (`CONSOLE_TEST_FLINK_URL`, `deploy/flink.sh start`), issue 13: the owner of a running job is
-//! SIGKILLed and the next owner adopts the same job (never a second one); a stop takes a
-//! savepoint, and the next start restores it, so the example job's counter continues.
-//!
-//! "One job" is checked from the job's own output: the example job appends `key=k0 count=N
-//! seq=S` lines to its `--output` file, and two jobs of the app would both write there, so the
-//! sequence numbers would repeat.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::time::Duration;
+//! The shared Flink cluster, three console nodes, both registries: adoption after SIGKILL of
+//! the owner, a savepoint of the running job, stop with a savepoint and restore, cancel, and a
+//! fresh start.
 
 use cluster_tests::api::Body;
-use cluster_tests::{Cluster, Id, Options, RegistryKind};
-use serde_json::{Value, json};
+use cluster_tests::{Cluster, Options, RegistryKind};
+use serde_json::json;
 use test_support::flink::counter_lines;
 use test_support::wait::eventually;
 
-/// How long a job may take to reach a state, a failover included.
-const SETTLE: Duration = Duration::from_secs(90);
-
-/// The state of job `job_id` on Flink, or why it could not be read.
-async fn job_state(job_id: &str) -> Result<String, String> {
-    let url = format!("{}/jobs/{job_id}", test_support::flink::rest_url());
-    let body: Value = reqwest::get(&url)
-        .await
-        .map_err(|error| error.to_string())?
-        .json()
-        .await
-        .map_err(|error| error.to_string())?;
-    body["state"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no state in {body}"))
-}
-
-/// Waits until the app is `state` with a live owner that adopted it; returns the app.
-async fn app_in(cluster: &Cluster, node: usize, id: &Id, state: &str) -> cluster_tests::App {
-    let api = cluster.api(node);
-    let live = cluster.live_ids();
-    eventually(
-        &format!("app {id} is {state}, adopted by a live owner"),
-        SETTLE,
-        || async {
-            let app = api.app(id).await?;
-            let adopted = app.owner.is_some() && app.owner == app.adopted_by;
-            let live_owner = app.owner.as_ref().is_some_and(|owner| live.contains(owner));
-            if app.state == state && adopted && live_owner {
-                Ok(app)
-            } else {
-                Err(format!("{app:?}"))
-            }
-        },
-    )
-    .await
-}
-
-/// Submits `action` through node `node` and waits until the app is `state`.
-async fn act(
-    cluster: &Cluster,
-    node: usize,
-    id: &Id,
-    action: &str,
-    state: &str,
-) -> cluster_tests::App {
-    cluster.api(node).submit(id, action).await.unwrap();
-    app_in(cluster, node, id, state).await
-}
-
-fn job_id(app: &cluster_tests::App) -> String {
-    app.handle
-        .as_ref()
-        .and_then(|h| h["job_id"].as_str())
-        .expect("a job id in the handle")
-        .to_owned()
-}
+use super::{
+    SETTLE, act, act_with, app_in, assert_restored_from, job_id, job_state, require_flink,
+    savepoints, task_succeeded,
+};
 
 async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKind) {
     let flink_url = test_support::flink::rest_url();
-    reqwest::get(format!("{flink_url}/overview"))
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Flink at {flink_url} does not answer ({error}); {}",
-                test_support::flink::HOW_TO_START
-            )
-        });
+    require_flink(&flink_url).await;
     let dir = tempfile::tempdir().unwrap();
-    let savepoints = dir.path().join("savepoints");
+    let savepoint_dir = dir.path().join("savepoints");
     let output = dir.path().join("counter.txt");
     let mut cluster = Cluster::start(
         Options::new(kind, 3)
             .env("CONSOLE__EXECUTORS__FLINK__REST_URL", &flink_url)
             .env(
                 "CONSOLE__EXECUTORS__FLINK__SAVEPOINT_DIR",
-                &savepoints.display().to_string(),
+                &savepoint_dir.display().to_string(),
             ),
     )
     .await;
@@ -139,33 +70,55 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
         first_job,
         "the new owner adopted the same job"
     );
-    assert_eq!(job_state(&first_job).await.unwrap(), "RUNNING");
+    assert_eq!(job_state(&flink_url, &first_job).await.unwrap(), "RUNNING");
     let before = counter_lines(&output).len();
     eventually("the adopted job goes on counting", SETTLE, || async {
         counter_lines(&output).len() > before + 2
     })
     .await;
 
+    // A savepoint of the running job: a task like the other actions (a repeated
+    // Idempotency-Key answers the same task); the job runs on.
+    let api = cluster.api(survivor);
+    let savepoint_path = format!("/api/v1/apps/{}/savepoint", created.id);
+    let key = [("idempotency-key", "savepoint-1".to_owned())];
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let answer = api
+            .call_with_headers(reqwest::Method::POST, &savepoint_path, Body::None, &key)
+            .await
+            .unwrap();
+        let submitted: cluster_tests::api::Submitted = answer.parse(202).unwrap();
+        assert_eq!(submitted.action, "savepoint");
+        tasks.push(submitted.task_id);
+    }
+    assert_eq!(tasks[0], tasks[1], "the same key answers the same task");
+    task_succeeded(&cluster, survivor, &tasks[0]).await;
+    let after = app_in(&cluster, survivor, &created.id, "RUNNING").await;
+    assert_eq!(job_id(&after), first_job, "a savepoint keeps the job");
+    let listed = savepoints(&cluster, survivor, &created.id).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["kind"], &listed[0]["job_id"]),
+        (&json!("manual"), &json!(first_job))
+    );
+
     // Stop with a savepoint, then start: the counter continues from the savepoint.
     act(&cluster, survivor, &created.id, "stop", "STOPPED").await;
-    let answer = cluster
-        .api(survivor)
-        .get(&format!("/api/v1/apps/{}/savepoints", created.id))
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    let listed = answer.body.as_array().cloned().unwrap_or_default();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["kind"], "stop");
+    let listed = savepoints(&cluster, survivor, &created.id).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["kind"], "stop", "the newest first: {listed:?}");
     assert_eq!(listed[0]["job_id"], first_job.as_str());
+    let refused = api.act(&created.id, "savepoint").await.unwrap();
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (409, Ok("illegal_transition")),
+        "a savepoint of a STOPPED app: {refused}"
+    );
     let at_stop = counter_lines(&output);
     let last = *at_stop.last().unwrap();
 
-    cluster
-        .api(survivor)
-        .submit(&created.id, "start")
-        .await
-        .unwrap();
+    api.submit(&created.id, "start").await.unwrap();
     let restarted = app_in(&cluster, survivor, &created.id, "RUNNING").await;
     let second_job = job_id(&restarted);
     assert_ne!(second_job, first_job, "a new start task, a new job");
@@ -174,6 +127,7 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
         listed[0]["location"],
         "the start restored the newest savepoint"
     );
+    assert_restored_from(&flink_url, &second_job, &listed[0]["location"]).await;
     eventually("the restored job writes", SETTLE, || async {
         counter_lines(&output).len() > at_stop.len()
     })
@@ -193,39 +147,29 @@ async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKi
     );
 
     // `{"savepoint": false}` cancels without a savepoint; `{"restore": "none"}` starts afresh.
-    let cancel = cluster
-        .api(survivor)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/apps/{}/stop", created.id),
-            Body::Json(json!({"savepoint": false})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(cancel.status, 202, "{:?}", cancel.body);
+    act_with(
+        &cluster,
+        survivor,
+        &created.id,
+        "stop",
+        json!({"savepoint": false}),
+    )
+    .await;
     app_in(&cluster, survivor, &created.id, "STOPPED").await;
-    let listed = cluster
-        .api(survivor)
-        .get(&format!("/api/v1/apps/{}/savepoints", created.id))
-        .await
-        .unwrap();
     assert_eq!(
-        listed.body.as_array().map(Vec::len),
-        Some(1),
-        "no savepoint for a cancel: {:?}",
-        listed.body
+        savepoints(&cluster, survivor, &created.id).await.len(),
+        2,
+        "no savepoint for a cancel"
     );
     let before_fresh = counter_lines(&output).len();
-    let fresh = cluster
-        .api(survivor)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/apps/{}/start", created.id),
-            Body::Json(json!({"restore": "none"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(fresh.status, 202, "{:?}", fresh.body);
+    act_with(
+        &cluster,
+        survivor,
+        &created.id,
+        "start",
+        json!({"restore": "none"}),
+    )
+    .await;
     let fresh_app = app_in(&cluster, survivor, &created.id, "RUNNING").await;
     assert!(
         fresh_app
