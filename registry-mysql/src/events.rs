@@ -72,6 +72,8 @@ pub(crate) struct Polled {
     /// Events after the cursor were purged before this client read them (it fell behind the
     /// log's retention): its subscribers may have missed changes.
     pub gap: bool,
+    /// The database's clock when it answered, in microseconds since the epoch.
+    pub database_us: Option<i64>,
 }
 
 /// Reads, in ONE statement and one snapshot: the events after `after` under `prefixes`, the
@@ -97,7 +99,8 @@ pub(crate) async fn poll(
         "(SELECT 1 AS src, last_seq AS n, NULL AS path, NULL AS kind, NULL AS value FROM {} WHERE id = 1) \
          UNION ALL (SELECT 2, id, NULL, NULL, NULL FROM {} \
          WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH}) \
-         UNION ALL (SELECT 3, MIN(seq), NULL, NULL, NULL FROM {})",
+         UNION ALL (SELECT 3, MIN(seq), NULL, NULL, NULL FROM {}) \
+         UNION ALL (SELECT 4, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), NULL, NULL, NULL)",
         tables.sequence, tables.clients, tables.events
     ));
     let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -124,6 +127,10 @@ pub(crate) async fn poll(
         if src == 3 {
             // MIN(seq) of an empty log is NULL.
             oldest = row.try_get_unchecked("n")?;
+            continue;
+        }
+        if src == 4 {
+            polled.database_us = row.try_get_unchecked("n")?;
             continue;
         }
         let n: i64 = row.try_get_unchecked("n")?;

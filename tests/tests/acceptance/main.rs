@@ -15,6 +15,7 @@
 //! | `bad_input` | 7. bad input changes nothing |
 //! | `forged_notices` | issue 12, finding 1: forged node-to-node calls change nothing |
 //! | `node_partitions` | issue 12: one node cut from its registry only, or from its database only |
+//! | `database_clock` | issue 12, finding 16: a step of the database's clock ends no MySQL-registry session (MySQL only) |
 //! | `stalled_registry_client` | issue 12, finding 4: a MySQL-registry client stopped inside a write costs its peers nothing (MySQL only) |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `checks` | what the scenarios check on a running cluster |
@@ -85,6 +86,7 @@ fn ms(duration: Duration) -> u128 {
 mod bad_input;
 mod checks;
 mod concurrent_starts;
+mod database_clock;
 mod failover;
 mod forged_notices;
 mod host_affinity;
