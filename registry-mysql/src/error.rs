@@ -19,6 +19,10 @@ pub(crate) enum OpError {
     Contended,
     /// The operation was refused for a registry reason (conflict, bad path, session gone).
     Refused(RegistryError),
+    /// A statement of a transaction's final packet (sequence numbers, events, `COMMIT`) failed:
+    /// the transaction may still be open, holding its locks, so the connection is dropped and
+    /// the server rolls it back.
+    Unfinished(sqlx::Error),
 }
 
 impl From<sqlx::Error> for OpError {
@@ -70,14 +74,25 @@ pub(crate) fn classify(number: u16) -> ServerError {
     }
 }
 
-/// The classification of a server-side error; `None` for errors the server did not send.
-pub(crate) fn server_error(error: &sqlx::Error) -> Option<ServerError> {
+/// The error number of a server-side error; `None` for errors the server did not send.
+pub(crate) fn error_number(error: &sqlx::Error) -> Option<u16> {
     match error {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<MySqlDatabaseError>()
-            .map(|db| classify(db.number())),
+            .map(MySqlDatabaseError::number),
         _ => None,
     }
+}
+
+/// The classification of a server-side error; `None` for errors the server did not send.
+pub(crate) fn server_error(error: &sqlx::Error) -> Option<ServerError> {
+    error_number(error).map(classify)
+}
+
+/// Whether a `SET` named a variable this server does not have (`ER_UNKNOWN_SYSTEM_VARIABLE`:
+/// MariaDB-only variables on MySQL).
+pub(crate) fn is_unknown_variable(error: &sqlx::Error) -> bool {
+    error_number(error) == Some(1193)
 }
 
 /// Whether an insert was refused by a unique key.
@@ -102,7 +117,7 @@ impl OpError {
                     | sqlx::Error::WorkerCrashed
                     | sqlx::Error::BeginFailed
             ),
-            Self::TimedOut => true,
+            Self::TimedOut | Self::Unfinished(_) => true,
             Self::Busy | Self::Contended | Self::Refused(_) => false,
         }
     }
@@ -111,7 +126,9 @@ impl OpError {
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Contended => true,
-            Self::Sql(_) => self.server_error() == Some(ServerError::RolledBack),
+            Self::Sql(_) | Self::Unfinished(_) => {
+                self.server_error() == Some(ServerError::RolledBack)
+            }
             _ => false,
         }
     }
@@ -121,7 +138,7 @@ impl OpError {
     /// such database, a schema from the future, a conflict) are not transient.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            Self::TimedOut | Self::Busy | Self::Contended => true,
+            Self::TimedOut | Self::Busy | Self::Contended | Self::Unfinished(_) => true,
             Self::Refused(error) => error.is_transient(),
             Self::Sql(_) if self.costs_connection() => true,
             Self::Sql(_) => matches!(
@@ -133,7 +150,7 @@ impl OpError {
 
     fn server_error(&self) -> Option<ServerError> {
         match self {
-            Self::Sql(error) => server_error(error),
+            Self::Sql(error) | Self::Unfinished(error) => server_error(error),
             _ => None,
         }
     }
@@ -149,6 +166,12 @@ impl OpError {
             Self::Sql(error) => RegistryError::Backend {
                 backend: BACKEND,
                 message: format!("{doing}: {error}"),
+            },
+            Self::Unfinished(error) => RegistryError::Transient {
+                backend: BACKEND,
+                message: format!(
+                    "{doing}: the commit failed half-way ({error}); the connection was dropped, so the server rolls the write back"
+                ),
             },
             Self::TimedOut => RegistryError::Transient {
                 backend: BACKEND,
@@ -172,6 +195,7 @@ impl std::fmt::Display for OpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sql(error) => error.fmt(f),
+            Self::Unfinished(error) => write!(f, "commit failed half-way: {error}"),
             Self::TimedOut => f.write_str("timed out"),
             Self::Busy => f.write_str("connection busy"),
             Self::Contended => f.write_str("contended"),

@@ -1,14 +1,8 @@
 //! The change log: appending events inside write transactions, reading them in commit order,
 //! and purging old ones.
 //!
-//! # Why sequence order is commit order
-//! A writer locks the single `sequence` row (`SELECT ... FOR UPDATE`) before it reads or writes
-//! anything else, numbers its events from that row, and holds the row lock until it commits.
-//! So writers are serialized from allocation to commit: when a reader's snapshot holds event
-//! `n`, every event below `n` was committed before `n`'s writer could even allocate, and is in
-//! the snapshot too. Reading `seq > last` can never skip a late-committing row (the defect of
-//! readers that used `AUTO_INCREMENT` ids, which are allocated at insert and committed in any
-//! order). The cost is that writes are serialized; a registry writes rarely.
+//! Events are numbered and appended by the final packet of each write (`write.rs`, which says
+//! why sequence order is commit order); this module reads and purges them.
 
 use std::time::Duration;
 
@@ -35,7 +29,7 @@ pub(crate) struct Change {
     pub new: Option<Vec<u8>>,
 }
 
-fn kind_code(kind: EventKind) -> i8 {
+pub(crate) fn kind_code(kind: EventKind) -> i8 {
     match kind {
         EventKind::Added => 1,
         EventKind::Updated => 2,
@@ -64,70 +58,6 @@ pub(crate) fn subtree_range(prefix: &str) -> (String, String) {
     }
 }
 
-/// Locks the sequence row for the rest of the transaction and returns the last allocated
-/// sequence number. Every transaction that appends events calls this first.
-pub(crate) async fn lock_sequence(
-    conn: &mut MySqlConnection,
-    tables: &Tables,
-) -> Result<i64, OpError> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT last_seq FROM {} WHERE id = 1 FOR UPDATE",
-        tables.sequence
-    )))
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(row) => Ok(row.try_get("last_seq")?),
-        None => Err(OpError::Refused(registry_api::RegistryError::Backend {
-            backend: crate::error::BACKEND,
-            message: format!(
-                "the row of {} is missing; the schema is damaged",
-                tables.sequence
-            ),
-        })),
-    }
-}
-
-/// Appends `changes` after `last_seq` (from [`lock_sequence`] in the same transaction) and
-/// advances the sequence row.
-pub(crate) async fn append(
-    conn: &mut MySqlConnection,
-    tables: &Tables,
-    last_seq: i64,
-    changes: &[Change],
-) -> Result<(), OpError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut seq = last_seq;
-    for chunk in changes.chunks(200) {
-        let rows = vec!["(?, ?, ?, ?, ?, UTC_TIMESTAMP(6))"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO {} (seq, path, kind, old_value, new_value, created_at) VALUES {rows}",
-            tables.events
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for change in chunk {
-            seq += 1;
-            query = query
-                .bind(seq)
-                .bind(change.path.as_bytes())
-                .bind(kind_code(change.kind))
-                .bind(change.old.as_deref())
-                .bind(change.new.as_deref());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {} SET last_seq = ? WHERE id = 1",
-        tables.sequence
-    )))
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// What one poll found.
 #[derive(Debug, Default)]
 pub(crate) struct Polled {
@@ -139,6 +69,9 @@ pub(crate) struct Polled {
     pub full: bool,
     /// Clients whose session expired (by the database's clock), other than the poller.
     pub dead_clients: Vec<i64>,
+    /// Events after the cursor were purged before this client read them (it fell behind the
+    /// log's retention): its subscribers may have missed changes.
+    pub gap: bool,
 }
 
 /// Reads, in ONE statement and one snapshot: the events after `after` under `prefixes`, the
@@ -163,8 +96,9 @@ pub(crate) async fn poll(
     sql.push_str(&format!(
         "(SELECT 1 AS src, last_seq AS n, NULL AS path, NULL AS kind, NULL AS value FROM {} WHERE id = 1) \
          UNION ALL (SELECT 2, id, NULL, NULL, NULL FROM {} \
-         WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH})",
-        tables.sequence, tables.clients
+         WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH}) \
+         UNION ALL (SELECT 3, MIN(seq), NULL, NULL, NULL FROM {})",
+        tables.sequence, tables.clients, tables.events
     ));
     let mut query = sqlx::query(AssertSqlSafe(sql));
     if !prefixes.is_empty() {
@@ -184,8 +118,14 @@ pub(crate) async fn poll(
     };
     let mut events: Vec<(i64, Event)> = Vec::new();
     let mut last_seq = after;
+    let mut oldest: Option<i64> = None;
     for row in rows {
         let src: i64 = row.try_get_unchecked("src")?;
+        if src == 3 {
+            // MIN(seq) of an empty log is NULL.
+            oldest = row.try_get_unchecked("n")?;
+            continue;
+        }
         let n: i64 = row.try_get_unchecked("n")?;
         match src {
             0 => {
@@ -202,6 +142,13 @@ pub(crate) async fn poll(
             _ => polled.dead_clients.push(n),
         }
     }
+    // Sequence numbers have no holes (a write that rolls back returns its numbers), so a log
+    // that starts above the cursor + 1, or is empty while numbers were handed out past the
+    // cursor, lost events to the purge before this client read them.
+    polled.gap = match oldest {
+        Some(oldest) => oldest > after + 1,
+        None => last_seq > after,
+    };
     events.sort_by_key(|(seq, _)| *seq);
     polled.full = events.len() >= POLL_BATCH;
     polled.watermark = match (polled.full, events.last()) {

@@ -9,21 +9,26 @@
 //! - `config`: the `registry.mysql` section; `factory`: the `"mysql"` plugin factory.
 //! - `schema`: table names and the embedded, prefix-aware migrations.
 //! - `error`: how database failures (classified by error number) become registry errors.
-//! - `link`: the client's one connection and how failures discard it.
+//! - `link`: the client's two connections (calls, heartbeats), their session limits, and how
+//!   failures discard them.
 //! - `timing`: the durations derived from the configuration.
 //! - `state`: the client's state machine (phases, held ephemeral keys, connection states).
 //! - `session`: the background task that drives it: heartbeats, the poll, session rebuilds.
 //! - `store`: the key tree and the purge of dead clients.
-//! - `events`: the change log (append, poll, purge by age).
+//! - `write`: how a write transaction runs and commits its events in one packet.
+//! - `events`: the change log (poll, purge by age).
+//! - `failpoint`: the test-only stop inside a write.
 //! - `lock`: locks with fencing tokens.
 //! - `registry`: [`MysqlRegistry`], the facade that implements the SPI.
 //!
 //! Modules depend one way: `registry` → `lock`, `session` → `state` → `link`, `schema`,
 //! `timing`, `error`; `session` and `registry` → `store` → `events`.
 //!
-//! **Architecture invariant:** every change to `data` and its events commit in one transaction
-//! that holds the `sequence` row lock, so the log's sequence order is commit order; liveness is
-//! only ever judged by the database's clock.
+//! **Architecture invariants:** every change to `data` and its events commit in one transaction
+//! whose final packet takes the `sequence` row lock, numbers the events and commits, so the log's
+//! sequence order is commit order and no lock shared by all clients is ever held across a round
+//! trip to a client; liveness is only ever judged by the database's clock; a heartbeat never
+//! waits for a call.
 //!
 //! # Idle load
 //! At rest a client runs one heartbeat and one poll per heartbeat interval and nothing else
@@ -41,6 +46,7 @@ mod config;
 mod error;
 mod events;
 mod factory;
+mod failpoint;
 mod link;
 mod lock;
 mod registry;
@@ -49,6 +55,7 @@ mod session;
 mod state;
 mod store;
 mod timing;
+mod write;
 
 pub use config::MysqlConfig;
 pub use registry::MysqlRegistry;

@@ -10,8 +10,9 @@
 //!   acquisition), so neither another client nor a stale guard of the same client can free it.
 //! - A holder's death frees the lock: the purge of a dead client sets `owner = NULL` on its rows
 //!   in the same transaction that removes its ephemerals. An acquisition checks (with a shared
-//!   lock on the client row) that its own session is alive, so a purged client cannot take a lock
-//!   that nobody would ever free.
+//!   lock on its session row) that its own session is alive, so a purged client cannot take a lock
+//!   that nobody would ever free. (The shared lock is on its `sessions` row, not its `clients`
+//!   row, so that an acquisition never holds up the client's own heartbeat.)
 //! - No spinning: a waiter retries once per heartbeat interval, or at once when a lock of the same
 //!   client is released; a retry that finds the lock held costs one indexed read.
 
@@ -20,13 +21,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use registry_api::{LockGuard, LockRelease, RegistryError};
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
-use sqlx::{AssertSqlSafe, Connection};
 
 use crate::error::{BACKEND, OpError, is_duplicate_key};
 use crate::link::on_link;
 use crate::schema::Tables;
 use crate::state::Shared;
+use crate::{store, write};
 
 /// Takes the lock at `key` (a valid key that fits the tables) for the client, waiting at most
 /// `timeout`: one attempt per heartbeat interval, or at once when a lock of this client is
@@ -122,15 +124,21 @@ pub(crate) async fn try_acquire(
     if matches!(holder, Some(Some(_))) {
         return Ok(None);
     }
-    let mut tx = conn.begin().await?;
-    let alive: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT id FROM {} WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
-        tables.clients
-    )))
-    .bind(me)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if alive.is_none() {
+    write::begin(conn).await?;
+    let body = take_in_tx(conn, tables, me, claim, key).await;
+    write::finish(conn, tables, body.map(|token| (token, Vec::new()))).await
+}
+
+/// The transaction of [`try_acquire`]: the session checked (and share-locked), then the row
+/// taken by a conditional update or created.
+async fn take_in_tx(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    me: i64,
+    claim: i64,
+    key: &str,
+) -> Result<Option<u64>, OpError> {
+    if !store::is_alive(conn, tables, me).await? {
         return Err(OpError::Refused(RegistryError::SessionLost {
             backend: BACKEND,
         }));
@@ -144,12 +152,10 @@ pub(crate) async fn try_acquire(
     .bind(me)
     .bind(claim)
     .bind(key.as_bytes())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if taken.rows_affected() == 1 {
-        let token = taken.last_insert_id();
-        tx.commit().await?;
-        return Ok(Some(token));
+        return Ok(Some(taken.last_insert_id()));
     }
     let inserted = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (path, owner, claim, token, version, acquired_at) VALUES (?, ?, ?, 1, 1, UTC_TIMESTAMP(6))",
@@ -158,13 +164,10 @@ pub(crate) async fn try_acquire(
     .bind(key.as_bytes())
     .bind(me)
     .bind(claim)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await;
     match inserted {
-        Ok(_) => {
-            tx.commit().await?;
-            Ok(Some(1))
-        }
+        Ok(_) => Ok(Some(1)),
         // The row exists and is held.
         Err(error) if is_duplicate_key(&error) => Ok(None),
         Err(error) => Err(error.into()),

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::MysqlConfig;
 use crate::error::BACKEND;
-use crate::link::{Link, on_link};
+use crate::link::on_link;
 use crate::lock;
 use crate::schema::Tables;
 use crate::session;
@@ -28,7 +28,7 @@ use crate::timing::Timing;
 const MAX_ATTEMPTS: u32 = 8;
 
 /// A registry client backed by MySQL or MariaDB. One value is one client with one session (one
-/// row in `<prefix>clients`) at a time and one database connection.
+/// row in `<prefix>clients`) at a time and two database connections (calls, heartbeats).
 ///
 /// # Notable behaviors
 /// - [`MysqlRegistry::new`] does no I/O; [`Registry::connect`] opens the connection, creates or
@@ -40,12 +40,17 @@ const MAX_ATTEMPTS: u32 = 8;
 /// - Every write changes `data` and appends to the event log in one transaction; subscribers
 ///   read the log in commit order, once per heartbeat interval, with one query for all of the
 ///   client's subscriptions (which also reports dead peers).
+/// - A client whose subscribers fell behind the event log's retention (ten session timeouts, at
+///   least ten minutes) cannot be delivered what was purged: it reports `SessionLost` and builds
+///   a new session, so that its user re-reads what it follows (etcd's `ErrCompacted`).
 /// - At rest a client runs exactly two statements per heartbeat interval (the heartbeat and the
 ///   poll), plus one event-log purge per `event retention / 10` (one minute by default).
 /// - Dropping a client without [`Registry::close`] stops its heartbeat: its session then ends
 ///   by timeout, as after a crash.
-/// - Writes are serialized across all clients by the `sequence` row lock (a few milliseconds
-///   each): fine for a registry, not a general-purpose store.
+/// - Heartbeats have a connection of their own and never wait for a call. Writes take the
+///   `sequence` row lock only inside their final packet (see `write.rs`), so a client stopped
+///   mid-write holds nothing but its own rows' locks, and only until its session expires: the
+///   peer that purges it first `KILL`s its recorded connection.
 ///
 /// # Cancellation safety
 /// As [`Registry`] documents per method. A call dropped half-way drops the client's connection
@@ -75,7 +80,7 @@ impl MysqlRegistry {
         let options = connect_options(&config)?;
         let shared = Shared::new(
             Tables::new(&config.table_prefix),
-            Link::new(options),
+            options,
             Timing::new(config.heartbeat_interval_ms, config.session_timeout_ms),
             client_name(),
         );
@@ -156,6 +161,7 @@ async fn tear_down(
         }
     }
     shared.link.disconnect(Duration::from_secs(1)).await;
+    shared.beat_link.disconnect(Duration::from_secs(1)).await;
     shared.closed();
 }
 

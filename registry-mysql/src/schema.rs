@@ -13,12 +13,17 @@
 //!
 //! # Tables (prefix `registry_` by default)
 //! - `clients`: one row per live session; `expires_at` is the last heartbeat plus the client's
-//!   own session timeout, both written with the database's clock (`UTC_TIMESTAMP(6)`).
+//!   own session timeout, both written with the database's clock (`UTC_TIMESTAMP(6)`);
+//!   `connection_id` is the client's call connection, which a purger may `KILL`.
+//! - `sessions` (version 2): one row per live session, created and purged with its `clients`
+//!   row. Writers share-lock their own row for the length of a write and a purge deletes it, so
+//!   a purge and a write of the same client never interleave; heartbeats never touch it, so a
+//!   write never delays its own client's heartbeat.
 //! - `data`: the key tree; `owner` is the client that owns an ephemeral key (NULL: persistent);
 //!   `version` is the optimistic check of every write.
 //! - `events`: the change log; `seq` is allocated under the `sequence` row lock, so sequence
 //!   order is commit order.
-//! - `sequence`: one row, `last_seq`; writers lock it for the length of their transaction.
+//! - `sequence`: one row, `last_seq`; a write locks it in its final packet only (`write.rs`).
 //! - `locks`: one row per lock path ever used, never deleted, so `token` (the fencing counter)
 //!   never goes back.
 //!
@@ -38,6 +43,7 @@ pub(crate) struct Tables {
     pub data: String,
     pub events: String,
     pub sequence: String,
+    pub sessions: String,
     pub locks: String,
     pub schema_version: String,
     prefix: String,
@@ -51,6 +57,7 @@ impl Tables {
             data: format!("{prefix}data"),
             events: format!("{prefix}events"),
             sequence: format!("{prefix}sequence"),
+            sessions: format!("{prefix}sessions"),
             locks: format!("{prefix}locks"),
             schema_version: format!("{prefix}schema_version"),
             prefix: prefix.to_owned(),
@@ -70,11 +77,12 @@ struct Migration {
 }
 
 /// The schema history. Append new steps; never edit a released one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "clients, data, events, sequence, locks",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS {p}clients (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "clients, data, events, sequence, locks",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {p}clients (
             id BIGINT NOT NULL AUTO_INCREMENT,
             name VARCHAR(255) NOT NULL,
             session_timeout_ms BIGINT NOT NULL,
@@ -85,7 +93,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (id),
             KEY by_expiry (expires_at)
         ) ENGINE = InnoDB",
-        "CREATE TABLE IF NOT EXISTS {p}data (
+            "CREATE TABLE IF NOT EXISTS {p}data (
             path VARBINARY(1024) NOT NULL,
             value MEDIUMBLOB NOT NULL,
             owner BIGINT NULL,
@@ -94,7 +102,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (path),
             KEY by_owner (owner)
         ) ENGINE = InnoDB",
-        "CREATE TABLE IF NOT EXISTS {p}events (
+            "CREATE TABLE IF NOT EXISTS {p}events (
             seq BIGINT NOT NULL,
             path VARBINARY(1024) NOT NULL,
             kind TINYINT NOT NULL,
@@ -104,13 +112,13 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (seq),
             KEY by_age (created_at)
         ) ENGINE = InnoDB",
-        "CREATE TABLE IF NOT EXISTS {p}sequence (
+            "CREATE TABLE IF NOT EXISTS {p}sequence (
             id TINYINT NOT NULL,
             last_seq BIGINT NOT NULL,
             PRIMARY KEY (id)
         ) ENGINE = InnoDB",
-        "INSERT INTO {p}sequence (id, last_seq) VALUES (1, 0) ON DUPLICATE KEY UPDATE id = id",
-        "CREATE TABLE IF NOT EXISTS {p}locks (
+            "INSERT INTO {p}sequence (id, last_seq) VALUES (1, 0) ON DUPLICATE KEY UPDATE id = id",
+            "CREATE TABLE IF NOT EXISTS {p}locks (
             path VARBINARY(1024) NOT NULL,
             owner BIGINT NULL,
             claim BIGINT NULL,
@@ -120,8 +128,20 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (path),
             KEY by_owner (owner)
         ) ENGINE = InnoDB",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "sessions: the row writers share-lock instead of their clients row",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {p}sessions (
+            id BIGINT NOT NULL,
+            PRIMARY KEY (id)
+        ) ENGINE = InnoDB",
+            "INSERT IGNORE INTO {p}sessions (id) SELECT id FROM {p}clients",
+        ],
+    },
+];
 
 /// The schema version this build creates and understands.
 pub(crate) fn latest_version() -> i64 {

@@ -1,6 +1,7 @@
-//! The session: the client's row in `clients`, kept alive by heartbeats, and the background task
-//! that heartbeats, polls the event log, purges dead peers and rebuilds a lost session. The
-//! phases and their transitions are `state.rs`; this module does the I/O that drives them.
+//! The session: the client's row in `clients`, kept alive by heartbeats, and the background
+//! tasks: one heartbeats (on its own connection) and rebuilds a lost session, one polls the event
+//! log and purges dead peers (killing their connections first). The phases and their transitions
+//! are `state.rs`; this module does the I/O that drives them.
 //!
 //! # When the phase changes
 //! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ? AND expires_at
@@ -32,9 +33,22 @@ use crate::link::on_link;
 use crate::schema::{self, Tables};
 use crate::state::{Duty, Shared};
 use crate::store::{self, Purge};
+use crate::write;
 
-/// Inserts a new client row (a new session) and returns its id.
+/// Inserts a new client row and its `sessions` row (a new session) and returns its id. The
+/// row records the connection it was inserted on: call this on the call link.
 pub(crate) async fn register(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    name: &str,
+    session_timeout_ms: i64,
+) -> Result<i64, OpError> {
+    write::begin(conn).await?;
+    let body = insert_session(conn, tables, name, session_timeout_ms).await;
+    write::finish(conn, tables, body.map(|id| (id, Vec::new()))).await
+}
+
+async fn insert_session(
     conn: &mut MySqlConnection,
     tables: &Tables,
     name: &str,
@@ -51,12 +65,20 @@ pub(crate) async fn register(
     .bind(session_timeout_ms.saturating_mul(1_000))
     .execute(&mut *conn)
     .await?;
-    i64::try_from(inserted.last_insert_id()).map_err(|_| {
+    let id = i64::try_from(inserted.last_insert_id()).map_err(|_| {
         OpError::Refused(RegistryError::Backend {
             backend: crate::error::BACKEND,
             message: "client id out of range".to_owned(),
         })
-    })
+    })?;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (id) VALUES (?)",
+        tables.sessions
+    )))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
 }
 
 /// Proves client `id` alive for another session timeout. `false` when its row is gone or has
@@ -68,8 +90,7 @@ pub(crate) async fn heartbeat(
 ) -> Result<bool, OpError> {
     let updated = sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET heartbeat_at = UTC_TIMESTAMP(6), \
-           expires_at = UTC_TIMESTAMP(6) + INTERVAL session_timeout_ms * 1000 MICROSECOND, \
-           connection_id = CONNECTION_ID() \
+           expires_at = UTC_TIMESTAMP(6) + INTERVAL session_timeout_ms * 1000 MICROSECOND \
          WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)",
         tables.clients
     )))
@@ -104,13 +125,14 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> (JoinHandle<()>, watch::Sender<bool>
     (tokio::spawn(run(shared, stopped)), stop)
 }
 
+/// The heartbeat loop (which also rebuilds a lost session), with the poll loop beside it.
 async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let _poller = AbortOnDrop(tokio::spawn(poll_loop(shared.clone(), stop.clone())));
     let timing = shared.timing.clone();
     let mut ticks = tokio::time::interval(timing.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // When the last heartbeat that succeeded was sent: the database judged it at or after this.
     let mut last_ok = Instant::now();
-    let mut next_gc = Instant::now() + timing.gc_period;
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -130,11 +152,11 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Duty::Heartbeat(id) => id,
         };
         let sent = Instant::now();
-        let beat = on_link!(shared.link, timing.heartbeat_timeout, |conn| heartbeat(
-            conn,
-            &shared.tables,
-            id
-        ));
+        let beat = on_link!(
+            shared.beat_link,
+            timing.heartbeat_timeout,
+            |conn| heartbeat(conn, &shared.tables, id)
+        );
         match beat {
             Ok(true) => {
                 last_ok = sent;
@@ -144,7 +166,6 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Ok(false) => {
                 shared.lose(id, "its client row was purged or had expired");
                 establish(&shared, &mut last_ok).await;
-                continue;
             }
             Err(error) => {
                 shared.suspend(id, &error);
@@ -152,9 +173,33 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     shared.lose(id, "no heartbeat succeeded for the whole session timeout");
                     establish(&shared, &mut last_ok).await;
                 }
-                continue;
             }
         }
+    }
+}
+
+/// Reads the event log and purges expired peers once per interval, on the call link. It runs
+/// beside the heartbeat loop, so a poll or a purge that waits (for the call link, for a stalled
+/// peer's locks) never delays a heartbeat.
+async fn poll_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let timing = shared.timing.clone();
+    let mut ticks = tokio::time::interval(timing.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut next_gc = Instant::now() + timing.gc_period;
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+            _ = ticks.tick() => {}
+        }
+        let id = match shared.duty() {
+            Duty::Stop => return,
+            Duty::Rebuild => continue,
+            Duty::Heartbeat(id) => id,
+        };
         poll_and_purge(&shared, id).await;
         if Instant::now() >= next_gc {
             next_gc = Instant::now() + timing.gc_period;
@@ -169,6 +214,15 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
+    }
+}
+
+/// Aborts a task when dropped: the poll loop ends with the heartbeat loop, however that ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -192,6 +246,15 @@ pub(crate) async fn catch_up(
         ))?;
         for event in &polled.events {
             shared.subscribers.publish(event);
+        }
+        if polled.gap && !prefixes.is_empty() {
+            // Like etcd's ErrCompacted: what was purged cannot be delivered. A lost session is
+            // how a client is told that it must re-read what it follows (the console reloads
+            // its peers on the `Connected` that follows).
+            shared.lose(
+                me,
+                "it fell behind the event log: events it had not read were purged",
+            );
         }
         *cursor = polled.watermark;
         for id in polled.dead_clients {
@@ -231,8 +294,11 @@ async fn poll_and_purge(shared: &Shared, me: i64) {
         }
     };
     for id in dead {
-        let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| {
-            store::purge_client(conn, &shared.tables, id, Purge::IfExpired)
+        let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| async {
+            // Its connection may be stopped inside a transaction, holding locks the purge
+            // needs: end it first (the server rolls it back).
+            store::kill_connection_of(conn, &shared.tables, id).await?;
+            store::purge_client(conn, &shared.tables, id, Purge::IfExpired).await
         });
         if let Err(error) = purged {
             tracing::debug!(%error, client = id, "purging an expired registry client failed; retrying at the next poll");

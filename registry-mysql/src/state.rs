@@ -36,11 +36,15 @@ use crate::error::{BACKEND, OpError};
 use crate::link::Link;
 use crate::schema::Tables;
 use crate::timing::Timing;
+use sqlx::mysql::MySqlConnectOptions;
 
 /// What the client, its lock guards and its background task share.
 pub(crate) struct Shared {
     pub tables: Tables,
+    /// The connection for calls, polls and purges.
     pub link: Link,
+    /// The connection for heartbeats only.
+    pub beat_link: Link,
     pub timing: Timing,
     pub client_name: String,
     pub subscribers: Subscribers,
@@ -94,11 +98,17 @@ pub(crate) enum Duty {
 }
 
 impl Shared {
-    pub(crate) fn new(tables: Tables, link: Link, timing: Timing, client_name: String) -> Self {
+    pub(crate) fn new(
+        tables: Tables,
+        options: MySqlConnectOptions,
+        timing: Timing,
+        client_name: String,
+    ) -> Self {
         let (validity, _) = watch::channel(false);
         Self {
+            link: Link::calls(options.clone(), timing.call_limits(), &tables.clients),
+            beat_link: Link::heartbeats(options, timing.heartbeat_limits()),
             tables,
-            link,
             timing,
             client_name,
             subscribers: Subscribers::new(),
@@ -190,6 +200,7 @@ impl Shared {
 
     /// `Unconnected → Live`: the first session, row `id`, is registered.
     pub(crate) fn connected(&self, id: i64) {
+        self.link.record_for(id);
         {
             let mut session = self.session();
             session.phase = Phase::Live { id };
@@ -280,6 +291,7 @@ impl Shared {
         match &mut self.session().phase {
             Phase::Lost { stale } => {
                 stale.push(id);
+                self.link.record_for(id);
                 true
             }
             _ => false,
@@ -460,7 +472,7 @@ mod tests {
         let options = MySqlConnectOptions::from_str("mysql://127.0.0.1:1/db").unwrap();
         Shared::new(
             Tables::new("t_"),
-            Link::new(options),
+            options,
             Timing::new(200, 1_000),
             "test".to_owned(),
         )

@@ -1,18 +1,20 @@
 //! The key tree: reads, and writes that change `data` and append to the event log in one
 //! transaction, plus the purge of a dead client.
 //!
-//! Every write transaction starts with [`events::lock_sequence`], which serializes writers and
-//! orders their events by commit; its later reads are therefore current. The `version` column is
-//! still the optimistic check of every update (`... WHERE path = ? AND version = ?`): a write that
-//! matches no row is rolled back and retried instead of overwriting a change it did not see.
+//! Every write runs as `write.rs` describes: its reads are locking reads, so what it checked
+//! (its session alive, the key's owner, no ephemeral parent, no children) still holds when its
+//! final packet numbers its events and commits. The `version` column stays the optimistic check
+//! of every update (`... WHERE path = ? AND version = ?`): a write that matches no row is rolled
+//! back and retried instead of overwriting a change it did not see.
 
 use registry_api::{EventKind, Mode, RegistryError, path};
 use sqlx::mysql::MySqlConnection;
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Row};
 
-use crate::error::{BACKEND, OpError, is_duplicate_key};
-use crate::events::{self, Change, subtree_range};
+use crate::error::{BACKEND, OpError, error_number, is_duplicate_key};
+use crate::events::{Change, subtree_range};
 use crate::schema::Tables;
+use crate::{failpoint, write};
 
 /// The longest key the `data` and `locks` tables hold (their `VARBINARY` primary keys).
 pub(crate) const MAX_PATH_BYTES: usize = 1024;
@@ -34,17 +36,33 @@ fn session_lost() -> OpError {
     OpError::Refused(RegistryError::SessionLost { backend: BACKEND })
 }
 
-/// Whether client `id` is alive by the database's clock (a current read inside the caller's
-/// transaction).
-async fn is_alive(conn: &mut MySqlConnection, tables: &Tables, id: i64) -> Result<bool, OpError> {
-    let alive: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+/// Whether client `id` is alive: its `sessions` row exists, share-locked until the caller's
+/// transaction ends so that nobody purges the client meanwhile, and by the database's clock its
+/// session has not expired. The `clients` row itself is only read, never locked: a writer must
+/// not hold up its own client's heartbeat.
+pub(crate) async fn is_alive(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    id: i64,
+) -> Result<bool, OpError> {
+    let session: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT id FROM {} WHERE id = ? LOCK IN SHARE MODE",
+        tables.sessions
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if session.is_none() {
+        return Ok(false);
+    }
+    let unexpired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM {} WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)",
         tables.clients
     )))
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(alive > 0)
+    Ok(unexpired > 0)
 }
 
 /// The value at `key`.
@@ -88,10 +106,12 @@ pub(crate) async fn children(
     Ok(names)
 }
 
-/// What `put` found at the key, read after the sequence lock.
+/// The row at a key: version, owner (NULL: persistent), value.
+type Existing = (i64, Option<i64>, Vec<u8>);
+
+/// What `put` found, by locking reads.
 struct Current {
-    me_alive: bool,
-    row: Option<(i64, Option<i64>, Vec<u8>, bool)>,
+    row: Option<Existing>,
     ephemeral_parent: Option<String>,
     has_children: bool,
 }
@@ -99,57 +119,58 @@ struct Current {
 async fn read_for_put(
     conn: &mut MySqlConnection,
     tables: &Tables,
-    me: i64,
     key: &str,
+    mode: Mode,
 ) -> Result<Current, OpError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, owner, value FROM {} WHERE path = ? FOR UPDATE",
+        tables.data
+    )))
+    .bind(key.as_bytes())
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| -> Result<Existing, sqlx::Error> {
+        Ok((
+            row.try_get("version")?,
+            row.try_get("owner")?,
+            row.try_get("value")?,
+        ))
+    })
+    .transpose()?;
+    // Share-locks the ancestors (and, for missing ones, the gaps where they would go), so
+    // none of them turns ephemeral before this write commits.
     let ancestors: Vec<&str> = path::ancestors(key).collect();
-    let parent_check = if ancestors.is_empty() {
-        "NULL".to_owned()
-    } else {
-        format!(
-            "(SELECT a.path FROM {} a WHERE a.path IN ({}) AND a.owner IS NOT NULL LIMIT 1)",
+    let mut ephemeral_parent = None;
+    if !ancestors.is_empty() {
+        let mut query = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT path FROM {} WHERE path IN ({}) AND owner IS NOT NULL LIMIT 1 LOCK IN SHARE MODE",
             tables.data,
             vec!["?"; ancestors.len()].join(", ")
-        )
-    };
-    let sql = format!(
-        "SELECT \
-           (SELECT COUNT(*) FROM {c} WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)) AS me_alive, \
-           d.version, d.owner, d.value, \
-           (SELECT COUNT(*) FROM {c} o WHERE o.id = d.owner AND o.expires_at >= UTC_TIMESTAMP(6)) AS owner_alive, \
-           {parent_check} AS ephemeral_parent, \
-           EXISTS(SELECT 1 FROM {d} k WHERE k.path >= ? AND k.path < ?) AS has_children \
-         FROM (SELECT 1 AS one) AS one LEFT JOIN {d} d ON d.path = ?",
-        c = tables.clients,
-        d = tables.data,
-    );
-    let (low, high) = subtree_range(key);
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(me);
-    for ancestor in &ancestors {
-        query = query.bind(ancestor.as_bytes());
+        )));
+        for ancestor in &ancestors {
+            query = query.bind(ancestor.as_bytes());
+        }
+        let found: Option<Vec<u8>> = query.fetch_optional(&mut *conn).await?;
+        ephemeral_parent = found.map(|p| String::from_utf8_lossy(&p).into_owned());
     }
-    let row = query
+    // An ephemeral key must stay childless: share-lock the range below it.
+    let mut has_children = false;
+    if mode == Mode::Ephemeral {
+        let (low, high) = subtree_range(key);
+        let child: Option<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT path FROM {} WHERE path >= ? AND path < ? LIMIT 1 LOCK IN SHARE MODE",
+            tables.data
+        )))
         .bind(low.as_bytes())
         .bind(high.as_bytes())
-        .bind(key.as_bytes())
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-    let version: Option<i64> = row.try_get("version")?;
-    let existing = match version {
-        Some(version) => Some((
-            version,
-            row.try_get::<Option<i64>, _>("owner")?,
-            row.try_get::<Vec<u8>, _>("value")?,
-            row.try_get_unchecked::<i64, _>("owner_alive")? > 0,
-        )),
-        None => None,
-    };
-    let ephemeral_parent: Option<Vec<u8>> = row.try_get("ephemeral_parent")?;
+        has_children = child.is_some();
+    }
     Ok(Current {
-        me_alive: row.try_get_unchecked::<i64, _>("me_alive")? > 0,
-        row: existing,
-        ephemeral_parent: ephemeral_parent.map(|p| String::from_utf8_lossy(&p).into_owned()),
-        has_children: row.try_get_unchecked::<i64, _>("has_children")? > 0,
+        row,
+        ephemeral_parent,
+        has_children,
     })
 }
 
@@ -164,12 +185,25 @@ pub(crate) async fn put(
     value: &[u8],
     mode: Mode,
 ) -> Result<(), OpError> {
-    let mut tx = conn.begin().await?;
-    let mut last_seq = events::lock_sequence(&mut tx, tables).await?;
-    let current = read_for_put(&mut tx, tables, me, key).await?;
-    if !current.me_alive {
+    write::begin(conn).await?;
+    let body = put_in_tx(conn, tables, me, key, value, mode).await;
+    write::finish(conn, tables, body.map(|changes| ((), changes))).await?;
+    tracing::trace!(key, "put committed");
+    Ok(())
+}
+
+async fn put_in_tx(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    me: i64,
+    key: &str,
+    value: &[u8],
+    mode: Mode,
+) -> Result<Vec<Change>, OpError> {
+    if !is_alive(conn, tables, me).await? {
         return Err(session_lost());
     }
+    let current = read_for_put(conn, tables, key, mode).await?;
     if let Some(parent) = current.ephemeral_parent {
         return Err(OpError::Refused(RegistryError::InvalidPath {
             path: key.to_owned(),
@@ -178,7 +212,7 @@ pub(crate) async fn put(
             ),
         }));
     }
-    if mode == Mode::Ephemeral && current.has_children {
+    if current.has_children {
         return Err(OpError::Refused(RegistryError::InvalidPath {
             path: key.to_owned(),
             reason: "it has children, and ephemeral keys cannot have children".to_owned(),
@@ -186,10 +220,10 @@ pub(crate) async fn put(
     }
     let mut changes = Vec::new();
     let mut existing = current.row;
-    if let Some((_, Some(owner), _, owner_alive)) = &existing
+    if let Some((_, Some(owner), _)) = &existing
         && *owner != me
     {
-        if *owner_alive {
+        if is_alive(conn, tables, *owner).await? {
             return Err(OpError::Refused(RegistryError::Conflict {
                 path: key.to_owned(),
                 reason: format!("it is an ephemeral key of another live session (client {owner})"),
@@ -197,15 +231,16 @@ pub(crate) async fn put(
         }
         // Its owner is dead but not purged yet: purge it now, in this transaction.
         changes.extend(
-            purge_in_tx(&mut tx, tables, *owner, Purge::IfExpired)
+            purge_in_tx(conn, tables, *owner, Purge::IfExpired)
                 .await?
                 .unwrap_or_default(),
         );
         existing = None;
     }
+    failpoint::in_write(key);
     let owner = (mode == Mode::Ephemeral).then_some(me);
     match existing {
-        Some((version, _, old, _)) => {
+        Some((version, _, old)) => {
             let updated = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {} SET value = ?, owner = ?, version = version + 1, updated_at = UTC_TIMESTAMP(6) \
                  WHERE path = ? AND version = ?",
@@ -215,7 +250,7 @@ pub(crate) async fn put(
             .bind(owner)
             .bind(key.as_bytes())
             .bind(version)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             if updated.rows_affected() != 1 {
                 return Err(OpError::Contended);
@@ -235,7 +270,7 @@ pub(crate) async fn put(
             .bind(key.as_bytes())
             .bind(value)
             .bind(owner)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await;
             match inserted {
                 Ok(_) => {}
@@ -252,11 +287,7 @@ pub(crate) async fn put(
             });
         }
     }
-    events::append(&mut tx, tables, last_seq, &changes).await?;
-    last_seq += changes.len() as i64;
-    tracing::trace!(key, last_seq, "put committed");
-    tx.commit().await?;
-    Ok(())
+    Ok(changes)
 }
 
 /// Deletes `key` and everything below it, appending `Removed` (with the last value) for each,
@@ -267,9 +298,18 @@ pub(crate) async fn delete(
     me: i64,
     key: &str,
 ) -> Result<(), OpError> {
-    let mut tx = conn.begin().await?;
-    let last_seq = events::lock_sequence(&mut tx, tables).await?;
-    if !is_alive(&mut tx, tables, me).await? {
+    write::begin(conn).await?;
+    let body = delete_in_tx(conn, tables, me, key).await;
+    write::finish(conn, tables, body.map(|changes| ((), changes))).await
+}
+
+async fn delete_in_tx(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    me: i64,
+    key: &str,
+) -> Result<Vec<Change>, OpError> {
+    if !is_alive(conn, tables, me).await? {
         return Err(session_lost());
     }
     let (low, high) = subtree_range(key);
@@ -280,11 +320,8 @@ pub(crate) async fn delete(
     .bind(key.as_bytes())
     .bind(low.as_bytes())
     .bind(high.as_bytes())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    if doomed.is_empty() {
-        return Ok(());
-    }
     let mut changes = Vec::with_capacity(doomed.len());
     // Deepest first, as a recursive delete of a real tree would report it.
     for row in doomed.iter().rev() {
@@ -296,7 +333,7 @@ pub(crate) async fn delete(
         )))
         .bind(&path)
         .bind(version)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         if deleted.rows_affected() != 1 {
             return Err(OpError::Contended);
@@ -308,9 +345,59 @@ pub(crate) async fn delete(
             new: None,
         });
     }
-    events::append(&mut tx, tables, last_seq, &changes).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(changes)
+}
+
+/// Ends the database connection recorded for client `id` if its session has expired by the
+/// database's clock. A client stopped inside a transaction (SIGSTOP, a long pause) keeps that
+/// transaction's locks for as long as its connection lives; killing it makes the server roll
+/// back and free them, so the purge that follows does not wait for them.
+///
+/// # Notable behaviors
+/// - Never this client's own connection, nor a live client's.
+/// - A connection already gone is fine. One this database user may not kill (another user's,
+///   without `CONNECTION ADMIN` or `SUPER`) is logged; MariaDB's idle-transaction timeout,
+///   which the client sets on its call connection, ends it later.
+/// - After a database restart a recorded id may name another, newer connection; killing it
+///   costs that client one reconnect, never data.
+pub(crate) async fn kill_connection_of(
+    conn: &mut MySqlConnection,
+    tables: &Tables,
+    id: i64,
+) -> Result<(), OpError> {
+    let recorded: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT connection_id, connection_id = CONNECTION_ID() FROM {} \
+         WHERE id = ? AND expires_at < UTC_TIMESTAMP(6)",
+        tables.clients
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((connection, 0)) = recorded else {
+        return Ok(());
+    };
+    // An integer read from the table, not text: nothing to escape. KILL takes no parameters.
+    let killed = sqlx::raw_sql(AssertSqlSafe(format!("KILL CONNECTION {connection}")))
+        .execute(&mut *conn)
+        .await;
+    match killed {
+        Ok(_) => {
+            tracing::info!(
+                client = id,
+                connection,
+                "killed the database connection of an expired registry session"
+            );
+            Ok(())
+        }
+        // ER_NO_SUCH_THREAD: already gone.
+        Err(error) if error_number(&error) == Some(1094) => Ok(()),
+        // ER_KILL_DENIED_ERROR: another user's connection.
+        Err(error) if error_number(&error) == Some(1095) => {
+            tracing::warn!(client = id, connection, %error, "may not kill the database connection of an expired registry session; its locks go when the server ends its idle transaction");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// When [`purge_client`] may end a client's session.
@@ -327,20 +414,21 @@ pub(crate) enum Purge {
 /// ephemeral keys appending `Removed` (with the last value) for each, and free its locks.
 /// Returns whether anything was purged; `false` when the client is alive (for
 /// [`Purge::IfExpired`]) or already gone. Concurrent purgers of the same client are serialized
-/// by the sequence lock: exactly one of them writes the events.
+/// by the lock on its row (and on its keys): exactly one of them writes the events.
 pub(crate) async fn purge_client(
     conn: &mut MySqlConnection,
     tables: &Tables,
     id: i64,
     when: Purge,
 ) -> Result<bool, OpError> {
-    let mut tx = conn.begin().await?;
-    let last_seq = events::lock_sequence(&mut tx, tables).await?;
-    let Some(changes) = purge_in_tx(&mut tx, tables, id, when).await? else {
+    write::begin(conn).await?;
+    let body = purge_in_tx(conn, tables, id, when).await.map(|purged| {
+        let changes = purged.clone().unwrap_or_default();
+        (purged, changes)
+    });
+    let Some(changes) = write::finish(conn, tables, body).await? else {
         return Ok(false);
     };
-    events::append(&mut tx, tables, last_seq, &changes).await?;
-    tx.commit().await?;
     if !changes.is_empty() {
         tracing::info!(
             client = id,
@@ -387,6 +475,15 @@ async fn purge_in_tx(
             return Ok(None);
         }
     }
+    // Waits for the client's writes in flight (they share-lock this row), so none of them
+    // commits a key after this purge read its keys.
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE id = ?",
+        tables.sessions
+    )))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     let owned = sqlx::query(AssertSqlSafe(format!(
         "SELECT path, value FROM {} WHERE owner = ? ORDER BY path FOR UPDATE",
         tables.data

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::link::SessionLimits;
+
 /// Keeps `Duration` math in one place.
 #[derive(Debug, Clone)]
 pub(crate) struct Timing {
@@ -34,6 +36,28 @@ impl Timing {
             op_timeout: session_timeout.max(Duration::from_secs(5)),
             event_retention,
             gc_period: event_retention / 10,
+        }
+    }
+
+    /// The limits of the call connection: a row lock is waited for at most a second (a stalled
+    /// peer's locks go when its session expires and its connection is killed); a transaction
+    /// left idle (its client stopped) is rolled back by MariaDB after two session timeouts, in
+    /// case the peers may not `KILL` (another database user without the privilege).
+    pub(crate) fn call_limits(&self) -> SessionLimits {
+        SessionLimits {
+            lock_wait_secs: 1,
+            statement_secs: None,
+            idle_transaction_secs: Some((self.session_timeout * 2).as_secs().max(1) + 1),
+        }
+    }
+
+    /// The limits of the heartbeat connection: no statement outlives the heartbeat timeout on
+    /// the server either (MariaDB), and no lock is waited for longer than a second.
+    pub(crate) fn heartbeat_limits(&self) -> SessionLimits {
+        SessionLimits {
+            lock_wait_secs: 1,
+            statement_secs: Some(self.heartbeat_timeout.as_secs_f64()),
+            idle_transaction_secs: None,
         }
     }
 

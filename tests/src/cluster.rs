@@ -75,6 +75,10 @@ pub struct Options {
     /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
     /// cut.
     pub database_proxy: bool,
+    /// Give every node proxies of its own, one to the registry and one to the task database
+    /// ([`NodeProxies`]), so that a test can cut one node from either or both. One registry
+    /// server only (not an ensemble).
+    pub node_proxies: bool,
     /// Extra environment variables of every node process, set after the harness's own (so
     /// `RUST_LOG` here wins over `CLUSTER_TESTS_LOG`), e.g. the benchmark hooks
     /// `CONSOLE_BENCHMARK_EXECUTOR=noop`.
@@ -102,6 +106,7 @@ impl Options {
             monitor_interval: Duration::from_millis(500),
             private_server: false,
             database_proxy: false,
+            node_proxies: false,
             env: Vec::new(),
             host_names: Vec::new(),
         }
@@ -141,6 +146,12 @@ impl Options {
     }
 
     #[must_use]
+    pub fn node_proxies(mut self) -> Self {
+        self.node_proxies = true;
+        self
+    }
+
+    #[must_use]
     pub fn database_proxy(mut self) -> Self {
         self.database_proxy = true;
         self
@@ -162,6 +173,17 @@ fn slots() -> Arc<Semaphore> {
         .clone()
 }
 
+/// One node's own ways to the registry and to the task database ([`Options::node_proxies`]):
+/// cut or black-hole one for a partition between that node and that service only. With the
+/// MySQL registry they are two proxies to the same server (registry URL, store URL).
+#[derive(Debug)]
+pub struct NodeProxies {
+    /// Between the node and its registry server.
+    pub registry: TcpProxy,
+    /// Between the node and the task database.
+    pub database: TcpProxy,
+}
+
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct Cluster {
@@ -176,6 +198,7 @@ pub struct Cluster {
     etcd_namespace: Option<etcd::Namespace>,
     etcd: Option<PrivateEtcd>,
     proxy: Option<TcpProxy>,
+    node_proxies: Vec<NodeProxies>,
     nodes: Vec<Node>,
     /// Marks the run as in progress for the sweep of other test processes.
     _run_lock: processes::RunLock,
@@ -221,6 +244,7 @@ impl Cluster {
             etcd_namespace: None,
             etcd: None,
             proxy: None,
+            node_proxies: Vec::new(),
             nodes: Vec::new(),
             _run_lock: run_lock,
             _slot: slot,
@@ -314,6 +338,16 @@ impl Cluster {
             .expect("the cluster runs without a proxy")
     }
 
+    /// Node `index`'s own proxies ([`Options::node_proxies`]).
+    ///
+    /// # Panics
+    /// When the cluster runs without them.
+    pub fn node_proxies(&self, index: usize) -> &NodeProxies {
+        self.node_proxies
+            .get(index)
+            .expect("the cluster runs without per-node proxies")
+    }
+
     /// The test's own etcd ([`Options::private_server`]).
     ///
     /// # Panics
@@ -375,31 +409,54 @@ impl Cluster {
             .collect()
     }
 
-    /// What the nodes' configurations share.
-    fn config_template(&self) -> ConfigTemplate {
-        let database_host = match &self.proxy {
-            Some(proxy) => proxy.addr().to_string(),
-            None => self.mariadb.host_port.clone(),
+    /// The registry server's `host:port` (one server), which a node proxy forwards to.
+    fn registry_upstream(&self) -> String {
+        let address = match self.options.registry {
+            RegistryKind::Zookeeper => self.namespace.as_ref().map(|n| n.servers().to_owned()),
+            RegistryKind::Etcd => self
+                .etcd_namespace
+                .as_ref()
+                .map(|n| n.endpoints().to_owned()),
+            RegistryKind::Mysql => Some(self.mariadb.host_port.clone()),
+        }
+        .expect("the registry is set up before the nodes");
+        let address = address.trim_start_matches("http://").to_owned();
+        assert!(
+            !address.contains(','),
+            "per-node proxies need a single registry server, not {address}"
+        );
+        address
+    }
+
+    /// Node `index`'s configuration (its proxies, when it has them).
+    fn config_template(&self, index: usize) -> ConfigTemplate {
+        let own = self.node_proxies.get(index);
+        let database_host = match (own, &self.proxy) {
+            (Some(own), _) => own.database.addr().to_string(),
+            (None, Some(proxy)) => proxy.addr().to_string(),
+            (None, None) => self.mariadb.host_port.clone(),
         };
+        let registry_host = own.map(|own| own.registry.addr().to_string());
         let registry = match self.options.registry {
             RegistryKind::Zookeeper => {
                 let namespace = self.namespace.as_ref().expect("a ZooKeeper namespace");
                 RegistrySection::Zookeeper {
-                    servers: namespace.servers().to_owned(),
+                    servers: registry_host.unwrap_or_else(|| namespace.servers().to_owned()),
                     namespace: namespace.path().to_owned(),
                 }
             }
             RegistryKind::Etcd => {
                 let namespace = self.etcd_namespace.as_ref().expect("an etcd namespace");
                 RegistrySection::Etcd {
-                    endpoints: namespace.endpoints().to_owned(),
+                    endpoints: registry_host.unwrap_or_else(|| namespace.endpoints().to_owned()),
                     namespace: namespace.path().to_owned(),
                 }
             }
             RegistryKind::Mysql => {
                 let database = self.registry_db.as_ref().expect("a registry database");
+                let host = registry_host.unwrap_or_else(|| database_host.clone());
                 RegistrySection::Mysql {
-                    url: format!("mysql://{database_host}/{}", database.name()),
+                    url: format!("mysql://{host}/{}", database.name()),
                     username: self.mariadb.username.clone(),
                     password: self.mariadb.password.clone(),
                 }
@@ -414,6 +471,11 @@ impl Cluster {
 
     /// Starts node `n<len+1>` and waits until it answers `/healthz` (not `/readyz`).
     async fn add_node_unready(&mut self) -> usize {
+        self.add_node_unready_with_env(&[]).await
+    }
+
+    /// As [`Cluster::add_node_unready`], with `extra` added to this one node's environment.
+    async fn add_node_unready_with_env(&mut self, extra: &[(&str, &str)]) -> usize {
         let id = format!("n{}", self.nodes.len() + 1);
         let mut node = Node::new(
             &self.run_dir,
@@ -421,9 +483,20 @@ impl Cluster {
             self.options.auth_token.clone(),
             &self.run_tag(),
         );
-        node.set_env(self.options.env.clone());
+        if self.options.node_proxies {
+            let registry = TcpProxy::start(&self.registry_upstream()).await;
+            let database = TcpProxy::start(&self.mariadb.host_port).await;
+            self.node_proxies.push(NodeProxies { registry, database });
+        }
+        let mut env = self.options.env.clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        node.set_env(env);
         node.set_host_name(self.options.host_names.get(self.nodes.len()).cloned());
-        let template = self.config_template();
+        let template = self.config_template(self.nodes.len());
         let data_dir = node.data_dir();
         node.start(self.binary, &|port| template.yaml(&id, &data_dir, port))
             .await;
@@ -438,6 +511,14 @@ impl Cluster {
         index
     }
 
+    /// Starts one more node with `extra` in its environment (a failpoint for this node only)
+    /// and waits until the whole cluster has converged on it.
+    pub async fn add_node_with_env(&mut self, extra: &[(&str, &str)]) -> usize {
+        let index = self.add_node_unready_with_env(extra).await;
+        self.wait_converged(START_TIMEOUT).await;
+        index
+    }
+
     /// Starts node `index` again (after a kill or exit) on its old port if it is free, and waits
     /// until the cluster has converged.
     pub async fn restart(&mut self, index: usize) {
@@ -446,7 +527,7 @@ impl Cluster {
             "node {} still runs",
             self.nodes[index].id
         );
-        let template = self.config_template();
+        let template = self.config_template(index);
         let binary = self.binary;
         let node = &mut self.nodes[index];
         let id = node.id.clone();
@@ -571,13 +652,30 @@ impl Cluster {
     /// Starts every app in `apps` through the nodes in turn and waits until all are RUNNING
     /// with a process that has written its marker (RUNNING only says the process exists).
     pub async fn start_and_wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
-        let apis = self.live_apis();
+        self.submit_starts(apps, &self.live()).await;
+        self.wait_running(apps, timeout).await
+    }
+
+    /// Submits a start of every app in `apps` through the nodes `through` (indexes) in turn.
+    pub async fn submit_starts(&self, apps: &[App], through: &[usize]) {
         for (index, app) in apps.iter().enumerate() {
-            let (id, api) = &apis[index % apis.len()];
-            api.submit(&app.id, "start")
+            let node = through[index % through.len()];
+            self.api(node)
+                .submit(&app.id, "start")
                 .await
-                .unwrap_or_else(|error| panic!("starting app {} via {id}: {error}", app.id));
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "starting app {} via {}: {error}",
+                        app.id,
+                        self.node(node).id
+                    )
+                });
         }
+    }
+
+    /// Waits until every app in `apps` is RUNNING with a process that has written its marker.
+    pub async fn wait_running(&self, apps: &[App], timeout: Duration) -> Vec<App> {
+        let apis = self.live_apis();
         let api = apis[0].1.clone();
         let ids: BTreeSet<String> = apps.iter().map(|app| app.id.0.clone()).collect();
         let ids = &ids;

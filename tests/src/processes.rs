@@ -93,6 +93,11 @@ pub fn is_alive(pid: i32) -> bool {
     matches!(stat(pid), Some((state, _)) if !matches!(state, 'Z' | 'X' | 'x'))
 }
 
+/// Whether `pid` is stopped by a signal (SIGSTOP, or a failpoint that raised it): state `T`.
+pub fn is_stopped(pid: i32) -> bool {
+    matches!(stat(pid), Some(('T', _)))
+}
+
 /// Whether the process `pid` that started at `start_time_ticks` still runs (not a reused pid).
 pub fn is_alive_since(pid: i32, start_time_ticks: u64) -> bool {
     matches!(stat(pid), Some((state, start)) if !matches!(state, 'Z' | 'X' | 'x') && start == start_time_ticks)

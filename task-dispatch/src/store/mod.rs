@@ -153,11 +153,21 @@ macro_rules! task_columns {
 
 pub(crate) use {app_columns, task_columns};
 
-/// How long a SQLite writer waits for another one before failing.
 /// The MySQL pool's settings, `max_connections` apart.
 fn mysql_pool_options(max_connections: u32) -> MySqlPoolOptions {
     MySqlPoolOptions::new()
         .max_connections(max_connections)
+        // The fenced writes read the node's epoch in a subquery of the same statement and
+        // count on REPEATABLE READ's locking reads (issue 12, finding 16): a server whose
+        // default is READ COMMITTED must not change what they mean.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection it hands out; under load that is one extra round
         // trip per statement. A connection that was in use a moment ago is alive, so
@@ -173,6 +183,7 @@ fn mysql_pool_options(max_connections: u32) -> MySqlPoolOptions {
         })
 }
 
+/// How long a SQLite writer waits for another one before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per MySQL pool: the dispatcher's parallel actions plus the HTTP handlers.
 const MYSQL_MAX_CONNECTIONS: u32 = 16;

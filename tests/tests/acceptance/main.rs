@@ -14,6 +14,8 @@
 //! | `outage` | 6. the registry goes away and comes back |
 //! | `bad_input` | 7. bad input changes nothing |
 //! | `forged_notices` | issue 12, finding 1: forged node-to-node calls change nothing |
+//! | `node_partitions` | issue 12: one node cut from its registry only, or from its database only |
+//! | `stalled_registry_client` | issue 12, finding 4: a MySQL-registry client stopped inside a write costs its peers nothing (MySQL only) |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `checks` | what the scenarios check on a running cluster |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -87,6 +89,8 @@ mod failover;
 mod forged_notices;
 mod host_affinity;
 mod membership;
+mod node_partitions;
 mod outage;
 mod partition;
 mod slow_database;
+mod stalled_registry_client;
