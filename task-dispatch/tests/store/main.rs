@@ -62,6 +62,26 @@ pub(crate) async fn own(store: &Store, node: &str, app_id: i64) -> NodeLease {
     }
 }
 
+/// `node` registers and adopts app `app_id` from `dead`, its holder taken for dead; panics
+/// unless it adopts.
+pub(crate) async fn take_over(
+    store: &Store,
+    dead: &NodeLease,
+    node: &str,
+    app_id: i64,
+) -> NodeLease {
+    let next = store.register_node(node).await.unwrap();
+    let dead = dead.node_id.clone();
+    assert!(matches!(
+        store
+            .adopt_app(&next, app_id, None, |n| n != dead)
+            .await
+            .unwrap(),
+        Adoption::Adopted(_)
+    ));
+    next
+}
+
 /// Claims the app's next task and expects it to be runnable.
 pub(crate) async fn claim_next(
     store: &Store,

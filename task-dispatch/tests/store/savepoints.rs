@@ -3,11 +3,11 @@
 //! the app running; refused unless the app runs.
 
 use serde_json::json;
-use task_dispatch::{Action, Adoption, AppState, Claim, Error, Outcome, Phase, TaskStatus};
+use task_dispatch::{Action, AppState, Claim, Error, Outcome, Phase, TaskStatus};
 
 use crate::common;
 use crate::on_both_backends;
-use crate::{claim_next, new_app, own, run_next_ok};
+use crate::{claim_next, new_app, own, run_next_ok, take_over};
 
 async fn a_savepoint_keeps_the_app_running(db: &common::TestDb) {
     let store = db.store().await;
@@ -97,26 +97,13 @@ async fn a_savepoint_keeps_the_app_running(db: &common::TestDb) {
         .await
         .unwrap();
     claim_next(&store, &lease, app.id).await;
-    let next = store.register_node("n2").await.unwrap();
-    let dead = lease.node_id.clone();
-    assert!(matches!(
-        store
-            .adopt_app(&next, app.id, None, |n| n != dead)
-            .await
-            .unwrap(),
-        Adoption::Adopted(_)
-    ));
+    let next = take_over(&store, &lease, "n2", app.id).await;
     let (resumed, _, phases) = claim_next(&store, &next, app.id).await;
     assert_eq!(
         (phases, resumed.attempts),
         ([Phase::Savepoint].as_slice(), 2)
     );
-    let last = store.register_node("n3").await.unwrap();
-    let dead = next.node_id.clone();
-    store
-        .adopt_app(&last, app.id, None, |n| n != dead)
-        .await
-        .unwrap();
+    let last = take_over(&store, &next, "n3", app.id).await;
     let task = store.next_task(app.id).await.unwrap().unwrap();
     let Claim::Finished(abandoned) = store.claim_task(&last, &task, 2, None).await.unwrap() else {
         panic!("a third claim with max_attempts 2 gives up");

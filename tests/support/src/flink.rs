@@ -20,6 +20,21 @@ pub fn rest_url() -> String {
     std::env::var(REST_URL_VAR).unwrap_or_else(|_| "http://127.0.0.1:8081".to_owned())
 }
 
+/// The shared cluster's REST endpoint, once it answers `GET /overview`.
+///
+/// # Panics
+/// When it does not answer, naming `deploy/flink.sh start` and `CONSOLE_TEST_FLINK_URL`.
+pub async fn shared() -> String {
+    let url = rest_url();
+    if let Err(error) = reqwest::get(format!("{url}/overview"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    {
+        panic!("Flink at {url} does not answer ({error}); {HOW_TO_START}");
+    }
+    url
+}
+
 /// The example job's jar (a keyed counter appending `key=k0 count=N seq=S` lines to its
 /// `--output` file), built once per source version by `deploy/flink.sh example-jar`.
 ///

@@ -2,37 +2,21 @@
 //! the owner, a savepoint of the running job, stop with a savepoint and restore, cancel, and a
 //! fresh start.
 
+use cluster_tests::RegistryKind;
 use cluster_tests::api::Body;
-use cluster_tests::{Cluster, Options, RegistryKind};
 use serde_json::json;
 use test_support::flink::counter_lines;
 use test_support::wait::eventually;
 
 use super::{
-    SETTLE, act, act_with, app_in, assert_restored_from, job_id, job_state, require_flink,
+    SETTLE, act, act_with, app_in, assert_restored_from, flink_cluster, job_id, job_state,
     savepoints, task_succeeded,
 };
 
 async fn flink_job_survives_failover_and_restores_its_savepoint(kind: RegistryKind) {
-    let flink_url = test_support::flink::rest_url();
-    require_flink(&flink_url).await;
+    let flink_url = test_support::flink::shared().await;
     let dir = tempfile::tempdir().unwrap();
-    let savepoint_dir = dir.path().join("savepoints");
-    let output = dir.path().join("counter.txt");
-    let mut cluster = Cluster::start(
-        Options::new(kind, 3)
-            .env("CONSOLE__EXECUTORS__FLINK__REST_URL", &flink_url)
-            .env(
-                "CONSOLE__EXECUTORS__FLINK__SAVEPOINT_DIR",
-                &savepoint_dir.display().to_string(),
-            ),
-    )
-    .await;
-    let spec = json!({
-        "jar": test_support::flink::example_jar(),
-        "args": ["--output", output],
-        "parallelism": 1,
-    });
+    let (mut cluster, spec, output) = flink_cluster(kind, 3, &flink_url, dir.path()).await;
     let created = cluster
         .api(0)
         .create_app("counter", "flink", spec)

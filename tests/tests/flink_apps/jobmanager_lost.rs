@@ -5,12 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use cluster_tests::{Cluster, Options, RegistryKind};
+use cluster_tests::RegistryKind;
 use serde_json::json;
 use test_support::flink::{PrivateFlink, counter_lines};
 use test_support::wait::{eventually, holds_for};
 
-use super::{SETTLE, act_with, app_in, assert_restored_from, job_id, savepoints, task_succeeded};
+use super::{
+    SETTLE, act_with, app_in, assert_restored_from, flink_cluster, job_id, savepoints,
+    task_succeeded,
+};
 
 /// How long the test watches the app while Flink does not answer: several monitor ticks.
 const UNREACHABLE_WINDOW: Duration = Duration::from_secs(2);
@@ -30,22 +33,8 @@ async fn zk_flink_job_lost_with_its_jobmanager_restores_the_newest_savepoint() {
     );
     let flink_url = flink.rest_url();
     let dir = tempfile::tempdir().unwrap();
-    let savepoint_dir = dir.path().join("savepoints");
-    let output = dir.path().join("counter.txt");
-    let cluster = Cluster::start(
-        Options::new(RegistryKind::Zookeeper, 1)
-            .env("CONSOLE__EXECUTORS__FLINK__REST_URL", &flink_url)
-            .env(
-                "CONSOLE__EXECUTORS__FLINK__SAVEPOINT_DIR",
-                &savepoint_dir.display().to_string(),
-            ),
-    )
-    .await;
-    let spec = json!({
-        "jar": test_support::flink::example_jar(),
-        "args": ["--output", output],
-        "parallelism": 1,
-    });
+    let (cluster, spec, output) =
+        flink_cluster(RegistryKind::Zookeeper, 1, &flink_url, dir.path()).await;
     let api = cluster.api(0);
     let created = api.create_app("counter", "flink", spec).await.unwrap();
     api.submit(&created.id, "start").await.unwrap();

@@ -13,26 +13,43 @@
 mod failover;
 mod jobmanager_lost;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cluster_tests::api::Body;
-use cluster_tests::{Cluster, Id};
+use cluster_tests::{Cluster, Id, Options, RegistryKind};
 use serde_json::{Value, json};
 use test_support::wait::eventually;
 
 /// How long a job may take to reach a state, a failover included.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// Fails with the way to start it unless Flink answers at `flink_url`.
-async fn require_flink(flink_url: &str) {
-    reqwest::get(format!("{flink_url}/overview"))
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Flink at {flink_url} does not answer ({error}); {}",
-                test_support::flink::HOW_TO_START
-            )
-        });
+/// A cluster of `nodes` on `kind` whose `flink` executor uses `flink_url` and keeps savepoints
+/// under `<dir>/savepoints`; with the spec of an app of the example job that writes to the
+/// answered path (`<dir>/counter.txt`).
+async fn flink_cluster(
+    kind: RegistryKind,
+    nodes: usize,
+    flink_url: &str,
+    dir: &Path,
+) -> (Cluster, Value, PathBuf) {
+    let savepoint_dir = dir.join("savepoints");
+    let output = dir.join("counter.txt");
+    let cluster = Cluster::start(
+        Options::new(kind, nodes)
+            .env("CONSOLE__EXECUTORS__FLINK__REST_URL", flink_url)
+            .env(
+                "CONSOLE__EXECUTORS__FLINK__SAVEPOINT_DIR",
+                &savepoint_dir.display().to_string(),
+            ),
+    )
+    .await;
+    let spec = json!({
+        "jar": test_support::flink::example_jar(),
+        "args": ["--output", output],
+        "parallelism": 1,
+    });
+    (cluster, spec, output)
 }
 
 /// `GET <flink_url>/<path>` as JSON.
@@ -118,16 +135,7 @@ async fn act_with(cluster: &Cluster, node: usize, id: &Id, action: &str, body: V
 
 /// Waits until task `task_id` has finished; panics unless it SUCCEEDED.
 async fn task_succeeded(cluster: &Cluster, node: usize, task_id: &Id) {
-    let api = cluster.api(node);
-    let task = eventually(&format!("task {task_id} finished"), SETTLE, || async {
-        let task = api.task(task_id).await?;
-        if task.is_finished() {
-            Ok(task)
-        } else {
-            Err(format!("{task:?}"))
-        }
-    })
-    .await;
+    let task = cluster.api(node).finished_task(task_id, SETTLE).await;
     assert_eq!(task.status, "SUCCEEDED", "{task:?}");
 }
 

@@ -52,15 +52,7 @@ async fn savepoints(api: &Api, id: &cluster_tests::Id) -> Vec<Value> {
 
 #[tokio::test]
 async fn standalone_web_console_savepoints_stops_and_starts_a_flink_app_as_asked() {
-    let flink_url = test_support::flink::rest_url();
-    reqwest::get(format!("{flink_url}/overview"))
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Flink at {flink_url} does not answer ({error}); {}",
-                test_support::flink::HOW_TO_START
-            )
-        });
+    let flink_url = test_support::flink::shared().await;
     let run = tempfile::Builder::new()
         .prefix("web-console-flink-")
         .tempdir()
