@@ -164,3 +164,88 @@ pub(crate) async fn task_succeeds(api: &cluster_tests::Api, task: &cluster_tests
     let task = api.finished_task(task, SETTLE).await;
     assert_eq!(task.status, "SUCCEEDED", "{what}: {task:?}");
 }
+
+/// The most copies of each app seen at any poll, counted from `/proc` (`CONSOLE_APP_ID` of this
+/// run): at most one at every instant is the guarantee the fault tests check.
+#[derive(Debug, Default)]
+pub(crate) struct Copies(BTreeMap<String, usize>);
+
+impl Copies {
+    /// Counts the running copies of each of `apps` now.
+    pub(crate) fn record(&mut self, cluster: &Cluster, apps: &[App]) {
+        for app in apps {
+            let copies = cluster.app_processes(&app.id.0).len();
+            let worst = self.0.entry(app.name.clone()).or_default();
+            *worst = (*worst).max(copies);
+        }
+    }
+
+    /// The most copies of any app seen.
+    pub(crate) fn worst(&self) -> usize {
+        self.0.values().max().copied().unwrap_or(0)
+    }
+
+    /// Panics naming every app seen with more than one copy.
+    pub(crate) fn assert_single(&self) {
+        let doubled: Vec<_> = self.0.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            doubled.is_empty(),
+            "apps seen with more than one copy: {doubled:?}"
+        );
+    }
+}
+
+/// Waits until node `index` is ready again and every node agrees on live owners, then until the
+/// cluster converged, counting copies of `apps` at every poll; `what` names the event waited
+/// after in the failure message.
+pub(crate) async fn until_rejoined(
+    cluster: &mut Cluster,
+    index: usize,
+    apps: &[App],
+    copies: &mut Copies,
+    what: &str,
+) {
+    let started = tokio::time::Instant::now();
+    let api = cluster.api(index);
+    loop {
+        copies.record(cluster, apps);
+        if matches!(api.ready().await, Ok(true)) && owners_are_live(cluster, true).await.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "{} did not come back after {what}:\n{}",
+            cluster.node(index).id,
+            cluster.log_reports(30)
+        );
+        tokio::time::sleep(test_support::wait::POLL_INTERVAL).await;
+    }
+    cluster.wait_converged(SETTLE).await;
+    copies.record(cluster, apps);
+}
+
+/// Each node's MySQL-registry session: node id → client row id of its entry, read from the
+/// registry tables (the same id before and after a fault: the session survived).
+pub(crate) async fn registry_sessions(cluster: &Cluster) -> BTreeMap<String, i64> {
+    use sqlx::Row;
+    let database = cluster.registry_database().expect("a MySQL registry");
+    let mut conn = test_support::mariadb::TestDatabase::attach(database)
+        .connect()
+        .await;
+    let rows = sqlx::query(
+        "SELECT CAST(path AS CHAR), owner FROM registry_data \
+         WHERE path LIKE '/nodes/console/%' AND owner IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|row| {
+            let path: String = row.get(0);
+            (
+                path.rsplit('/').next().unwrap_or_default().to_owned(),
+                row.get(1),
+            )
+        })
+        .collect()
+}

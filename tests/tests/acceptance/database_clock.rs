@@ -7,12 +7,9 @@
 //! (only a purge ends a session) and each purger, seeing the clock move unlike its own, holds
 //! purges until every live node has heartbeated under the new clock.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cluster_tests::{Cluster, Options, RegistryKind};
-use sqlx::Row;
-use test_support::mariadb::TestDatabase;
 use test_support::wait;
 use tokio::time::Instant;
 
@@ -22,28 +19,6 @@ use crate::{SETTLE, ms};
 const CLOCK_STEP_VAR: &str = "CONSOLE_TEST_MYSQL_CLOCK_STEP";
 /// How far the database's clock steps.
 const STEP: Duration = Duration::from_secs(30);
-
-/// Each node's registry session: node id → client row id.
-async fn sessions(cluster: &Cluster) -> BTreeMap<String, i64> {
-    let database = cluster.registry_database().expect("a MySQL registry");
-    let mut conn = TestDatabase::attach(database).connect().await;
-    let rows = sqlx::query(
-        "SELECT CAST(path AS CHAR), owner FROM registry_data \
-         WHERE path LIKE '/nodes/console/%' AND owner IS NOT NULL",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    rows.into_iter()
-        .map(|row| {
-            let path: String = row.get(0);
-            (
-                path.rsplit('/').next().unwrap_or_default().to_owned(),
-                row.get(1),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn mysql_a_database_clock_step_ends_no_session() {
@@ -63,7 +38,7 @@ async fn clock_step() {
     );
     let session = options.session_timeout;
     let (cluster, apps, baseline) = crate::checks::cluster_with_running_apps(options, 9).await;
-    let before = sessions(&cluster).await;
+    let before = crate::checks::registry_sessions(&cluster).await;
     std::fs::write(&step_file, b"now").expect("write the trigger");
     let apis = cluster.live_apis();
     let detected = |cluster: &Cluster| {
@@ -98,7 +73,7 @@ async fn clock_step() {
         tokio::time::sleep(wait::POLL_INTERVAL).await;
     }
     assert_eq!(
-        sessions(&cluster).await,
+        crate::checks::registry_sessions(&cluster).await,
         before,
         "every node kept its registry session"
     );

@@ -12,30 +12,12 @@
 //!
 //! In both, every poll checks from `/proc` that no app has two copies.
 
-use std::collections::BTreeMap;
-
-use cluster_tests::{App, Cluster, Options, RegistryKind, processes};
+use cluster_tests::{App, Options, RegistryKind, processes};
 use test_support::wait;
 use tokio::time::Instant;
 
+use crate::checks::{Copies, until_rejoined};
 use crate::{SETTLE, ms};
-
-/// Remembers the most copies of each app seen at any poll.
-fn record_copies(cluster: &Cluster, apps: &[App], seen: &mut BTreeMap<String, usize>) {
-    for app in apps {
-        let copies = cluster.app_processes(&app.id.0).len();
-        let worst = seen.entry(app.name.clone()).or_default();
-        *worst = (*worst).max(copies);
-    }
-}
-
-fn assert_single_copies(copies: &BTreeMap<String, usize>) {
-    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        doubled.is_empty(),
-        "apps seen with more than one copy: {doubled:?}"
-    );
-}
 
 async fn node_cut_from_its_registry_only_stops_before_its_apps_are_taken(kind: RegistryKind) {
     let (mut cluster, apps, baseline) =
@@ -49,14 +31,14 @@ async fn node_cut_from_its_registry_only_stops_before_its_apps_are_taken(kind: R
     assert!(!held.is_empty(), "{victim_id} owns no app");
     let survivor = cluster.api(0);
     let victim_api = cluster.api(victim);
-    let mut copies = BTreeMap::new();
+    let mut copies = Copies::default();
 
     cluster.node_proxies(victim).registry.black_hole();
     let cut = Instant::now();
     let mut stopped: Option<Instant> = None;
     let mut first_taken: Option<Instant> = None;
     loop {
-        record_copies(&cluster, &apps, &mut copies);
+        copies.record(&cluster, &apps);
         if stopped.is_none() && matches!(victim_api.ready().await, Ok(false)) {
             stopped = Some(Instant::now());
         }
@@ -92,21 +74,7 @@ async fn node_cut_from_its_registry_only_stops_before_its_apps_are_taken(kind: R
 
     cluster.node_proxies(victim).registry.pass();
     let healed = Instant::now();
-    loop {
-        record_copies(&cluster, &apps, &mut copies);
-        if matches!(victim_api.ready().await, Ok(true))
-            && crate::checks::owners_are_live(&cluster, true).await.is_ok()
-        {
-            break;
-        }
-        assert!(
-            healed.elapsed() < SETTLE,
-            "{victim_id} did not come back after the heal"
-        );
-        tokio::time::sleep(wait::POLL_INTERVAL).await;
-    }
-    cluster.wait_converged(SETTLE).await;
-    record_copies(&cluster, &apps, &mut copies);
+    until_rejoined(&mut cluster, victim, &apps, &mut copies, "the heal").await;
     eprintln!(
         "measured: {kind:?} {victim_id} cut from its registry only ({} apps): stopped acting {} ms into the cut, first app adopted by a peer {} ms into it ({} ms later); back {} ms after the heal; most copies of any app: {}",
         held.len(),
@@ -114,9 +82,9 @@ async fn node_cut_from_its_registry_only_stops_before_its_apps_are_taken(kind: R
         ms(first_taken - cut),
         ms(first_taken - stopped),
         ms(healed.elapsed()),
-        copies.values().max().copied().unwrap_or(0)
+        copies.worst()
     );
-    assert_single_copies(&copies);
+    copies.assert_single();
     let settled = survivor.apps().await.unwrap();
     baseline
         .check_unchanged(&cluster, &settled)
@@ -137,7 +105,7 @@ async fn node_cut_from_its_database_only_keeps_its_apps(kind: RegistryKind) {
         .unwrap_or_else(|| panic!("{victim_id} owns no app")))
     .clone();
     let survivor = cluster.api(0);
-    let mut copies = BTreeMap::new();
+    let mut copies = Copies::default();
 
     cluster.node_proxies(victim).database.black_hole();
     let cut = Instant::now();
@@ -149,7 +117,7 @@ async fn node_cut_from_its_database_only_keeps_its_apps(kind: RegistryKind) {
     // the queued stop waits for it.
     let until = Instant::now() + session * 2;
     while Instant::now() < until {
-        record_copies(&cluster, &apps, &mut copies);
+        copies.record(&cluster, &apps);
         let now = survivor
             .apps()
             .await
@@ -174,7 +142,7 @@ async fn node_cut_from_its_database_only_keeps_its_apps(kind: RegistryKind) {
     crate::checks::task_succeeds(&survivor, &stop.task_id, "the stop queued during the cut").await;
     let stopped_after = healed.elapsed();
     let settled = survivor.apps().await.unwrap();
-    record_copies(&cluster, &apps, &mut copies);
+    copies.record(&cluster, &apps);
     let target_now = settled
         .iter()
         .find(|app| app.id.0 == target.id.0)
@@ -193,7 +161,7 @@ async fn node_cut_from_its_database_only_keeps_its_apps(kind: RegistryKind) {
     others
         .check_unchanged(&cluster, &rest)
         .unwrap_or_else(|error| panic!("after the heal: {error}"));
-    assert_single_copies(&copies);
+    copies.assert_single();
     eprintln!(
         "measured: {kind:?} {victim_id} cut from the database only for {} ms: kept its {} apps, no peer took one; the stop queued meanwhile ran {} ms after the heal",
         ms(healed - cut),

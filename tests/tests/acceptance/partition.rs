@@ -111,20 +111,6 @@ async fn mysql_black_holed_nodes_stop_before_their_sessions_may_expire() {
     .await;
 }
 
-/// The copies of each app running now, from `/proc` (`CONSOLE_APP_ID` of this run); an app
-/// with more than one is recorded in `seen`.
-fn record_copies(
-    cluster: &Cluster,
-    apps: &[cluster_tests::App],
-    seen: &mut BTreeMap<String, usize>,
-) {
-    for app in apps {
-        let copies = cluster.app_processes(&app.id.0).len();
-        let worst = seen.entry(app.name.clone()).or_default();
-        *worst = (*worst).max(copies);
-    }
-}
-
 /// A node paused with SIGSTOP past its session timeout, then resumed: its peers take its apps
 /// over (attaching, never restarting), and the resumed node, whose session is gone, neither
 /// acts on them nor starts anything. Checked from the processes themselves at every poll: at
@@ -139,13 +125,13 @@ async fn paused_node_is_taken_over_and_comes_back_harmless(kind: RegistryKind) {
     let held = crate::checks::owned_by(&apps, &victim_id).len();
     assert!(held > 0, "{victim_id} owns no app");
     let survivor = cluster.api(0);
-    let mut copies = BTreeMap::new();
+    let mut copies = crate::checks::Copies::default();
 
     // SAFETY: kill only sends a signal to the node's process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let paused = Instant::now();
     loop {
-        record_copies(&cluster, &apps, &mut copies);
+        copies.record(&cluster, &apps);
         let now = survivor.apps().await.unwrap_or_default();
         if now.len() == apps.len()
             && now.iter().all(|app| {
@@ -165,41 +151,21 @@ async fn paused_node_is_taken_over_and_comes_back_harmless(kind: RegistryKind) {
     // Stay paused one more session timeout: the old session is surely expired.
     let until = Instant::now() + cluster.session_timeout();
     while Instant::now() < until {
-        record_copies(&cluster, &apps, &mut copies);
+        copies.record(&cluster, &apps);
         tokio::time::sleep(wait::POLL_INTERVAL).await;
     }
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     let resumed = Instant::now();
-    // Until the resumed node is ready again and every node agrees on live owners.
-    let victim_api = cluster.api(victim);
-    loop {
-        record_copies(&cluster, &apps, &mut copies);
-        if matches!(victim_api.ready().await, Ok(true))
-            && crate::checks::owners_are_live(&cluster, true).await.is_ok()
-        {
-            break;
-        }
-        assert!(
-            resumed.elapsed() < SETTLE,
-            "the cluster did not settle after SIGCONT"
-        );
-        tokio::time::sleep(wait::POLL_INTERVAL).await;
-    }
-    cluster.wait_converged(SETTLE).await;
-    record_copies(&cluster, &apps, &mut copies);
+    crate::checks::until_rejoined(&mut cluster, victim, &apps, &mut copies, "SIGCONT").await;
     let settled = survivor.apps().await.unwrap();
     eprintln!(
         "measured: {kind:?} SIGSTOP of {victim_id} ({held} apps): all taken over {} ms after the pause; cluster converged {} ms after SIGCONT; most copies of any app at any poll: {}",
         ms(taken_over),
         ms(resumed.elapsed()),
-        copies.values().max().copied().unwrap_or(0)
+        copies.worst()
     );
-    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        doubled.is_empty(),
-        "apps seen with more than one copy: {doubled:?}"
-    );
+    copies.assert_single();
     baseline
         .check_unchanged(&cluster, &settled)
         .unwrap_or_else(|error| panic!("after the pause: {error}"));

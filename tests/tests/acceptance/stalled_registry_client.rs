@@ -11,11 +11,7 @@
 //! the connection with writes: the peers' purge of `n3` waited for that row, their heartbeats
 //! behind it, and both lost their sessions.
 
-use std::collections::BTreeMap;
-
 use cluster_tests::{Cluster, Options, RegistryKind, processes};
-use sqlx::Row;
-use test_support::mariadb::TestDatabase;
 use test_support::wait;
 use tokio::time::Instant;
 
@@ -23,26 +19,6 @@ use crate::{SETTLE, ms};
 
 /// The registry's failpoint (`registry-mysql/src/failpoint.rs`).
 const STOP_IN_WRITE_VAR: &str = "CONSOLE_TEST_MYSQL_STOP_IN_WRITE";
-
-/// Each node's registry session: node id → client row id, read from the registry tables.
-async fn sessions(cluster: &Cluster) -> BTreeMap<String, i64> {
-    let database = cluster.registry_database().expect("a MySQL registry");
-    let mut conn = TestDatabase::attach(database).connect().await;
-    let rows = sqlx::query(
-        "SELECT CAST(path AS CHAR), owner FROM registry_data \
-         WHERE path LIKE '/nodes/console/%' AND owner IS NOT NULL",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    rows.into_iter()
-        .map(|row| {
-            let path: String = row.get(0);
-            let id = path.rsplit('/').next().unwrap_or_default().to_owned();
-            (id, row.get(1))
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn mysql_a_client_stopped_inside_a_registry_write_costs_its_peers_nothing() {
@@ -63,18 +39,12 @@ async fn stopped_inside_a_write() {
     let stalled_id = cluster.node(stalled).id.clone();
     let pid = cluster.node(stalled).pid().expect("n3 runs");
     let peers = [cluster.api(0), cluster.api(1)];
-    let before = sessions(&cluster).await;
+    let before = crate::checks::registry_sessions(&cluster).await;
 
     // n3 gains apps to start, publishes its load, and stops inside that write.
     let created = cluster.create_marker_apps(9).await;
     cluster.submit_starts(&created, &[0, 1]).await;
-    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-    let record = |cluster: &Cluster, copies: &mut BTreeMap<String, usize>| {
-        for app in &created {
-            let worst = copies.entry(app.name.clone()).or_default();
-            *worst = (*worst).max(cluster.app_processes(&app.id.0).len());
-        }
-    };
+    let mut copies = crate::checks::Copies::default();
     let created_at = Instant::now();
     let stopped = loop {
         if processes::is_stopped(pid) {
@@ -91,7 +61,7 @@ async fn stopped_inside_a_write() {
 
     // Its peers keep their sessions while they purge it.
     let purged = loop {
-        record(&cluster, &mut copies);
+        copies.record(&cluster, &created);
         for (index, api) in peers.iter().enumerate() {
             assert!(
                 matches!(api.ready().await, Ok(true)),
@@ -101,7 +71,10 @@ async fn stopped_inside_a_write() {
                 cluster.log_reports(30)
             );
         }
-        if !sessions(&cluster).await.contains_key(&stalled_id) {
+        if !crate::checks::registry_sessions(&cluster)
+            .await
+            .contains_key(&stalled_id)
+        {
             break Instant::now();
         }
         assert!(
@@ -117,7 +90,7 @@ async fn stopped_inside_a_write() {
         })
     });
     assert!(killed, "a peer killed n3's connection before purging it");
-    let after = sessions(&cluster).await;
+    let after = crate::checks::registry_sessions(&cluster).await;
     for peer in ["n1", "n2"] {
         assert_eq!(
             after.get(peer),
@@ -151,7 +124,7 @@ async fn stopped_inside_a_write() {
     processes::signal(pid, libc::SIGCONT);
     let resumed = Instant::now();
     loop {
-        record(&cluster, &mut copies);
+        copies.record(&cluster, &created);
         if matches!(cluster.api(stalled).ready().await, Ok(true))
             && crate::checks::owners_are_live(&cluster, true).await.is_ok()
         {
@@ -165,14 +138,14 @@ async fn stopped_inside_a_write() {
         tokio::time::sleep(wait::POLL_INTERVAL).await;
     }
     cluster.wait_converged(SETTLE).await;
-    record(&cluster, &mut copies);
+    copies.record(&cluster, &created);
     eprintln!(
         "measured: MySQL registry, session {} ms: n3 stopped inside a registry write; purged {} ms later ({} ms beyond its session timeout); peers kept their sessions; n3 back {} ms after SIGCONT; most copies of any app: {}",
         ms(session),
         ms(purged - stopped),
         ms((purged - stopped).saturating_sub(session)),
         ms(resumed.elapsed()),
-        copies.values().max().copied().unwrap_or(0)
+        copies.worst()
     );
     for app in &apps {
         assert_eq!(
@@ -182,6 +155,5 @@ async fn stopped_inside_a_write() {
             app.name
         );
     }
-    let doubled: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "apps with two copies: {doubled:?}");
+    copies.assert_single();
 }
