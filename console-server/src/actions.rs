@@ -40,6 +40,12 @@ impl Executors {
         })
     }
 
+    /// Whether the executor called `name` exists and takes savepoints.
+    pub fn takes_savepoints(&self, name: &str) -> bool {
+        self.get(name)
+            .is_ok_and(|executor| executor.takes_savepoints())
+    }
+
     /// Checks that `executor` exists and accepts `spec`; the message names what is wrong.
     pub fn validate(&self, executor: &str, spec: &Value) -> Result<(), String> {
         self.get(executor)?
@@ -137,6 +143,11 @@ impl AppActions for ConsoleActions {
         self.executors.stop(app, cx).await
     }
 
+    async fn savepoint(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        self.observe_wait(cx, true);
+        self.executors.savepoint(app, cx).await
+    }
+
     async fn probe(&self, app: &App) -> Liveness {
         self.executors.probe(app).await
     }
@@ -184,6 +195,28 @@ impl Executors {
             .stop(&app_ref(app), task_ref(cx), &handle)
             .await
             .map_err(failed)
+    }
+
+    async fn savepoint(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        let executor = self.get(&app.executor).map_err(ActionError::new)?;
+        let Some(handle) = recorded_handle(app)? else {
+            return Err(ActionError::new(format!(
+                "app {} has no running instance recorded: no savepoint taken",
+                app.id
+            )));
+        };
+        tracing::info!(
+            app = app.id,
+            task = cx.task_id,
+            attempt = cx.attempt,
+            "taking a savepoint"
+        );
+        let location = executor
+            .savepoint(&app_ref(app), task_ref(cx), &handle)
+            .await
+            .map_err(failed)?;
+        tracing::info!(app = app.id, task = cx.task_id, %location, "savepoint taken");
+        Ok(())
     }
 
     async fn probe(&self, app: &App) -> Liveness {

@@ -166,8 +166,10 @@ impl Console {
         let process = ProcessExecutor::new(config.node.data_dir.join("apps"), &shared.cluster_id)?;
         let logs = process.app_logs();
         let mut executors = Executors::default().with(Arc::new(process));
+        let metrics = Metrics::new();
         if !config.executors.flink.rest_url.is_empty() {
-            let flink = FlinkExecutor::new(&config.executors.flink, &shared.cluster_id)?;
+            let flink = FlinkExecutor::new(&config.executors.flink, &shared.cluster_id)?
+                .with_overview_counter(metrics.flink_overview_calls.clone());
             tracing::info!(rest_url = %config.executors.flink.rest_url, "flink executor on");
             executors = executors.with(Arc::new(flink));
         }
@@ -192,7 +194,6 @@ impl Console {
         } else {
             Arc::new(peer_calls.clone())
         };
-        let metrics = Metrics::new();
         let actions = ConsoleActions::new(executors.clone(), metrics.dispatch_latency.clone());
         let dispatcher =
             Dispatcher::start(dispatch_config, store.clone(), Arc::new(actions), notifier)

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub event_streams: Gauge,
     /// 1 while this node's event feed runs (only while a stream is open).
     pub event_feeds: Gauge,
+    /// `console_flink_overview_calls_total`: the `GET /jobs/overview` calls of this node's
+    /// `flink` executor (its monitoring of every job, whatever their number; added, issue 13).
+    pub flink_overview_calls: Counter,
 }
 
 const STATES: [(ConnectionState, &str); 4] = [
@@ -104,7 +107,14 @@ impl Metrics {
             "1 while the event feed runs (only while a stream is open)",
             event_feeds.clone(),
         );
+        let flink_overview_calls = Counter::default();
+        registry.register(
+            "flink_overview_calls",
+            "GET /jobs/overview calls of the flink executor (one per Flink cluster per monitor tick at most)",
+            flink_overview_calls.clone(),
+        );
         Self {
+            flink_overview_calls,
             registry,
             http_requests,
             tasks,

@@ -638,6 +638,7 @@ async fn standalone_bulk_actions_answer_per_id() {
     for (bad, code) in [
         (json!({"action": "start", "ids": []}), "invalid_body"),
         (json!({"action": "launch", "ids": [a]}), "invalid_body"),
+        (json!({"action": "savepoint", "ids": [a]}), "invalid_body"),
         (
             json!({"action": "start", "ids": [a], "force": true}),
             "invalid_body",
@@ -698,6 +699,16 @@ async fn standalone_action_bodies_are_checked() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     node.wait_for_state(app, "RUNNING").await;
+    // A savepoint (added, issue 13) applies to flink apps only, running or not.
+    let (status, answer) = node
+        .call(Method::POST, &format!("/api/v1/apps/{app}/savepoint"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "savepoint_unsupported", "{answer}");
+    let (status, answer) = node
+        .call(Method::POST, "/api/v1/apps/999999/savepoint", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     let (status, answer) = node
         .call(Method::POST, &format!("/api/v1/apps/{app}/stop"), None)
         .await;

@@ -69,6 +69,11 @@ pub(crate) struct Polled {
     pub full: bool,
     /// Clients whose session expired (by the database's clock), other than the poller.
     pub dead_clients: Vec<i64>,
+    /// Events after the cursor were purged before this client read them (it fell behind the
+    /// log's retention): its subscribers may have missed changes.
+    pub gap: bool,
+    /// The database's clock when it answered, in microseconds since the epoch.
+    pub database_us: Option<i64>,
 }
 
 /// Reads, in ONE statement and one snapshot: the events after `after` under `prefixes`, the
@@ -93,8 +98,10 @@ pub(crate) async fn poll(
     sql.push_str(&format!(
         "(SELECT 1 AS src, last_seq AS n, NULL AS path, NULL AS kind, NULL AS value FROM {} WHERE id = 1) \
          UNION ALL (SELECT 2, id, NULL, NULL, NULL FROM {} \
-         WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH})",
-        tables.sequence, tables.clients
+         WHERE expires_at < UTC_TIMESTAMP(6) AND id <> ? ORDER BY expires_at LIMIT {DEAD_BATCH}) \
+         UNION ALL (SELECT 3, MIN(seq), NULL, NULL, NULL FROM {}) \
+         UNION ALL (SELECT 4, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), NULL, NULL, NULL)",
+        tables.sequence, tables.clients, tables.events
     ));
     let mut query = sqlx::query(AssertSqlSafe(sql));
     if !prefixes.is_empty() {
@@ -114,8 +121,18 @@ pub(crate) async fn poll(
     };
     let mut events: Vec<(i64, Event)> = Vec::new();
     let mut last_seq = after;
+    let mut oldest: Option<i64> = None;
     for row in rows {
         let src: i64 = row.try_get_unchecked("src")?;
+        if src == 3 {
+            // MIN(seq) of an empty log is NULL.
+            oldest = row.try_get_unchecked("n")?;
+            continue;
+        }
+        if src == 4 {
+            polled.database_us = row.try_get_unchecked("n")?;
+            continue;
+        }
         let n: i64 = row.try_get_unchecked("n")?;
         match src {
             0 => {
@@ -132,6 +149,13 @@ pub(crate) async fn poll(
             _ => polled.dead_clients.push(n),
         }
     }
+    // Sequence numbers have no holes (a write that rolls back returns its numbers), so a log
+    // that starts above the cursor + 1, or is empty while numbers were handed out past the
+    // cursor, lost events to the purge before this client read them.
+    polled.gap = match oldest {
+        Some(oldest) => oldest > after + 1,
+        None => last_seq > after,
+    };
     events.sort_by_key(|(seq, _)| *seq);
     polled.full = events.len() >= POLL_BATCH;
     polled.watermark = match (polled.full, events.last()) {

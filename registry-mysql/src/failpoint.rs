@@ -12,6 +12,45 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::MySqlConnection;
+
+use crate::error::OpError;
+
+/// The variable that arms the clock step.
+pub const CLOCK_STEP_VAR: &str = "CONSOLE_TEST_MYSQL_CLOCK_STEP";
+
+/// (offset ms, the file whose existence starts the step).
+fn clock_step() -> Option<&'static (i64, std::path::PathBuf)> {
+    static STEP: OnceLock<Option<(i64, std::path::PathBuf)>> = OnceLock::new();
+    STEP.get_or_init(|| {
+        let value = std::env::var(CLOCK_STEP_VAR).ok()?;
+        let (offset, file) = value.split_once('@')?;
+        let step = (offset.parse().ok()?, std::path::PathBuf::from(file));
+        tracing::warn!(offset_ms = step.0, file = %step.1.display(), "test failpoint {CLOCK_STEP_VAR} is set: this client's view of the database clock steps once the file exists");
+        Some(step)
+    })
+    .as_ref()
+}
+
+/// Runs before every call on a connection of the client.
+pub(crate) async fn before_call(conn: &mut MySqlConnection) -> Result<(), OpError> {
+    let Some((offset_ms, file)) = clock_step() else {
+        return Ok(());
+    };
+    if !file.exists() {
+        return Ok(());
+    }
+    // A number only: nothing to escape.
+    let offset = format!("{:.3}", *offset_ms as f64 / 1_000.0);
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET TIMESTAMP = UNIX_TIMESTAMP(SYSDATE(6)) + {offset}"
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The variable that arms the stop.
 pub const STOP_IN_WRITE_VAR: &str = "CONSOLE_TEST_MYSQL_STOP_IN_WRITE";
 

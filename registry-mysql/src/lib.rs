@@ -12,6 +12,7 @@
 //! - `link`: the client's two connections (calls, heartbeats), their session limits, and how
 //!   failures discard them.
 //! - `timing`: the durations derived from the configuration.
+//! - `clock`: whether the database's clock may judge expiry now (steps hold purges).
 //! - `state`: the client's state machine (phases, held ephemeral keys, connection states).
 //! - `session`: the background task that drives it: heartbeats, the poll, session rebuilds.
 //! - `store`: the key tree and the purge of dead clients.
@@ -27,7 +28,8 @@
 //! **Architecture invariants:** every change to `data` and its events commit in one transaction
 //! whose final packet takes the `sequence` row lock, numbers the events and commits, so the log's
 //! sequence order is commit order and no lock shared by all clients is ever held across a round
-//! trip to a client; liveness is only ever judged by the database's clock; a heartbeat never
+//! trip to a client; expiry is only ever judged by the database's clock, and only a purge (held
+//! while that clock looks stepped) ends a session; a heartbeat never
 //! waits for a call.
 //!
 //! # Idle load
@@ -42,6 +44,7 @@
 //! both. Tested on MariaDB 10.11 only. Timestamps use `UTC_TIMESTAMP(6)` rather than `NOW(6)`
 //! so that clients with different session time zones agree.
 
+mod clock;
 mod config;
 mod error;
 mod events;

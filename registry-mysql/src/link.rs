@@ -159,7 +159,16 @@ impl Link {
                 .map_err(|_| OpError::TimedOut)??;
             *slot = Some(conn);
         }
-        Ok(Held { slot, keep: false })
+        let mut held = Held { slot, keep: false };
+        let prepared = tokio::time::timeout_at(deadline, async {
+            crate::failpoint::before_call(held.conn()?).await
+        })
+        .await
+        .map_err(|_| OpError::TimedOut)
+        .and_then(|outcome| outcome);
+        held.settle(&prepared);
+        prepared?;
+        Ok(held)
     }
 
     /// Closes the connection politely, if there is one.

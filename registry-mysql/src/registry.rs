@@ -36,10 +36,15 @@ const MAX_ATTEMPTS: u32 = 8;
 /// - Liveness is judged by the database's clock only: a client is dead when its last heartbeat
 ///   is older than its own session timeout. Any live client purges a dead one at its next poll,
 ///   writing `Removed` (with the last value) for each of its ephemeral keys and freeing its locks
-///   in the same transaction.
+///   in the same transaction. Only that purge ends a session (a heartbeat refreshes a row that
+///   merely looks expired), and purges wait one session timeout after the database's clock
+///   moved unlike the purger's own (a step), so a clock step ends no live session.
 /// - Every write changes `data` and appends to the event log in one transaction; subscribers
 ///   read the log in commit order, once per heartbeat interval, with one query for all of the
 ///   client's subscriptions (which also reports dead peers).
+/// - A client whose subscribers fell behind the event log's retention (ten session timeouts, at
+///   least ten minutes) cannot be delivered what was purged: it reports `SessionLost` and builds
+///   a new session, so that its user re-reads what it follows (etcd's `ErrCompacted`).
 /// - At rest a client runs exactly two statements per heartbeat interval (the heartbeat and the
 ///   poll), plus one event-log purge per `event retention / 10` (one minute by default).
 /// - Dropping a client without [`Registry::close`] stops its heartbeat: its session then ends
@@ -94,6 +99,30 @@ impl MysqlRegistry {
         self.shared
             .session_id()
             .and_then(|id| u64::try_from(id).ok())
+    }
+
+    /// Ends client `client_id`'s session now, as its expiry would: kills its database
+    /// connection, deletes its row, its ephemeral keys (subscribers see `Removed` with the last
+    /// value) and frees its locks, in one transaction; the client learns of it at its next
+    /// heartbeat (`SessionLost`) and builds a new session. Answers whether there was such a
+    /// session. For operators (a client that heartbeats but must go) and tests: only a purge ends
+    /// a session, since a row that merely looks expired may be the database's clock stepping.
+    ///
+    /// # Notable errors
+    /// [`RegistryError::NotConnected`] unless connected; [`RegistryError::Backend`] on database
+    /// errors.
+    pub async fn end_session(&self, client_id: u64) -> Result<bool> {
+        self.shared.live()?;
+        let shared = &self.shared;
+        let id = i64::try_from(client_id).map_err(|_| RegistryError::Backend {
+            backend: BACKEND,
+            message: format!("client id {client_id} out of range"),
+        })?;
+        on_link!(shared.link, shared.timing.op_timeout, |conn| async {
+            store::kill_connection(conn, &shared.tables, id, store::Kill::Always).await?;
+            store::purge_client(conn, &shared.tables, id, Purge::Always).await
+        })
+        .map_err(|error| shared.failed(error, &format!("ending session {client_id}")))
     }
 
     /// Deletes change events older than `age` (by the database's clock) now, and returns how

@@ -4,16 +4,17 @@
 //! are `state.rs`; this module does the I/O that drives them.
 //!
 //! # When the phase changes
-//! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ? AND expires_at
-//!   >= now`, all with the database's clock) that matches the row keeps the session; after a
-//!   failure it reports `Reconnected`.
+//! - A heartbeat (`UPDATE clients SET expires_at = now + timeout ... WHERE id = ?`, with the
+//!   database's clock) that matches the row keeps the session; after a failure it reports
+//!   `Reconnected`. A row that merely looks expired is refreshed: only a purge ends a session.
 //! - A heartbeat that fails (I/O error, timeout), or any call or poll that loses the connection,
 //!   reports `Suspended`; calls fail with `NotConnected` until a heartbeat succeeds, which the
 //!   task tries at once and then once per interval.
-//! - A heartbeat that matches **0 rows** means the row was purged or has expired: the session is
+//! - A heartbeat that matches **0 rows** means the row was purged: the session is
 //!   gone (`SessionLost`), whatever the connection did meanwhile. So does being unable to
 //!   heartbeat for the whole session timeout (measured from when the last good heartbeat was
-//!   sent).
+//!   sent), and so does a poll that finds its subscribers fell behind the purged event log.
+//! - Purges of expired peers wait while the database's clock looks stepped (`clock.rs`).
 //! - After `SessionLost` the task registers a new client row, purges the old session itself (if
 //!   no peer has yet, so subscribers see `Removed`), re-creates the ephemeral keys the client
 //!   still holds, and reports `Connected`.
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::clock::{ClockWatch, Reading};
 use crate::error::OpError;
 use crate::events;
 use crate::link::on_link;
@@ -81,8 +83,10 @@ async fn insert_session(
     Ok(id)
 }
 
-/// Proves client `id` alive for another session timeout. `false` when its row is gone or has
-/// already expired: the session is over and must not be revived.
+/// Proves client `id` alive for another session timeout. `false` when its row is gone: a peer
+/// purged it, and the session is over. A row that merely looks expired (the database's clock
+/// stepped forward, or this client was slow) is refreshed: only a purge ends a session, and a
+/// purge of a live client waits out clock steps (`clock.rs`).
 pub(crate) async fn heartbeat(
     conn: &mut MySqlConnection,
     tables: &Tables,
@@ -91,7 +95,7 @@ pub(crate) async fn heartbeat(
     let updated = sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET heartbeat_at = UTC_TIMESTAMP(6), \
            expires_at = UTC_TIMESTAMP(6) + INTERVAL session_timeout_ms * 1000 MICROSECOND \
-         WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)",
+         WHERE id = ?",
         tables.clients
     )))
     .bind(id)
@@ -186,6 +190,7 @@ async fn poll_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(timing.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut next_gc = Instant::now() + timing.gc_period;
+    let mut clock = ClockWatch::new(timing.session_timeout, timing.interval, Instant::now());
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -200,7 +205,7 @@ async fn poll_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Duty::Rebuild => continue,
             Duty::Heartbeat(id) => id,
         };
-        poll_and_purge(&shared, id).await;
+        poll_and_purge(&shared, id, &mut clock).await;
         if Instant::now() >= next_gc {
             next_gc = Instant::now() + timing.gc_period;
             let purged = on_link!(shared.link, timing.op_timeout, |conn| {
@@ -226,6 +231,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What a catch-up saw besides the events it delivered.
+pub(crate) struct Caught {
+    /// Expired peers (by the database's clock).
+    pub dead: Vec<i64>,
+    /// The database's clock at the first poll, microseconds since the epoch.
+    pub database_us: Option<i64>,
+}
+
 /// Reads the log up to now and delivers what the subscriptions want, in commit order; returns
 /// the expired clients that the poll saw. Callers hold the cursor lock, so deliveries never
 /// interleave.
@@ -233,8 +246,9 @@ pub(crate) async fn catch_up(
     shared: &Shared,
     cursor: &mut i64,
     me: i64,
-) -> Result<Vec<i64>, OpError> {
+) -> Result<Caught, OpError> {
     let mut dead = Vec::new();
+    let mut database_us = None;
     loop {
         let prefixes = minimal_prefixes(shared.subscribers.prefixes());
         let polled = on_link!(shared.link, shared.timing.op_timeout, |conn| events::poll(
@@ -247,14 +261,24 @@ pub(crate) async fn catch_up(
         for event in &polled.events {
             shared.subscribers.publish(event);
         }
+        if polled.gap && !prefixes.is_empty() {
+            // Like etcd's ErrCompacted: what was purged cannot be delivered. A lost session is
+            // how a client is told that it must re-read what it follows (the console reloads
+            // its peers on the `Connected` that follows).
+            shared.lose(
+                me,
+                "it fell behind the event log: events it had not read were purged",
+            );
+        }
         *cursor = polled.watermark;
+        database_us = database_us.or(polled.database_us);
         for id in polled.dead_clients {
             if !dead.contains(&id) {
                 dead.push(id);
             }
         }
         if !polled.full {
-            return Ok(dead);
+            return Ok(Caught { dead, database_us });
         }
     }
 }
@@ -270,11 +294,22 @@ fn minimal_prefixes(sorted: Vec<String>) -> Vec<String> {
     kept
 }
 
-async fn poll_and_purge(shared: &Shared, me: i64) {
+async fn poll_and_purge(shared: &Shared, me: i64, clock: &mut ClockWatch) {
     let dead = {
         let mut cursor = shared.cursor.lock().await;
         match catch_up(shared, &mut cursor, me).await {
-            Ok(dead) => dead,
+            Ok(caught) => {
+                let now = Instant::now();
+                if let Some(database_us) = caught.database_us
+                    && let Reading::Stepped(drift_us) = clock.observe(database_us, now)
+                {
+                    tracing::warn!(drift_ms = drift_us / 1_000, hold = ?shared.timing.session_timeout + shared.timing.interval, "the database's clock stepped; holding purges of expired peers until every live one has heartbeated under the new clock");
+                }
+                if !clock.may_purge(now) {
+                    return;
+                }
+                caught.dead
+            }
             Err(error) => {
                 tracing::debug!(%error, "polling the registry event log failed");
                 if error.costs_connection() {
@@ -288,7 +323,7 @@ async fn poll_and_purge(shared: &Shared, me: i64) {
         let purged = on_link!(shared.link, shared.timing.op_timeout, |conn| async {
             // Its connection may be stopped inside a transaction, holding locks the purge
             // needs: end it first (the server rolls it back).
-            store::kill_connection_of(conn, &shared.tables, id).await?;
+            store::kill_connection(conn, &shared.tables, id, store::Kill::IfExpired).await?;
             store::purge_client(conn, &shared.tables, id, Purge::IfExpired).await
         });
         if let Err(error) = purged {

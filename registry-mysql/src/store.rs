@@ -36,10 +36,10 @@ fn session_lost() -> OpError {
     OpError::Refused(RegistryError::SessionLost { backend: BACKEND })
 }
 
-/// Whether client `id` is alive: its `sessions` row exists, share-locked until the caller's
-/// transaction ends so that nobody purges the client meanwhile, and by the database's clock its
-/// session has not expired. The `clients` row itself is only read, never locked: a writer must
-/// not hold up its own client's heartbeat.
+/// Whether client `id`'s session lives: its `sessions` row exists, share-locked until the
+/// caller's transaction ends so that nobody purges the client meanwhile. Only a purge ends a
+/// session (the database's clock alone does not: it may step, see `clock.rs`); the `clients`
+/// row, which the heartbeat updates, is not locked, so a writer never holds up its own heartbeat.
 pub(crate) async fn is_alive(
     conn: &mut MySqlConnection,
     tables: &Tables,
@@ -52,17 +52,7 @@ pub(crate) async fn is_alive(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    if session.is_none() {
-        return Ok(false);
-    }
-    let unexpired: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {} WHERE id = ? AND expires_at >= UTC_TIMESTAMP(6)",
-        tables.clients
-    )))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(unexpired > 0)
+    Ok(session.is_some())
 }
 
 /// The value at `key`.
@@ -348,26 +338,39 @@ async fn delete_in_tx(
     Ok(changes)
 }
 
-/// Ends the database connection recorded for client `id` if its session has expired by the
-/// database's clock. A client stopped inside a transaction (SIGSTOP, a long pause) keeps that
+/// When [`kill_connection`] may end a client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// Only if its session has expired by the database's clock (a purger of a dead peer).
+    IfExpired,
+    /// Whatever its session looks like ([`crate::MysqlRegistry::end_session`]).
+    Always,
+}
+
+/// Ends the database connection recorded for client `id` (if its session has expired by the
+/// database's clock, for [`Kill::IfExpired`]). A client stopped inside a transaction (SIGSTOP, a long pause) keeps that
 /// transaction's locks for as long as its connection lives; killing it makes the server roll
 /// back and free them, so the purge that follows does not wait for them.
 ///
 /// # Notable behaviors
-/// - Never this client's own connection, nor a live client's.
+/// - Never this client's own connection; for [`Kill::IfExpired`] never a live client's.
 /// - A connection already gone is fine. One this database user may not kill (another user's,
 ///   without `CONNECTION ADMIN` or `SUPER`) is logged; MariaDB's idle-transaction timeout,
 ///   which the client sets on its call connection, ends it later.
 /// - After a database restart a recorded id may name another, newer connection; killing it
 ///   costs that client one reconnect, never data.
-pub(crate) async fn kill_connection_of(
+pub(crate) async fn kill_connection(
     conn: &mut MySqlConnection,
     tables: &Tables,
     id: i64,
+    when: Kill,
 ) -> Result<(), OpError> {
+    let condition = match when {
+        Kill::IfExpired => " AND expires_at < UTC_TIMESTAMP(6)",
+        Kill::Always => "",
+    };
     let recorded: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT connection_id, connection_id = CONNECTION_ID() FROM {} \
-         WHERE id = ? AND expires_at < UTC_TIMESTAMP(6)",
+        "SELECT connection_id, connection_id = CONNECTION_ID() FROM {} WHERE id = ?{condition}",
         tables.clients
     )))
     .bind(id)

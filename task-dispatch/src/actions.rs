@@ -128,6 +128,21 @@ pub trait AppActions: Send + Sync + 'static {
     /// returned, or `None` if it never started.
     async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError>;
 
+    /// Takes a savepoint of the running app, which runs on (added, issue 13). Called for a
+    /// `savepoint` task, with the app RUNNING; the app stays RUNNING whatever the outcome (a
+    /// failure fails the task only). Safe to repeat like `start`: a re-run after the owner died
+    /// must find the savepoint the first run triggered rather than take a second one where
+    /// the resource can tell (Flink: a trigger id derived from the task).
+    ///
+    /// Default: a refusal saying that this console's executors take no savepoints.
+    async fn savepoint(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        let _ = cx;
+        Err(ActionError::refused(format!(
+            "app {} runs on an executor that takes no savepoints",
+            app.id
+        )))
+    }
+
     /// Whether the app is alive, by its handle. Called every `monitor_interval` for each owned
     /// RUNNING app, and once when a node adopts a RUNNING app.
     async fn probe(&self, app: &App) -> Liveness;

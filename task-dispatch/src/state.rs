@@ -5,6 +5,7 @@
 //!                       │                │                 │                │
 //!                       └─error─▶ FAILED ◀─probe dead──────┘─error          └─start─▶ STARTING
 //! FAILED: start, stop or restart.   restart = stop, then start (RUNNING or FAILED only).
+//! RUNNING ──savepoint──▶ RUNNING (the app runs on throughout; a failed savepoint leaves it so)
 //! ```
 //!
 //! Every write of a transition is a conditional update on the app's `version` (see
@@ -44,6 +45,8 @@ pub enum Action {
     Stop,
     /// Stop the app, then start it again.
     Restart,
+    /// Take a savepoint of the running app, which runs on (added, issue 13: `flink` apps).
+    Savepoint,
 }
 
 /// One step of an action: the executor call made while the app is in `during`.
@@ -53,6 +56,9 @@ pub enum Phase {
     Start,
     /// `AppActions::stop`: STOPPING, then STOPPED on success.
     Stop,
+    /// `AppActions::savepoint`: the app stays RUNNING before, during and after, also when the
+    /// call fails (a savepoint that could not be taken does not stop the job).
+    Savepoint,
 }
 
 impl Phase {
@@ -62,6 +68,7 @@ impl Phase {
         match self {
             Self::Start => AppState::Starting,
             Self::Stop => AppState::Stopping,
+            Self::Savepoint => AppState::Running,
         }
     }
 
@@ -69,9 +76,16 @@ impl Phase {
     #[must_use]
     pub const fn on_success(self) -> AppState {
         match self {
-            Self::Start => AppState::Running,
+            Self::Start | Self::Savepoint => AppState::Running,
             Self::Stop => AppState::Stopped,
         }
+    }
+
+    /// Whether a failure of this phase makes the app FAILED: a start or stop that failed
+    /// leaves the app in an unknown half-way state; a savepoint that failed leaves it running.
+    #[must_use]
+    pub const fn fails_app_on_error(self) -> bool {
+        !matches!(self, Self::Savepoint)
     }
 }
 
@@ -93,6 +107,7 @@ const TRANSITIONS: &[(AppState, Action, &[Phase])] = &[
         Action::Restart,
         &[Phase::Stop, Phase::Start],
     ),
+    (AppState::Running, Action::Savepoint, &[Phase::Savepoint]),
 ];
 
 /// An action that is not allowed in the app's state.
@@ -153,6 +168,7 @@ pub fn resume(state: AppState, action: Action) -> Option<&'static [Phase]> {
         Action::Start => &[Phase::Start],
         Action::Stop => &[Phase::Stop],
         Action::Restart => &[Phase::Stop, Phase::Start],
+        Action::Savepoint => &[Phase::Savepoint],
     };
     let at = phases.iter().position(|phase| phase.during() == state)?;
     Some(&phases[at..])
@@ -207,24 +223,25 @@ impl AppState {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 3] = [Self::Start, Self::Stop, Self::Restart];
+    pub const ALL: [Self; 4] = [Self::Start, Self::Stop, Self::Restart, Self::Savepoint];
 
     /// The state the app ends in when the action succeeds.
     #[must_use]
     pub const fn final_state(self) -> AppState {
         match self {
-            Self::Start | Self::Restart => AppState::Running,
+            Self::Start | Self::Restart | Self::Savepoint => AppState::Running,
             Self::Stop => AppState::Stopped,
         }
     }
 
-    /// The stored and displayed name: `start`, `stop`, `restart`.
+    /// The stored and displayed name: `start`, `stop`, `restart`, `savepoint`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Restart => "restart",
+            Self::Savepoint => "savepoint",
         }
     }
 }
@@ -304,7 +321,13 @@ mod tests {
                 matches!(from, Running | Failed),
                 "{from}"
             );
+            assert_eq!(allowed(from, Savepoint), from == Running, "{from}");
         }
+        assert_eq!(plan(Running, Savepoint), Ok(&[Phase::Savepoint][..]));
+        assert_eq!(Phase::Savepoint.during(), Running);
+        assert_eq!(Phase::Savepoint.on_success(), Running);
+        assert!(!Phase::Savepoint.fails_app_on_error());
+        assert!(Phase::Start.fails_app_on_error() && Phase::Stop.fails_app_on_error());
         assert_eq!(plan(Running, Restart), Ok(&[Phase::Stop, Phase::Start][..]));
     }
 
@@ -335,6 +358,13 @@ mod tests {
             Ok(AppState::Stopped)
         );
         assert!(projected(AppState::Starting, [Start, Start]).is_err());
+        // A savepoint keeps the app RUNNING: a stop may follow it, a start may not.
+        assert_eq!(
+            projected(AppState::Running, [Savepoint, Stop]),
+            Ok(AppState::Stopped)
+        );
+        assert!(projected(AppState::Running, [Savepoint]).is_ok_and(|s| plan(s, Start).is_err()));
+        assert!(projected(AppState::Created, [Start]).is_ok_and(|s| plan(s, Savepoint).is_ok()));
         // A transitional state without its task (should not happen) refuses everything.
         assert!(projected(AppState::Starting, []).is_ok_and(|s| plan(s, Stop).is_err()));
     }
@@ -354,6 +384,12 @@ mod tests {
             Some(&[Phase::Start][..])
         );
         assert_eq!(resume(AppState::Running, Action::Start), None);
+        // A savepoint runs with the app RUNNING: a re-claim takes it again from there.
+        assert_eq!(
+            resume(AppState::Running, Action::Savepoint),
+            Some(&[Phase::Savepoint][..])
+        );
+        assert_eq!(resume(AppState::Failed, Action::Savepoint), None);
     }
 
     #[test]

@@ -319,6 +319,7 @@ async fn mysql_four_dispatchers_run_2000_tasks_while_one_is_killed() {
                 Action::Start => [Phase::Start].into(),
                 Action::Stop => [Phase::Stop].into(),
                 Action::Restart => [Phase::Stop, Phase::Start].into(),
+                Action::Savepoint => [Phase::Savepoint].into(),
             };
             assert_eq!(phases, expected, "task {id}");
         }
@@ -437,6 +438,24 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
         "monitor ticks read the task queue"
     );
 
+    // A savepoint runs with the app RUNNING, and it stays so with its handle.
+    let savepoint = dispatcher
+        .submit(app, Action::Savepoint, None)
+        .await
+        .unwrap()
+        .task;
+    eventually(
+        "the savepoint succeeded",
+        Duration::from_secs(10),
+        || async { task_status(&store, savepoint.id).await == TaskStatus::Succeeded },
+    )
+    .await;
+    let after = store.get_app(app).await.unwrap();
+    assert_eq!(
+        (after.state, &after.handle),
+        (AppState::Running, &running.handle)
+    );
+
     // The process dies: the monitor marks the app FAILED with the reason.
     world.crash(app);
     eventually(
@@ -480,6 +499,7 @@ async fn sqlite_standalone_node_runs_actions_and_monitors() {
         phases,
         [
             (start.id, Phase::Start),
+            (savepoint.id, Phase::Savepoint),
             (restart.id, Phase::Stop),
             (restart.id, Phase::Start),
             (stop.id, Phase::Stop)

@@ -360,4 +360,20 @@ impl Api {
     pub async fn task(&self, id: &Id) -> Result<Task, String> {
         self.get(&format!("/api/v1/tasks/{id}")).await?.parse(200)
     }
+
+    /// Waits until task `id` is SUCCEEDED or FAILED, for at most `within`, and answers it.
+    ///
+    /// # Panics
+    /// When it is not finished by then, with the task as last read.
+    pub async fn finished_task(&self, id: &Id, within: Duration) -> Task {
+        crate::eventually(&format!("task {id} finishes"), within, || async {
+            let task = self.task(id).await?;
+            if task.is_finished() {
+                Ok(task)
+            } else {
+                Err(format!("{task:?}"))
+            }
+        })
+        .await
+    }
 }

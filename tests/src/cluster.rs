@@ -78,6 +78,10 @@ pub struct Options {
     /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
     /// cut.
     pub database_proxy: bool,
+    /// Give every node proxies of its own, one to the registry and one to the task database
+    /// ([`NodeProxies`]), so that a test can cut one node from either or both. One registry
+    /// server only (not an ensemble).
+    pub node_proxies: bool,
     /// Extra environment variables of every node process, set after the harness's own (so
     /// `RUST_LOG` here wins over `CLUSTER_TESTS_LOG`), e.g. the benchmark hooks
     /// `CONSOLE_BENCHMARK_EXECUTOR=noop`.
@@ -106,6 +110,7 @@ impl Options {
             private_server: false,
             private_ensemble: None,
             database_proxy: false,
+            node_proxies: false,
             env: Vec::new(),
             host_names: Vec::new(),
         }
@@ -152,6 +157,12 @@ impl Options {
     }
 
     #[must_use]
+    pub fn node_proxies(mut self) -> Self {
+        self.node_proxies = true;
+        self
+    }
+
+    #[must_use]
     pub fn database_proxy(mut self) -> Self {
         self.database_proxy = true;
         self
@@ -173,6 +184,17 @@ fn slots() -> Arc<Semaphore> {
         .clone()
 }
 
+/// One node's own ways to the registry and to the task database ([`Options::node_proxies`]):
+/// cut or black-hole one for a partition between that node and that service only. With the
+/// MySQL registry they are two proxies to the same server (registry URL, store URL).
+#[derive(Debug)]
+pub struct NodeProxies {
+    /// Between the node and its registry server.
+    pub registry: TcpProxy,
+    /// Between the node and the task database.
+    pub database: TcpProxy,
+}
+
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct Cluster {
@@ -188,6 +210,7 @@ pub struct Cluster {
     etcd_namespace: Option<etcd::Namespace>,
     etcd: Option<PrivateEtcd>,
     proxy: Option<TcpProxy>,
+    node_proxies: Vec<NodeProxies>,
     nodes: Vec<Node>,
     /// Marks the run as in progress for the sweep of other test processes.
     _run_lock: processes::RunLock,
@@ -234,6 +257,7 @@ impl Cluster {
             etcd_namespace: None,
             etcd: None,
             proxy: None,
+            node_proxies: Vec::new(),
             nodes: Vec::new(),
             _run_lock: run_lock,
             _slot: slot,
@@ -334,6 +358,16 @@ impl Cluster {
             .expect("the cluster runs without a proxy")
     }
 
+    /// Node `index`'s own proxies ([`Options::node_proxies`]).
+    ///
+    /// # Panics
+    /// When the cluster runs without them.
+    pub fn node_proxies(&self, index: usize) -> &NodeProxies {
+        self.node_proxies
+            .get(index)
+            .expect("the cluster runs without per-node proxies")
+    }
+
     /// The test's own etcd ([`Options::private_server`]).
     ///
     /// # Panics
@@ -415,31 +449,54 @@ impl Cluster {
             .collect()
     }
 
-    /// What the nodes' configurations share.
-    fn config_template(&self) -> ConfigTemplate {
-        let database_host = match &self.proxy {
-            Some(proxy) => proxy.addr().to_string(),
-            None => self.mariadb.host_port.clone(),
+    /// The registry server's `host:port` (one server), which a node proxy forwards to.
+    fn registry_upstream(&self) -> String {
+        let address = match self.options.registry {
+            RegistryKind::Zookeeper => self.namespace.as_ref().map(|n| n.servers().to_owned()),
+            RegistryKind::Etcd => self
+                .etcd_namespace
+                .as_ref()
+                .map(|n| n.endpoints().to_owned()),
+            RegistryKind::Mysql => Some(self.mariadb.host_port.clone()),
+        }
+        .expect("the registry is set up before the nodes");
+        let address = address.trim_start_matches("http://").to_owned();
+        assert!(
+            !address.contains(','),
+            "per-node proxies need a single registry server, not {address}"
+        );
+        address
+    }
+
+    /// Node `index`'s configuration (its proxies, when it has them).
+    fn config_template(&self, index: usize) -> ConfigTemplate {
+        let own = self.node_proxies.get(index);
+        let database_host = match (own, &self.proxy) {
+            (Some(own), _) => own.database.addr().to_string(),
+            (None, Some(proxy)) => proxy.addr().to_string(),
+            (None, None) => self.mariadb.host_port.clone(),
         };
+        let registry_host = own.map(|own| own.registry.addr().to_string());
         let registry = match self.options.registry {
             RegistryKind::Zookeeper => {
                 let namespace = self.namespace.as_ref().expect("a ZooKeeper namespace");
                 RegistrySection::Zookeeper {
-                    servers: namespace.servers().to_owned(),
+                    servers: registry_host.unwrap_or_else(|| namespace.servers().to_owned()),
                     namespace: namespace.path().to_owned(),
                 }
             }
             RegistryKind::Etcd => {
                 let namespace = self.etcd_namespace.as_ref().expect("an etcd namespace");
                 RegistrySection::Etcd {
-                    endpoints: namespace.endpoints().to_owned(),
+                    endpoints: registry_host.unwrap_or_else(|| namespace.endpoints().to_owned()),
                     namespace: namespace.path().to_owned(),
                 }
             }
             RegistryKind::Mysql => {
                 let database = self.registry_db.as_ref().expect("a registry database");
+                let host = registry_host.unwrap_or_else(|| database_host.clone());
                 RegistrySection::Mysql {
-                    url: format!("mysql://{database_host}/{}", database.name()),
+                    url: format!("mysql://{host}/{}", database.name()),
                     username: self.mariadb.username.clone(),
                     password: self.mariadb.password.clone(),
                 }
@@ -466,6 +523,11 @@ impl Cluster {
             self.options.auth_token.clone(),
             &self.run_tag(),
         );
+        if self.options.node_proxies {
+            let registry = TcpProxy::start(&self.registry_upstream()).await;
+            let database = TcpProxy::start(&self.mariadb.host_port).await;
+            self.node_proxies.push(NodeProxies { registry, database });
+        }
         let mut env = self.options.env.clone();
         env.extend(
             extra
@@ -474,7 +536,7 @@ impl Cluster {
         );
         node.set_env(env);
         node.set_host_name(self.options.host_names.get(self.nodes.len()).cloned());
-        let template = self.config_template();
+        let template = self.config_template(self.nodes.len());
         let data_dir = node.data_dir();
         node.start(self.binary, &|port| template.yaml(&id, &data_dir, port))
             .await;
@@ -505,7 +567,7 @@ impl Cluster {
             "node {} still runs",
             self.nodes[index].id
         );
-        let template = self.config_template();
+        let template = self.config_template(index);
         let binary = self.binary;
         let node = &mut self.nodes[index];
         let id = node.id.clone();

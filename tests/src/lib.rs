@@ -38,7 +38,7 @@ pub mod node;
 pub mod processes;
 
 pub use api::{Answer, Api, App, Body, Id, NodeInfo, Task};
-pub use cluster::{Cluster, Options, RegistryKind};
+pub use cluster::{Cluster, NodeProxies, Options, RegistryKind};
 pub use test_support::wait;
 pub use wait::{eventually, holds_for, poll_until};
 

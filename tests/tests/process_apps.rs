@@ -20,16 +20,7 @@ const KILL_AFTER_SPAWN_VAR: &str = "CONSOLE_TEST_KILL_AFTER_SPAWN";
 
 /// Waits until task `task` is finished and answers it.
 async fn finished(cluster: &Cluster, node: usize, task: &Id) -> cluster_tests::api::Task {
-    let api = cluster.api(node);
-    eventually(&format!("task {task} finishes"), SETTLE, || async {
-        let task = api.task(task).await?;
-        if task.is_finished() {
-            Ok(task)
-        } else {
-            Err(format!("{task:?}"))
-        }
-    })
-    .await
+    cluster.api(node).finished_task(task, SETTLE).await
 }
 
 /// The live processes of app `app` (by `CONSOLE_APP_ID` and this run's tag).

@@ -72,6 +72,14 @@ pub enum ExecutorError {
     #[error("Flink: {reason}")]
     Flink { reason: String },
 
+    /// The executor does not do what was asked (a savepoint of a `process` app); nothing was
+    /// done.
+    #[error("the {executor} executor does not support {operation}")]
+    Unsupported {
+        executor: &'static str,
+        operation: &'static str,
+    },
+
     /// The executor cannot be set up as configured; `what` names the setting.
     #[error("{what}: {reason}")]
     Setup { what: String, reason: String },

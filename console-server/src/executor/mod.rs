@@ -176,6 +176,37 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
         handle: &Handle,
     ) -> Result<(), ExecutorError>;
 
+    /// Whether this executor takes savepoints of running apps ([`Executor::savepoint`]): the
+    /// HTTP layer refuses `POST /api/v1/apps/{id}/savepoint` for apps of an executor that does
+    /// not. Default: false.
+    fn takes_savepoints(&self) -> bool {
+        false
+    }
+
+    /// Takes a savepoint of the running app that `handle` names, which runs on, and returns
+    /// where it is (added, issue 13: `flink`). Like `start`, safe to repeat for the same task:
+    /// a re-run after the owner died finds the savepoint the first run took where the resource
+    /// can tell (Flink: the trigger id is derived from the app and the task).
+    ///
+    /// # Notable errors
+    /// Default: [`ExecutorError::Unsupported`], nothing done. The refusal
+    /// [`ExecutorError::Undetermined`] for a handle this node cannot act on.
+    ///
+    /// # Cancellation safety
+    /// Dropped mid-way, the savepoint may still complete; the re-run finds it.
+    async fn savepoint(
+        &self,
+        app: &AppRef<'_>,
+        task: TaskRef<'_>,
+        handle: &Handle,
+    ) -> Result<String, ExecutorError> {
+        let _ = (app, task, handle);
+        Err(ExecutorError::Unsupported {
+            executor: self.name(),
+            operation: "savepoints",
+        })
+    }
+
     /// Whether the app that `handle` names is running. Never fails: what cannot be established is
     /// [`Liveness::Unknown`], never [`Liveness::Dead`]; so is an app this node cannot see (a
     /// process on another host, an unreachable Flink cluster).
@@ -211,5 +242,39 @@ mod tests {
             executor.validate_spec(&json!({"command": "sh"})),
             Err(ExecutorError::InvalidSpec { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_executor_without_savepoints_refuses_them_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor: Arc<dyn Executor> =
+            Arc::new(ProcessExecutor::new(dir.path(), "test-cluster").unwrap());
+        assert!(!executor.takes_savepoints());
+        let spec = json!({"command": ["sh", "-c", "true"]});
+        let app = AppRef {
+            id: 1,
+            name: "a",
+            spec: &spec,
+        };
+        let handle = Handle::Noop(NoopHandle {
+            started_at: 0,
+            started_at_us: 0,
+        });
+        let error = executor
+            .savepoint(&app, TaskRef::first(2), &handle)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ExecutorError::Unsupported {
+                executor: "process",
+                operation: "savepoints"
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "the process executor does not support savepoints"
+        );
+        assert!(!error.is_refusal());
     }
 }

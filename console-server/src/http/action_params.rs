@@ -50,7 +50,7 @@ pub async fn params_of(
             },
             (_, other) => {
                 return Err(invalid(format!(
-                    "unknown field {other:?} for {action} (stop takes \"savepoint\", start and restart take \"restore\")"
+                    "unknown field {other:?} for {action} (stop takes \"savepoint\", start and restart take \"restore\", savepoint takes none)"
                 )));
             }
         }

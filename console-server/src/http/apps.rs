@@ -1,4 +1,5 @@
-//! `/api/v1/apps`: create, list, show, delete, and queue start/stop/restart.
+//! `/api/v1/apps`: create, list, show, delete, and queue start/stop/restart (the savepoint
+//! action is in [`super::savepoints`]).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -283,7 +284,7 @@ pub async fn apps_restart(
 /// Queues `action`: 202 with the task at once; the owner runs it. A repeated
 /// `Idempotency-Key` answers with the first task. The optional body: see
 /// [`super::action_params`].
-async fn submit(
+pub(super) async fn submit(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<AppId>,
     headers: HeaderMap,

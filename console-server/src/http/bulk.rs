@@ -51,6 +51,12 @@ pub async fn apps_actions(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<BulkAction>,
 ) -> Result<Json<BulkResults>, ApiError> {
+    if body.action == Action::Savepoint {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "action must be start, stop or restart; a savepoint is taken per app (POST /api/v1/apps/{id}/savepoint)",
+        ));
+    }
     if body.ids.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",

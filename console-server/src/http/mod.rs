@@ -11,6 +11,7 @@
 //! | `POST /api/v1/apps/{id}/start`, `/stop`, `/restart` | [`apps::apps_start`], ... |
 //! | `POST /api/v1/apps/actions` (one action, many apps) | [`bulk::apps_actions`] |
 //! | `GET /api/v1/apps/{id}/savepoints` | [`savepoints::apps_savepoints`] |
+//! | `POST /api/v1/apps/{id}/savepoint` | [`savepoints::apps_savepoint`] |
 //! | `GET /api/v1/tasks/{id}` | [`tasks::tasks_show`] |
 //! | `POST /internal/v1/wake` | [`cluster::wake`] (node to node) |
 //! | `POST /internal/v1/left` | [`cluster::left`] (node to node) |
@@ -118,6 +119,10 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
         .route("/api/v1/apps/{id}/start", post(apps::apps_start))
         .route("/api/v1/apps/{id}/stop", post(apps::apps_stop))
         .route("/api/v1/apps/{id}/restart", post(apps::apps_restart))
+        .route(
+            "/api/v1/apps/{id}/savepoint",
+            post(savepoints::apps_savepoint),
+        )
         .route_layer(bearer);
     // Node to node: signed with the cluster's key, never opened by a user's token.
     let internal = Router::new()

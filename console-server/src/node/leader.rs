@@ -79,9 +79,25 @@ impl Drop for LeaderDuties {
     }
 }
 
+/// Finished tasks older than this are purged: `retention` before the earlier of this node's
+/// clock and the database's (issue 12, finding 16). A leader whose clock leapt ahead must not
+/// purge recent tasks, and with them the idempotency keys that turn a replayed request into
+/// the same task instead of a second action; a database clock that leapt ahead must not either.
+/// A clock that fell behind only keeps tasks longer.
+fn purge_cutoff(own_now_ms: i64, database_now_ms: Option<i64>, retention: Duration) -> i64 {
+    let now = database_now_ms.map_or(own_now_ms, |db| db.min(own_now_ms));
+    now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}
+
 async fn purge_old_tasks(store: &Store) {
-    let cutoff =
-        unix_millis().saturating_sub(i64::try_from(TASK_RETENTION.as_millis()).unwrap_or(i64::MAX));
+    let database_now = match store.database_now_ms().await {
+        Ok(now) => Some(now),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the database's clock; purging by this node's clock alone");
+            None
+        }
+    };
+    let cutoff = purge_cutoff(unix_millis(), database_now, TASK_RETENTION);
     let mut purged = 0;
     loop {
         match store.purge_finished_tasks(cutoff, PURGE_BATCH).await {
@@ -103,5 +119,30 @@ async fn purge_old_tasks(store: &Store) {
             retention_days = TASK_RETENTION.as_secs() / 86_400,
             "purged finished tasks"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    #[test]
+    fn the_cutoff_follows_the_earlier_clock() {
+        let retention = Duration::from_secs(30 * 86_400);
+        let now = 1_800_000_000_000;
+        assert_eq!(purge_cutoff(now, Some(now), retention), now - 30 * DAY_MS);
+        // This node's clock 60 days ahead: the database's decides, nothing recent goes.
+        assert_eq!(
+            purge_cutoff(now + 60 * DAY_MS, Some(now), retention),
+            now - 30 * DAY_MS
+        );
+        // The database's clock ahead: this node's decides.
+        assert_eq!(
+            purge_cutoff(now, Some(now + 60 * DAY_MS), retention),
+            now - 30 * DAY_MS
+        );
+        assert_eq!(purge_cutoff(now, None, retention), now - 30 * DAY_MS);
     }
 }

@@ -3,15 +3,21 @@
 //!
 //! ```text
 //!  registry ──/nodes/console events──▶ Peers ──live ids──▶ Dispatcher::nodes_changed
-//!           ──connection states──────▶ Suspended past 2/3 of the session timeout, or
-//!           ──last_contact───────────▶ no answered exchange for 2/3 of it, or
+//!           ──connection states──────▶ fence.rs (a task of its own): Suspended past 2/3 of the
+//!           ──last_contact───────────▶ session timeout, no answered exchange for 2/3 of it, or
 //!                                       SessionLost ──▶ Dispatcher::session_lost (stop acting)
-//!                                       Reconnected / Connected ──▶ Dispatcher::session_restored
+//!           ──connection states──────▶ supervisor: Reconnected / Connected ──▶
+//!                                       Dispatcher::session_restored
 //! ```
 //!
 //! The 2/3 is counted from the last exchange the server answered (`Registry::last_contact`,
 //! MySQL and etcd) or, where the backend cannot say (ZooKeeper), from the `Suspended` report.
+//! In that second case a node may notice the trouble up to two thirds of the timeout late and
+//! so act on until about 4/3 of the session timeout after its last contact, while the server
+//! expires it after one: peers then wait [`lock_delay`] before they apply a peer's `Removed`
+//! (Chubby's lock-delay), so the taker fences only once the holder has surely stopped.
 
+pub mod fence;
 pub mod host;
 pub mod leader;
 pub mod peers;
@@ -28,13 +34,26 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
+use fence::Fence;
 use peers::{NODES_PATH, NodeInfo, NodeLoad, Peers};
 
 /// How often the node's published load is compared with the dispatcher's and republished.
 const LOAD_REFRESH: Duration = Duration::from_secs(1);
-/// The shortest period of the last-contact check (a session timeout of a few hundred
-/// milliseconds would otherwise make it spin).
+/// The shortest period of the check that resumes a node stopped for a stale contact.
 const CONTACT_CHECK_MIN: Duration = Duration::from_millis(50);
+
+/// How long a peer's `Removed` waits before this node applies it (and so fences and adopts the
+/// peer's apps): none when the backend reports its last contact, since a node then stops a
+/// third of the session timeout before the server may expire it; half the session timeout
+/// otherwise (ZooKeeper), which covers the two thirds a node may take to notice, beyond the
+/// expiry, with a sixth of the timeout to spare.
+pub fn lock_delay(registry: &dyn Registry) -> Duration {
+    if registry.last_contact().is_some() {
+        Duration::ZERO
+    } else {
+        registry.session_timeout() / 2
+    }
+}
 
 /// Why the node could not join the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +131,10 @@ impl ClusterNode {
         let started_at = info.started_at;
         let supervisor = Supervisor {
             registry: registry.clone(),
+            fence: Fence::new(acting.clone(), dispatcher.clone()),
             dispatcher,
             peers: peers.clone(),
             info,
-            acting: acting.clone(),
             metrics,
         };
         let task = tokio::spawn(supervisor.run(events, states, departures_rx, stop_rx));
@@ -197,8 +216,18 @@ struct Supervisor {
     dispatcher: Dispatcher,
     peers: Peers,
     info: NodeInfo,
-    acting: Arc<AtomicBool>,
+    /// Stops the node on time from a task of its own; the supervisor only resumes it.
+    fence: Fence,
     metrics: Arc<Metrics>,
+}
+
+/// Aborts a task when dropped: the fence ends with the supervisor, however that ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Supervisor {
@@ -209,56 +238,58 @@ impl Supervisor {
         mut departures: mpsc::UnboundedReceiver<Departure>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        // The deadline of a suspension: past it, act as if the session were lost, because a
-        // client cut off from the server only learns of the expiry when it reconnects. Counted
-        // from the last exchange the server answered when the backend says when that was
-        // (issue 12, finding 3): the server may expire the session one session timeout after
-        // it, whenever the client noticed the trouble.
+        let _fence = AbortOnDrop(tokio::spawn(
+            self.fence
+                .clone()
+                .watch(self.registry.clone(), self.registry.connection_listener()),
+        ));
         let bound = self.registry.session_timeout() * 2 / 3;
-        let mut suspended_until: Option<tokio::time::Instant> = None;
         let mut load_refresh = tokio::time::interval(LOAD_REFRESH);
-        // Also without a reported suspension (a heartbeat stuck behind a stalled connection
-        // reports nothing), stop once the last contact is older than the bound.
         let mut contact_check = tokio::time::interval((bound / 4).max(CONTACT_CHECK_MIN));
-        let mut stopped_for_stale_contact = false;
+        let lock_delay = lock_delay(&*self.registry);
+        // Peers' `Removed` events waiting out the lock delay, in arrival order.
+        let mut delayed: std::collections::VecDeque<(tokio::time::Instant, registry_api::Event)> =
+            std::collections::VecDeque::new();
         loop {
-            let deadline = suspended_until;
+            let next_delayed = delayed.front().map(|(due, _)| *due);
             tokio::select! {
                 _ = &mut stop => return,
                 event = events.next() => match event {
+                    Some(event) if !lock_delay.is_zero() && self.is_peer_removal(&event) => {
+                        tracing::info!(key = %event.path, ?lock_delay, "a peer's entry is gone; fencing it after the lock delay");
+                        delayed.push_back((tokio::time::Instant::now() + lock_delay, event));
+                    }
                     Some(event) => self.on_event(&event).await,
                     None => return, // The registry was closed.
                 },
+                _ = sleep_until(next_delayed) => {
+                    if let Some((_, event)) = delayed.pop_front() {
+                        // Confirmed again against the registry: a peer back by now stays.
+                        self.on_event(&event).await;
+                    }
+                }
                 state = states.next() => match state {
                     Some(state) => {
                         self.metrics.set_registry_state(state);
-                        suspended_until = self.on_state(state, bound).await;
+                        self.on_state(state).await;
                     }
                     None => return,
                 },
-                _ = sleep_until(deadline) => {
-                    tracing::warn!(bound = ?bound, last_contact_ago = ?self.registry.last_contact().map(|at| at.elapsed()), "registry unreachable for two thirds of the session timeout; acting as if the session were lost");
-                    self.stop_acting();
-                    suspended_until = None;
-                }
                 _ = contact_check.tick() => {
-                    let Some(ago) = self.registry.last_contact().map(|at| at.elapsed()) else {
-                        continue;
-                    };
-                    let acting = self.acting.load(Ordering::SeqCst);
-                    if acting && ago > bound {
-                        tracing::warn!(?ago, ?bound, "no exchange with the registry succeeded for two thirds of the session timeout; acting as if the session were lost");
-                        self.stop_acting();
-                        stopped_for_stale_contact = true;
-                    } else if !acting
-                        && stopped_for_stale_contact
-                        && ago < bound
+                    // Stopped by the fence for a stale contact, without any report: resume
+                    // once the contact is fresh again.
+                    let fresh = self
+                        .registry
+                        .last_contact()
+                        .is_some_and(|at| at.elapsed() < bound);
+                    if !self.fence.is_acting()
+                        && self.fence.stopped_for_stale_contact()
+                        && fresh
                         && matches!(
                             self.registry.connection_state(),
                             Some(ConnectionState::Connected | ConnectionState::Reconnected)
                         )
                     {
-                        stopped_for_stale_contact = false;
                         self.resume().await;
                     }
                 }
@@ -280,7 +311,7 @@ impl Supervisor {
             .await
         {
             Ok(None) => {
-                if self.peers.forget(&departure.node_id) && self.acting.load(Ordering::SeqCst) {
+                if self.peers.forget(&departure.node_id) && self.fence.is_acting() {
                     tracing::info!(left = %departure.node_id, live = ?self.peers.ids(), "a peer left (its notice confirmed by the registry)");
                     self.dispatcher.nodes_changed(self.peers.live_nodes());
                 }
@@ -294,12 +325,19 @@ impl Supervisor {
         }
     }
 
+    /// Whether `event` removes another node's entry.
+    fn is_peer_removal(&self, event: &registry_api::Event) -> bool {
+        event.kind == registry_api::EventKind::Removed
+            && event.path != self.info.key()
+            && registry_api::path::child_of(NODES_PATH, &event.path).is_some()
+    }
+
     async fn on_event(&mut self, event: &registry_api::Event) {
         let event = &Peers::confirmed(&*self.registry, event).await;
         let own_key = self.info.key();
         if event.path == own_key
             && event.kind == registry_api::EventKind::Removed
-            && self.acting.load(Ordering::SeqCst)
+            && self.fence.is_acting()
         {
             // Someone deleted our entry while our session lives: put it back.
             tracing::warn!(
@@ -309,47 +347,24 @@ impl Supervisor {
                 tracing::warn!(%error, "re-registering failed; retrying with the next load refresh");
             }
         }
-        if self.peers.apply(event) && self.acting.load(Ordering::SeqCst) {
+        if self.peers.apply(event) && self.fence.is_acting() {
             tracing::info!(live = ?self.peers.ids(), "cluster membership changed");
             self.dispatcher.nodes_changed(self.peers.live_nodes());
         }
     }
 
     /// Reacts to a connection state; returns the new suspension deadline, if any.
-    async fn on_state(
-        &mut self,
-        state: ConnectionState,
-        bound: Duration,
-    ) -> Option<tokio::time::Instant> {
+    /// Stopping is the fence's (`fence.rs`); here a lost session stops the node too, so that a
+    /// `Connected` that follows is always seen after the stop, and a session back resumes it.
+    async fn on_state(&mut self, state: ConnectionState) {
         match state {
-            ConnectionState::Suspended => {
-                let reported = tokio::time::Instant::now() + bound;
-                let deadline = match self.registry.last_contact() {
-                    Some(at) => reported.min(tokio::time::Instant::from_std(at) + bound),
-                    None => reported,
-                };
-                tracing::warn!(?bound, stop_in = ?deadline.saturating_duration_since(tokio::time::Instant::now()), "registry connection suspended");
-                Some(deadline)
-            }
-            ConnectionState::SessionLost => {
-                tracing::error!(
-                    "registry session lost; stopping all actions until a new session is up"
-                );
-                self.stop_acting();
-                None
-            }
+            ConnectionState::SessionLost => self.fence.stop_acting(),
             ConnectionState::Connected | ConnectionState::Reconnected => {
-                if !self.acting.load(Ordering::SeqCst) {
+                if !self.fence.is_acting() {
                     self.resume().await;
                 }
-                None
             }
-        }
-    }
-
-    fn stop_acting(&self) {
-        if self.acting.swap(false, Ordering::SeqCst) {
-            self.dispatcher.session_lost();
+            ConnectionState::Suspended => {}
         }
     }
 
@@ -363,7 +378,7 @@ impl Supervisor {
         match self.peers.reload(&*self.registry).await {
             Ok(()) => {
                 tracing::info!(live = ?self.peers.ids(), "registry session usable again; resuming");
-                self.acting.store(true, Ordering::SeqCst);
+                self.fence.resumed();
                 self.dispatcher.session_restored(self.peers.live_nodes());
             }
             Err(error) => {
@@ -373,7 +388,7 @@ impl Supervisor {
     }
 
     async fn refresh_load(&mut self) {
-        if !self.acting.load(Ordering::SeqCst) {
+        if !self.fence.is_acting() {
             // A session that came back while a resume failed: try again now.
             if self
                 .registry

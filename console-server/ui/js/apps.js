@@ -17,12 +17,26 @@ const ACTIONS = [
   { path: 'stop', label: 'Stop', when: ['STARTING', 'RUNNING', 'FAILED'] },
   { path: 'restart', label: 'Restart', when: ['RUNNING', 'FAILED', 'STOPPED'] },
 ];
-/** Actions of `flink` apps, offered only when this console has the savepoint routes. */
+/**
+ * Actions of `flink` apps, offered only when this console has the savepoint routes (issue 13):
+ * a savepoint of the running job, a stop that cancels without a savepoint (Stop takes one), and
+ * a start that restores nothing (Start restores the newest savepoint). `key` names the button
+ * (`data-action`) where the route is shared; `body` is what the request asks beyond the action.
+ */
 export const FLINK_ACTIONS = [
-  { path: 'savepoint', label: 'Savepoint', when: ['RUNNING'] },
-  { path: 'stop-with-savepoint', label: 'Stop with savepoint', when: ['RUNNING'] },
-  { path: 'restore', label: 'Restore', when: ['CREATED', 'STOPPED', 'FAILED'] },
+  { path: 'savepoint', label: 'Savepoint', when: ['RUNNING'],
+    hint: 'The job runs on; the savepoint is listed on the app’s page.' },
+  { path: 'stop', key: 'stop-no-savepoint', label: 'Stop, no savepoint', body: { savepoint: false },
+    when: ['RUNNING', 'FAILED'], hint: 'The job is cancelled without a savepoint (Stop takes one).' },
+  { path: 'start', key: 'start-fresh', label: 'Start fresh', body: { restore: 'none' },
+    when: ['CREATED', 'STOPPED', 'FAILED'], hint: 'The job starts from nothing (Start restores the newest savepoint).' },
 ];
+
+/** Why the app has no owner, or the host its copy may run on; nothing when neither applies. */
+function placementHint(placement) {
+  const text = placement && (placement.unowned || (placement.host ? `on host ${placement.host}` : ''));
+  return text ? h('div', { class: 'hint' }, text) : null;
+}
 
 /** Renders the page into `main` for the query `params`; returns a function that stops it. */
 export function appsPage(main, params) {
@@ -123,13 +137,13 @@ export function appsPage(main, params) {
       h('td', { class: 'num' }, String(app.id)),
       h('th', { scope: 'row' }, h('a', { href: `#/apps/${app.id}` }, app.name)),
       h('td', {}, app.executor),
-      h('td', {}, badge(app.state), app.placement ? h('div', { class: 'hint' }, app.placement) : null),
+      h('td', {}, badge(app.state), placementHint(app.placement)),
       h('td', {}, orDash(app.owner)),
       h('td', {}, orDash(app.adopted_by)),
       h('td', { class: 'error-text' }, app.last_error ? h('span', { title: app.last_error }, app.last_error) : orDash(null)),
       h('td', {}, time(app.updated_at)),
       h('td', { class: 'actions' },
-        actions.map((a) => h('button', { type: 'button', class: 'small', dataset: { action: a.path },
+        actions.map((a) => h('button', { type: 'button', class: 'small', dataset: { action: a.key || a.path }, title: a.hint,
           'aria-label': `${a.label} ${app.name}`, onclick: () => act(app, a) }, a.label)),
         ['CREATED', 'STOPPED', 'FAILED'].includes(app.state)
           ? h('button', { type: 'button', class: 'small danger', dataset: { action: 'delete' },
@@ -138,13 +152,13 @@ export function appsPage(main, params) {
 
   async function act(app, action) {
     const ok = await confirmAction(`${action.label} ${app.name}?`,
-      `${action.label} app ${app.id} “${app.name}” (${app.state} now). Its owner runs the action; the resulting task is shown above the table.`,
+      `${action.label} app ${app.id} “${app.name}” (${app.state} now). ${action.hint ? action.hint + ' ' : ''}Its owner runs the action; the resulting task is shown above the table.`,
       action.label);
     if (!ok) return;
     const item = h('li', {}, `${action.label} ${app.name}: submitting…`);
     taskBox.prepend(item);
     try {
-      const accepted = await post(`/api/v1/apps/${app.id}/${action.path}`);
+      const accepted = await post(`/api/v1/apps/${app.id}/${action.path}`, action.body);
       tasks.set(accepted.task_id, { item, app, action });
       showTask(accepted.task_id, { status: accepted.status });
       // The stream may have told of the task before this answer came.

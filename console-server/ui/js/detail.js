@@ -101,12 +101,16 @@ export function detailPage(main, id) {
     const path = `/api/v1/apps/${id}/savepoints`;
     if (!(await routeExists(path))) return;
     try {
-      const answer = await get(path);
-      const items = Array.isArray(answer) ? answer : answer.items || [];
+      const items = await get(path);
       savepointsBox.hidden = false;
-      replace(savepointsBox, h('h2', { id: 'savepoints-title' }, 'Savepoints'),
-        items.length ? h('ul', {}, items.map((s) => h('li', {}, typeof s === 'string' ? s : JSON.stringify(s))))
-          : h('p', { class: 'muted' }, 'No savepoints yet.'));
+      replace(savepointsBox, h('h2', { id: 'savepoints-title' }, `Savepoints (${items.length})`),
+        items.length ? h('table', { class: 'grid', id: 'savepoints' },
+          h('thead', {}, h('tr', {}, ['Taken', 'Kind', 'Job', 'Location'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', {}, items.map((s) => h('tr', { dataset: { kind: s.kind } },
+            h('td', {}, time(s.created_at)), h('td', {}, s.kind), h('td', {}, h('code', {}, orDash(s.job_id))),
+            h('td', {}, h('code', {}, s.location))))))
+          : h('p', { class: 'muted' }, 'No savepoints yet.'),
+        h('p', { class: 'hint' }, 'Newest first. A start restores the newest; only the newest few are kept.'));
     } catch (error) {
       savepointsBox.hidden = false;
       replace(savepointsBox, h('h2', { id: 'savepoints-title' }, 'Savepoints'), h('p', { class: 'error' }, error.message));
@@ -115,9 +119,15 @@ export function detailPage(main, id) {
 
   const laterTasks = debounce(loadTasks, 500);
   const laterLog = debounce(loadLog, 1500);
+  const laterSavepoints = debounce(loadSavepoints, 500);
   const offs = [
     live.on('app_changed', (changed) => { if (changed.id === id) { app = changed; drawApp(); laterLog(); } }),
-    live.on('task_changed', (task) => { if (task.app_id === id) laterTasks(); }),
+    live.on('task_changed', (task) => {
+      if (task.app_id !== id) return;
+      laterTasks();
+      // A stop or savepoint that finished may have added one.
+      if (task.status === 'SUCCEEDED' && (task.action === 'stop' || task.action === 'savepoint')) laterSavepoints();
+    }),
     live.on('app_deleted', (gone) => { if (gone.id === id) load(); }),
     live.on('node_left', load),
     live.on('resync', () => { load(); loadTasks(); }),
@@ -125,5 +135,5 @@ export function detailPage(main, id) {
   load().then(loadSavepoints);
   loadTasks();
   loadLog();
-  return () => { offs.forEach((off) => off()); laterTasks.cancel(); laterLog.cancel(); };
+  return () => { offs.forEach((off) => off()); laterTasks.cancel(); laterLog.cancel(); laterSavepoints.cancel(); };
 }

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use registry_api::testkit::{Cut, Environment, Switch};
 use registry_api::{Registry, RegistryError, Secret};
 use registry_mysql::{MysqlConfig, MysqlRegistry};
-use sqlx::{AssertSqlSafe, Connection};
 use test_support::mariadb::TestDatabase;
 use test_support::ports::free_port;
 use test_support::proxy::TcpProxy;
@@ -44,25 +43,28 @@ pub async fn connected(db: &TestDatabase) -> MysqlRegistry {
     client
 }
 
-/// Makes the server end `client`'s session: its row is aged past expiry, so the next poll of
-/// any live client (or the client's own next heartbeat, which then matches 0 rows) ends it.
+/// Ends `client`'s session the way the backend's expiry does: another client purges it
+/// (`MysqlRegistry::end_session`: its connection killed, its row, ephemeral keys and locks
+/// gone). Ageing the row is not enough: a live client refreshes a row that merely looks expired
+/// (a stepped database clock looks the same).
 pub async fn expire(db: &TestDatabase, client: &MysqlRegistry) -> Result<(), String> {
     let id = client
         .client_id()
         .ok_or_else(|| "the client has no session to expire".to_owned())?;
-    let mut admin = db.connect().await;
-    let aged = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {PREFIX}clients SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND WHERE id = ?"
-    )))
-    .bind(id as i64)
-    .execute(&mut admin)
-    .await
-    .map_err(|error| error.to_string())?;
-    let _ = admin.close().await;
-    if aged.rows_affected() != 1 {
-        return Err(format!("client row {id} not found"));
+    let purger = MysqlRegistry::new(config(db)).map_err(|error| error.to_string())?;
+    purger
+        .connect(Duration::from_secs(15))
+        .await
+        .map_err(|error| error.to_string())?;
+    let ended = purger
+        .end_session(id)
+        .await
+        .map_err(|error| error.to_string());
+    let _ = purger.close().await;
+    match ended? {
+        true => Ok(()),
+        false => Err(format!("client row {id} not found")),
     }
-    Ok(())
 }
 
 /// The kit's environment: one database per case.

@@ -459,6 +459,7 @@ impl AppWorker {
         match phase {
             Phase::Start => self.actions.start(app, cx).await.map(Some),
             Phase::Stop => self.actions.stop(app, cx).await.map(|()| None),
+            Phase::Savepoint => self.actions.savepoint(app, cx).await.map(|()| None),
         }
     }
 

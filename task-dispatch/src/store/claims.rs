@@ -189,7 +189,9 @@ impl Store {
                 finish_task_row(lease, &claimed, TaskStatus::Failed, Some(&error), now)
                     .execute(&mut *conn)
                     .await?;
-                if app.state.is_active() {
+                // Only an app left mid-action: a savepoint abandoned this way never stopped
+                // the RUNNING app it ran on.
+                if !app.state.is_settled() {
                     let write = AppWrite {
                         state: AppState::Failed,
                         handle: handle.as_deref(),

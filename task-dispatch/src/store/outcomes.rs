@@ -23,7 +23,8 @@ pub enum Outcome {
         /// The executor's handle (pid, start time, job id); ignored after a stop.
         handle: Option<Value>,
     },
-    /// The executor call failed: task and app become FAILED with this error.
+    /// The executor call failed: task and app become FAILED with this error (after a
+    /// savepoint, only the task: the app stays RUNNING, with the error as `last_error`).
     Failed {
         /// Why.
         error: String,
@@ -140,6 +141,8 @@ impl Finish {
                 let handle = match phase {
                     Phase::Start => handle.clone(),
                     Phase::Stop => None,
+                    // The job runs on: its handle stays.
+                    Phase::Savepoint => app.handle.clone(),
                 };
                 (
                     TaskStatus::Succeeded,
@@ -152,7 +155,11 @@ impl Finish {
             Outcome::Failed { error } => (
                 TaskStatus::Failed,
                 Some(error.clone()),
-                AppState::Failed,
+                if phase.fails_app_on_error() {
+                    AppState::Failed
+                } else {
+                    phase.during()
+                },
                 app.handle.clone(),
                 Some(error.clone()),
             ),
@@ -165,7 +172,7 @@ impl Finish {
             ),
         };
         let host = match (outcome, phase) {
-            (Outcome::Succeeded { .. }, Phase::Start) => app.host.clone(),
+            (Outcome::Succeeded { .. }, Phase::Start | Phase::Savepoint) => app.host.clone(),
             (Outcome::Succeeded { .. }, Phase::Stop) => None,
             (Outcome::Failed { .. }, _) => app.host.clone().filter(|_| handle.is_some()),
             // Nothing was done: the host a copy may run on is what it was.
@@ -222,7 +229,7 @@ impl Store {
         let state = next.during();
         let host = match next {
             Phase::Start => pin,
-            Phase::Stop => app.host.as_ref(),
+            Phase::Stop | Phase::Savepoint => app.host.as_ref(),
         };
         // The handle of a stopped app is stale: dropped.
         let write = AppWrite {

@@ -338,6 +338,19 @@ impl Store {
         ])
     }
 
+    /// The database server's clock, in milliseconds since the Unix epoch: a second opinion for
+    /// callers that compare their own clock with timestamps other nodes wrote (SQLite: this
+    /// host's clock, read by SQLite).
+    pub async fn database_now_ms(&self) -> Result<i64> {
+        const MYSQL: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
+        const SQLITE: &str = "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+        let now: i64 = match &self.pool {
+            Pool::MySql(db) => sqlx::query_scalar(MYSQL).fetch_one(db).await?,
+            Pool::Sqlite(db) => sqlx::query_scalar(SQLITE).fetch_one(db).await?,
+        };
+        Ok(now)
+    }
+
     /// Deletes up to `batch` tasks that finished (SUCCEEDED or FAILED) before `cutoff_ms`
     /// (milliseconds since the Unix epoch), oldest first, and returns how many it deleted.
     /// PENDING and RUNNING tasks are never touched. The cluster leader calls it in a loop

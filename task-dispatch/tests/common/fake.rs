@@ -207,6 +207,8 @@ impl FakeActions {
                     running.remove(&app.id);
                     Ok(Value::Null)
                 }
+                // The app runs on.
+                Phase::Savepoint => Ok(Value::Null),
             }
         };
         guard.complete(result.is_err());
@@ -222,6 +224,10 @@ impl AppActions for FakeActions {
 
     async fn stop(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
         self.act(app, cx, Phase::Stop).await.map(|_| ())
+    }
+
+    async fn savepoint(&self, app: &App, cx: &ActionContext) -> Result<(), ActionError> {
+        self.act(app, cx, Phase::Savepoint).await.map(|_| ())
     }
 
     fn is_host_bound(&self, _app: &App) -> bool {

@@ -2,11 +2,11 @@
 //! lease a claim needs, attempts, and the claim with a known app against the reading claim.
 
 use serde_json::json;
-use task_dispatch::{Action, Adoption, AppState, Claim, Error, Outcome, Phase, TaskStatus};
+use task_dispatch::{Action, AppState, Claim, Error, Outcome, Phase, TaskStatus};
 
 use crate::common;
 use crate::on_both_backends;
-use crate::{claim_next, ids, new_app, own, run_next_ok};
+use crate::{claim_next, ids, new_app, own, run_next_ok, take_over};
 
 async fn claim_run_finish_through_the_state_machine(db: &common::TestDb) {
     let store = db.store().await;
@@ -202,15 +202,7 @@ async fn claims_need_the_lease_and_give_up_after_max_attempts(db: &common::TestD
     let mut lease = own(&store, "n0", app.id).await;
     claim_next(&store, &lease, app.id).await;
     for i in 1..3 {
-        let next = store.register_node(&format!("n{i}")).await.unwrap();
-        let dead = lease.node_id.clone();
-        assert!(matches!(
-            store
-                .adopt_app(&next, app.id, None, |n| n != dead)
-                .await
-                .unwrap(),
-            Adoption::Adopted(_)
-        ));
+        let next = take_over(&store, &lease, &format!("n{i}"), app.id).await;
         let (task, _, _) = claim_next(&store, &next, app.id).await;
         assert_eq!(task.attempts, i + 1);
         lease = next;

@@ -8,6 +8,7 @@
 //! | `leases` | node sessions and app leases, fencing |
 //! | `maintenance` | monitoring, the purge, the baseline's full scan |
 //! | `owner_batches` | the owner's reads, adoptions, claims and outcomes of many apps at once |
+//! | `savepoints` | the savepoint action: the app stays RUNNING, whatever the outcome |
 //! | `schema` | connecting, migrations, indexes |
 //! | `submissions` | group commit: batches answer as lone submissions, concurrent batches stay legal |
 //! | `views` | filtered pages, task history, counts by state, the change feed |
@@ -22,6 +23,7 @@ mod hosts;
 mod leases;
 mod maintenance;
 mod owner_batches;
+mod savepoints;
 mod schema;
 mod submissions;
 mod views;
@@ -58,6 +60,26 @@ pub(crate) async fn own(store: &Store, node: &str, app_id: i64) -> NodeLease {
         Adoption::Adopted(_) => lease,
         other => panic!("adoption of {app_id} by {node}: {other:?}"),
     }
+}
+
+/// `node` registers and adopts app `app_id` from `dead`, its holder taken for dead; panics
+/// unless it adopts.
+pub(crate) async fn take_over(
+    store: &Store,
+    dead: &NodeLease,
+    node: &str,
+    app_id: i64,
+) -> NodeLease {
+    let next = store.register_node(node).await.unwrap();
+    let dead = dead.node_id.clone();
+    assert!(matches!(
+        store
+            .adopt_app(&next, app_id, None, |n| n != dead)
+            .await
+            .unwrap(),
+        Adoption::Adopted(_)
+    ));
+    next
 }
 
 /// Claims the app's next task and expects it to be runnable.

@@ -82,6 +82,10 @@ async fn purge_deletes_only_old_finished_tasks(db: &common::TestDb) {
         TaskStatus::Pending
     );
     assert_eq!(store.purge_finished_tasks(i64::MAX, 100).await.unwrap(), 0);
+    // The database's clock is this machine's (the server runs here): it agrees within a
+    // second, so the leader's second opinion reads the right unit and epoch.
+    let skew = store.database_now_ms().await.unwrap() - task_dispatch::unix_millis();
+    assert!(skew.abs() < 1_000, "database clock off by {skew} ms");
 }
 on_both_backends!(purge_deletes_only_old_finished_tasks =>
     mysql_purge_deletes_only_old_finished_tasks, sqlite_purge_deletes_only_old_finished_tasks);

@@ -1,6 +1,7 @@
 //! A private server run by one of the project's `deploy/<service>.sh` scripts, with a port and a
 //! directory of its own: the common part of [`crate::zookeeper::PrivateZookeeper`],
-//! [`crate::zookeeper::PrivateEnsemble`] and [`crate::etcd::PrivateEtcd`].
+//! [`crate::zookeeper::PrivateEnsemble`], [`crate::etcd::PrivateEtcd`] and
+//! [`crate::flink::PrivateFlink`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +10,8 @@ use std::process::Stdio;
 #[derive(Debug)]
 pub(crate) struct DeployScript {
     script: PathBuf,
+    /// The server's directory (the value of the script's directory variable).
+    dir: PathBuf,
     env: Vec<(&'static str, String)>,
     /// The directory when the server made it itself; deleted with this value.
     _own_dir: Option<tempfile::TempDir>,
@@ -47,9 +50,15 @@ impl DeployScript {
             .unwrap_or_else(|| panic!("test-support lives in <workspace>/tests/support"));
         Self {
             script: workspace.join("deploy").join(name),
+            dir,
             env,
             _own_dir: own_dir,
         }
+    }
+
+    /// The server's directory: its files, pid files and logs.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn command(&self, action: &str, extra: &[(&str, String)]) -> std::process::Command {

@@ -6,7 +6,7 @@
 //! | [`proxy`] | [`proxy::TcpProxy`]: a loopback proxy a test switches between pass, cut and black hole |
 //! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop, a [`zookeeper::PrivateEnsemble`] whose leader a test may kill |
 //! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
-//! | [`flink`] | the shared Flink session cluster's URL and the example job's jar |
+//! | [`flink`] | the shared Flink session cluster's URL, the example job's jar, a [`flink::PrivateFlink`] a test may kill |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |
 //! | [`ports`] | [`ports::free_port`] |
 //! | [`console_env`] | the `CONSOLE__…` configuration of a standalone console started inside a test |

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cluster_tests::processes;
 use cluster_tests::{App, Cluster, Options};
-use test_support::wait::eventually;
 
 use crate::SETTLE;
 
@@ -162,14 +161,6 @@ pub(crate) fn owned_by<'a>(apps: &'a [App], node: &str) -> Vec<&'a App> {
 
 /// Waits until `task` is SUCCEEDED (through `api`).
 pub(crate) async fn task_succeeds(api: &cluster_tests::Api, task: &cluster_tests::Id, what: &str) {
-    let task = eventually(&format!("{what} finishes"), SETTLE, || async {
-        let task = api.task(task).await?;
-        if task.is_finished() {
-            Ok(task)
-        } else {
-            Err(format!("{task:?}"))
-        }
-    })
-    .await;
+    let task = api.finished_task(task, SETTLE).await;
     assert_eq!(task.status, "SUCCEEDED", "{what}: {task:?}");
 }

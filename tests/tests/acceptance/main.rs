@@ -14,6 +14,8 @@
 //! | `outage` | 6. the registry goes away and comes back |
 //! | `bad_input` | 7. bad input changes nothing |
 //! | `forged_notices` | issue 12, finding 1: forged node-to-node calls change nothing |
+//! | `node_partitions` | issue 12: one node cut from its registry only, or from its database only |
+//! | `database_clock` | issue 12, finding 16: a step of the database's clock ends no MySQL-registry session (MySQL only) |
 //! | `stalled_registry_client` | issue 12, finding 4: a MySQL-registry client stopped inside a write costs its peers nothing (MySQL only) |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `zookeeper_ensemble` | issue 12: the leader of a three-server ZooKeeper ensemble SIGKILLed under a running cluster; nothing restarts, fails or loses its session (ZooKeeper only) |
@@ -85,10 +87,12 @@ fn ms(duration: Duration) -> u128 {
 mod bad_input;
 mod checks;
 mod concurrent_starts;
+mod database_clock;
 mod failover;
 mod forged_notices;
 mod host_affinity;
 mod membership;
+mod node_partitions;
 mod outage;
 mod partition;
 mod slow_database;

@@ -2,12 +2,15 @@
 //! standalone node (sign in, 1,000 apps, create with a validation error, start pressed on the
 //! page, app detail with its log), and a 3-node ZooKeeper cluster where a node is SIGKILLed
 //! while the page is open (the page shows it gone and the apps' new owners without a reload).
+//! `flink.rs`: a `flink` app's buttons (savepoint, stop without a savepoint, start without
+//! restoring) and its savepoints on the detail page, on the shared Flink (issue 13).
 //!
 //! Each test writes screenshots of every page to a folder it prints (`screenshots of ...:`);
 //! see [`browser::screenshot_dir`]. Chromium comes from `deploy/chromium.sh install`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod flink;
 
 use std::time::Duration;
 
@@ -33,6 +36,11 @@ struct Standalone {
 
 impl Standalone {
     async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// A standalone node whose configuration has `extra` (YAML lines) appended.
+    async fn start_with(extra: &str) -> Self {
         let run_dir = tempfile::Builder::new()
             .prefix("web-console-")
             .tempdir()
@@ -47,7 +55,7 @@ impl Standalone {
                  node: {{ id: solo, data_dir: {} }}\n\
                  database: {{ url: \"sqlite://{}\" }}\n\
                  registry: {{ type: standalone }}\n\
-                 monitor: {{ interval_ms: 500 }}\n",
+                 monitor: {{ interval_ms: 500 }}\n{extra}",
                 data.display(),
                 db.display()
             )

@@ -5,8 +5,9 @@
 //!   from the cluster, the app and the start task ([`FlinkExecutor::job_id_for`]); Flink refuses
 //!   a second job with that id, and a start re-run after its owner died finds the job by that
 //!   id and adopts it. Savepoint triggers carry ids derived the same way.
-//! - **Stop** takes a savepoint into `<savepoint_dir>/app-<id>/` and ends the job; a **start**
-//!   restores the newest savepoint there; only the newest `retention` are kept.
+//! - **Stop** takes a savepoint into `<savepoint_dir>/app-<id>/` and ends the job;
+//!   **savepoint** (a `savepoint` task) takes one there while the job runs on; a **start**
+//!   restores the newest savepoint there; only the newest `retention` are kept (`trigger.rs`).
 //! - **Probe** reads `GET /jobs/overview` at most once per [`OVERVIEW_TTL`] for all the apps of a
 //!   cluster. RUNNING, INITIALIZING, CREATED, RESTARTING (and the transient FAILING,
 //!   CANCELLING, RECONCILING) are alive; FAILED, CANCELED, FINISHED and a job Flink no longer
@@ -18,10 +19,13 @@
 mod jars;
 pub mod savepoints;
 mod spec;
+mod trigger;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -29,8 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::flink::{
-    FlinkError, FlinkRestClient, JobId, JobInfo, JobState, JobSubmission, SavepointFailureKind,
-    SavepointLocation, TriggerId,
+    FlinkError, FlinkRestClient, JobId, JobInfo, JobState, JobSubmission, SavepointLocation,
 };
 use super::{AppRef, Executor, ExecutorError, Handle, Liveness, TaskRef};
 use crate::config::FlinkConfig;
@@ -38,10 +41,8 @@ pub use spec::FlinkSpec;
 
 /// How long one `/jobs/overview` answer serves probes: about one monitor tick.
 pub const OVERVIEW_TTL: Duration = Duration::from_millis(500);
-/// How long a stop waits for its savepoint and for the job to end.
+/// How long a stop waits for the job to end (after its savepoint, or after a cancel).
 const STOP_WITHIN: Duration = Duration::from_secs(60);
-/// Pause between tries of a savepoint the job's tasks were not all running for yet.
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Where a `flink` app runs: `{"executor":"flink","job_id","rest_url","restored_from"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +62,14 @@ pub struct FlinkExecutor {
     retention: usize,
     clients: std::sync::Mutex<HashMap<String, FlinkRestClient>>,
     jars: jars::JarCache,
-    overviews: tokio::sync::Mutex<HashMap<String, (Instant, Vec<JobInfo>)>>,
+    /// The last `/jobs/overview` answer (or failure) per cluster, and when it came.
+    overviews: tokio::sync::Mutex<HashMap<String, Overview>>,
+    /// `console_flink_overview_calls_total`: every `GET /jobs/overview` this executor made.
+    overview_calls: Counter,
 }
+
+/// A `/jobs/overview` answer (or its failure) and when it came.
+type Overview = (Instant, Result<Vec<JobInfo>, FlinkError>);
 
 /// What a stored handle names, as far as this executor may act on it.
 enum Seen {
@@ -91,6 +98,7 @@ impl FlinkExecutor {
             clients: std::sync::Mutex::default(),
             jars: jars::JarCache::default(),
             overviews: tokio::sync::Mutex::default(),
+            overview_calls: Counter::default(),
         };
         executor
             .client(&config.rest_url)
@@ -101,14 +109,23 @@ impl FlinkExecutor {
         Ok(executor)
     }
 
+    /// Counts this executor's `GET /jobs/overview` calls in `counter` (the node's
+    /// `console_flink_overview_calls_total`) instead of a counter of its own.
+    #[must_use]
+    pub fn with_overview_counter(mut self, counter: Counter) -> Self {
+        self.overview_calls = counter;
+        self
+    }
+
+    /// How many `GET /jobs/overview` calls this executor made.
+    #[cfg(test)]
+    pub(crate) fn overview_calls(&self) -> u64 {
+        self.overview_calls.get()
+    }
+
     /// The job id of `app`'s start task `task_id`: the same on every node of the cluster.
     pub fn job_id_for(&self, app_id: i64, task_id: i64) -> JobId {
         JobId::from_bytes(self.derive(&format!("job\n{app_id}\n{task_id}")))
-    }
-
-    fn trigger_id_for(&self, app_id: i64, task: TaskRef<'_>, attempt: u32) -> TriggerId {
-        let parts = format!("stop\n{app_id}\n{}\n{}\n{attempt}", task.id, task.attempt);
-        TriggerId::from_bytes(self.derive(&parts))
     }
 
     fn derive(&self, parts: &str) -> [u8; 16] {
@@ -138,6 +155,25 @@ impl FlinkExecutor {
             .unwrap_or(&self.default_url)
     }
 
+    /// The client and job of `handle`, for a call that acts on the job.
+    ///
+    /// # Notable errors
+    /// The refusal [`ExecutorError::Undetermined`] for a cluster this node does not use;
+    /// [`ExecutorError::InvalidHandle`].
+    fn usable(
+        &self,
+        app: &AppRef<'_>,
+        handle: &Handle,
+    ) -> Result<(FlinkRestClient, JobId), ExecutorError> {
+        match self.see(app, handle) {
+            Seen::Usable(client, job_id) => Ok((client, job_id)),
+            Seen::Foreign(url) => Err(undetermined(format!(
+                "the job runs on Flink cluster {url}, which this node does not use"
+            ))),
+            Seen::Invalid(reason) => Err(ExecutorError::InvalidHandle { reason }),
+        }
+    }
+
     fn see(&self, app: &AppRef<'_>, handle: &Handle) -> Seen {
         let Handle::Flink(flink) = handle else {
             return Seen::Invalid(format!("not a flink handle: {handle:?}"));
@@ -155,30 +191,33 @@ impl FlinkExecutor {
         }
     }
 
-    /// The job's state from a fresh enough `/jobs/overview` of its cluster, else from
-    /// `/jobs/{id}`.
+    /// The job's state from a fresh enough `/jobs/overview` of its cluster, else (a job newer
+    /// than the answer, or one Flink forgot) from `/jobs/{id}`. A failed overview call is
+    /// remembered as long as an answer would be: while Flink is unreachable, every probe of the
+    /// window answers that error (unknown), with no call of its own.
     async fn job_state(
         &self,
         client: &FlinkRestClient,
         job_id: JobId,
     ) -> Result<JobInfo, FlinkError> {
         let url = client.rest_url().to_string();
-        {
+        let overview = {
             // One caller fetches while the others wait for its answer.
             let mut overviews = self.overviews.lock().await;
-            let stale = overviews
-                .get(&url)
-                .is_none_or(|(at, _)| at.elapsed() > OVERVIEW_TTL);
-            if stale && let Ok(jobs) = client.jobs_overview().await {
-                overviews.insert(url.clone(), (Instant::now(), jobs));
+            match overviews.get(&url) {
+                Some((at, answer)) if at.elapsed() <= OVERVIEW_TTL => answer.clone(),
+                _ => {
+                    self.overview_calls.inc();
+                    let answer = client.jobs_overview().await;
+                    overviews.insert(url, (Instant::now(), answer.clone()));
+                    answer
+                }
             }
-            if let Some((_, jobs)) = overviews.get(&url)
-                && let Some(job) = jobs.iter().find(|job| job.id == job_id)
-            {
-                return Ok(job.clone());
-            }
+        };
+        match overview?.into_iter().find(|job| job.id == job_id) {
+            Some(job) => Ok(job),
+            None => client.job(job_id).await,
         }
-        client.job(job_id).await
     }
 
     async fn death_reason(&self, client: &FlinkRestClient, job: &JobInfo) -> String {
@@ -219,75 +258,9 @@ impl FlinkExecutor {
                 Err(error) if started.elapsed() >= within => {
                     return Err(flink_error(error.to_string()));
                 }
-                _ => tokio::time::sleep(RETRY_PAUSE).await,
+                _ => tokio::time::sleep(trigger::RETRY_PAUSE).await,
             }
         }
-    }
-
-    async fn stop_with_savepoint(
-        &self,
-        app: &AppRef<'_>,
-        task: TaskRef<'_>,
-        client: &FlinkRestClient,
-        job_id: JobId,
-    ) -> Result<(), ExecutorError> {
-        let started = Instant::now();
-        let target = self
-            .savepoint_dir
-            .as_ref()
-            .map(|dir| savepoints::app_dir(dir, app.id));
-        let target: Option<SavepointLocation> = match &target {
-            Some(dir) => Some(
-                dir.display()
-                    .to_string()
-                    .parse()
-                    .map_err(|error: super::flink::InvalidValue| flink_error(error.to_string()))?,
-            ),
-            None => None,
-        };
-        for attempt in 0.. {
-            let trigger = self.trigger_id_for(app.id, task, attempt);
-            let remaining = STOP_WITHIN.saturating_sub(started.elapsed());
-            let done = match client
-                .stop_with_savepoint(job_id, trigger, target.as_ref(), false)
-                .await
-            {
-                Ok(()) => client.await_savepoint(job_id, trigger, remaining).await,
-                Err(error) => Err(error),
-            };
-            match done {
-                Ok(location) => {
-                    tracing::info!(app_id = app.id, %job_id, %location, "stopped with a savepoint");
-                    let note = savepoints::SavepointNote {
-                        job_id: job_id.to_string(),
-                        kind: "stop".to_owned(),
-                        created_at: unix_millis(),
-                    };
-                    if self.savepoint_dir.is_some()
-                        && let Err(error) = savepoints::record(location.as_str(), &note)
-                    {
-                        tracing::warn!(%location, %error, "cannot write the savepoint's note");
-                    }
-                    if let Some(dir) = &self.savepoint_dir {
-                        savepoints::prune(dir, app.id, self.retention);
-                    }
-                    return self.until_ended(client, job_id, remaining).await;
-                }
-                Err(FlinkError::JobNotFound { .. }) => return Ok(()),
-                Err(FlinkError::SavepointFailed { failure, .. })
-                    if failure.kind == SavepointFailureKind::TasksNotRunning
-                        && started.elapsed() < STOP_WITHIN =>
-                {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(error) => {
-                    return Err(flink_error(format!(
-                        "stop with a savepoint of job {job_id}: {error}"
-                    )));
-                }
-            }
-        }
-        unreachable!("the loop returns")
     }
 }
 
@@ -404,20 +377,23 @@ impl Executor for FlinkExecutor {
         task: TaskRef<'_>,
         handle: &Handle,
     ) -> Result<(), ExecutorError> {
-        let (client, job_id) = match self.see(app, handle) {
-            Seen::Usable(client, job_id) => (client, job_id),
-            Seen::Foreign(url) => {
-                return Err(undetermined(format!(
-                    "the job runs on Flink cluster {url}, which this node does not use"
-                )));
-            }
-            Seen::Invalid(reason) => return Err(ExecutorError::InvalidHandle { reason }),
-        };
+        let (client, job_id) = self.usable(app, handle)?;
         match client.job(job_id).await {
             Ok(job) if job.state.is_terminal() => Ok(()),
             Err(FlinkError::JobNotFound { .. }) => Ok(()),
             Ok(_) if wants_savepoint(task) => {
-                self.stop_with_savepoint(app, task, &client, job_id).await
+                let started = Instant::now();
+                let taken = self
+                    .take_savepoint(app, task, &client, job_id, trigger::Operation::Stop)
+                    .await?;
+                match taken {
+                    Some(_) => {
+                        let remaining = STOP_WITHIN.saturating_sub(started.elapsed());
+                        self.until_ended(&client, job_id, remaining).await
+                    }
+                    // The job ended meanwhile: stopped.
+                    None => Ok(()),
+                }
             }
             Ok(_) => {
                 // `{"savepoint": false}`: cancel, no savepoint.
@@ -430,6 +406,29 @@ impl Executor for FlinkExecutor {
             }
             Err(error) => Err(flink_error(format!("cannot read job {job_id}: {error}"))),
         }
+    }
+
+    fn takes_savepoints(&self) -> bool {
+        true
+    }
+
+    async fn savepoint(
+        &self,
+        app: &AppRef<'_>,
+        task: TaskRef<'_>,
+        handle: &Handle,
+    ) -> Result<String, ExecutorError> {
+        let (client, job_id) = self.usable(app, handle)?;
+        let taken = self
+            .take_savepoint(app, task, &client, job_id, trigger::Operation::Manual)
+            .await?;
+        taken
+            .map(|location| location.as_str().to_owned())
+            .ok_or_else(|| {
+                flink_error(format!(
+                    "job {job_id} does not run (Flink does not know it, or it ended): no savepoint taken"
+                ))
+            })
     }
 
     async fn probe(&self, app: &AppRef<'_>, handle: &Handle) -> Liveness {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavepointNote {
     pub job_id: String,
-    /// `stop` or `manual`.
+    /// `stop` (a stop with a savepoint) or `manual` (`POST /api/v1/apps/{id}/savepoint`).
     pub kind: String,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -80,10 +80,21 @@ pub fn list(savepoint_dir: &Path, app_id: i64) -> Vec<Savepoint> {
 }
 
 /// Writes the note of a savepoint Flink just completed at `location` (`file:/...` or a path).
+/// A note already there is kept: a task re-run that finds its savepoint again does not make it
+/// look newer.
 pub fn record(location: &str, note: &SavepointNote) -> std::io::Result<()> {
-    let path = local_path(location);
+    use std::io::Write as _;
+    let path = local_path(location).join("console.json");
     let body = serde_json::to_vec(note).map_err(std::io::Error::other)?;
-    std::fs::write(path.join("console.json"), body)
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => file.write_all(&body),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Deletes all but the newest `keep` (at least one) of the app's savepoints.
@@ -147,6 +158,14 @@ mod tests {
             listed[0].job_id.as_deref(),
             Some("abababababababababababababababab")
         );
+        // A second note (a re-run finding the savepoint again) keeps the first.
+        let again = SavepointNote {
+            job_id: "cd".repeat(16),
+            kind: "manual".to_owned(),
+            created_at: 9_000,
+        };
+        record(&new, &again).unwrap();
+        assert_eq!(list(dir.path(), 7)[0].created_at, 2_000);
         prune(dir.path(), 7, 0);
         assert_eq!(list(dir.path(), 7).len(), 1, "never fewer than one");
         assert_eq!(list(dir.path(), 7)[0].location, new);

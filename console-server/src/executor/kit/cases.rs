@@ -279,10 +279,59 @@ async fn never_dead_never_acted_on<T: Target>(
             format!("stop with the {what} handle succeeded")
         })?;
     }
+    ensure(
+        executor
+            .savepoint(&app.as_ref(), task(5), unseen)
+            .await
+            .is_err(),
+        || format!("a savepoint through the {what} handle succeeded"),
+    )?;
     expect_copies(target, app, 1).await?;
     expect_liveness(target, app, running, is_alive, "Alive").await?;
     executor
         .stop(&app.as_ref(), task(4), running)
+        .await
+        .context("stop")
+}
+
+/// A savepoint leaves the app running, one copy, and a re-run of the same task (its owner died)
+/// answers the same savepoint instead of taking a second. An executor that takes no savepoints
+/// says so ([`ExecutorError::Unsupported`]) and touches nothing.
+pub async fn a_savepoint_leaves_the_app_running<T: Target>(target: Arc<T>) -> CaseResult {
+    let app = KitApp::new(&*target, 9);
+    let executor = target.executor();
+    let handle = executor
+        .start(&app.as_ref(), task(1), None)
+        .await
+        .context("start")?;
+    expect_copies(&*target, &app, 1).await?;
+    let taken = executor.savepoint(&app.as_ref(), task(2), &handle).await;
+    if executor.takes_savepoints() {
+        let first = taken.context("savepoint")?;
+        let again = executor
+            .savepoint(&app.as_ref(), retried(task(2)), &handle)
+            .await
+            .context("the re-run savepoint")?;
+        ensure(again == first, || {
+            format!("the re-run of the savepoint task took {again}, not the first run's {first}")
+        })?;
+        let next = executor
+            .savepoint(&app.as_ref(), task(3), &handle)
+            .await
+            .context("a second savepoint task")?;
+        ensure(next != first, || {
+            format!("a new savepoint task answered the previous savepoint {first}")
+        })?;
+    } else {
+        ensure(
+            matches!(taken, Err(ExecutorError::Unsupported { .. })),
+            || format!("an executor without savepoints answered {taken:?}, not Unsupported"),
+        )?;
+    }
+    expect_copies(&*target, &app, 1).await?;
+    expect_liveness(&*target, &app, &handle, is_alive, "Alive").await?;
+    executor
+        .stop(&app.as_ref(), task(4), &handle)
         .await
         .context("stop")
 }

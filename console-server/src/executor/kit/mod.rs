@@ -283,6 +283,7 @@ macro_rules! executor_conformance_tests {
             probing_changes_nothing,
             a_foreign_handle_is_never_dead_and_never_acted_on,
             an_undeterminable_handle_is_never_dead_and_never_acted_on,
+            a_savepoint_leaves_the_app_running,
         );
     };
     ($target:ty; $($case:ident),* $(,)?) => {

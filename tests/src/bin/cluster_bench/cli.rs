@@ -48,6 +48,8 @@ pub enum Scenario {
     Failover,
     Handoff,
     Memory,
+    /// Added (issue 13); not in the default list: it needs Flink (a private session cluster).
+    Flink,
 }
 
 /// The command line.
@@ -83,6 +85,15 @@ pub struct Args {
     /// RUNNING apps of the failover and handoff cluster.
     #[arg(long, default_value_t = 300)]
     pub failover_apps: usize,
+    /// Sequential starts of the flink scenario (one fresh app each).
+    #[arg(long, default_value_t = 20)]
+    pub flink_samples: usize,
+    /// Jobs RUNNING in the flink scenario's second window (its private Flink gets 2 slots more).
+    #[arg(long, default_value_t = 50)]
+    pub flink_jobs: usize,
+    /// Length of each of the flink scenario's windows, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub flink_window_seconds: u64,
     /// `registry.mysql.heartbeat_interval_ms` (the harness's short test timing by default;
     /// DESIGN.md's default is 1000).
     #[arg(long, default_value_t = 200)]

@@ -73,6 +73,22 @@ const SUMMARY: &[(&str, &str)] = &[
         "idle, apps RUNNING: ZooKeeper packets (/s per node)",
     ),
     ("failover_ms", "failover: SIGKILL to all adopted (ms)"),
+    (
+        "flink_latency_p50_ms",
+        "flink: 202 to the job RUNNING on Flink, p50 (ms)",
+    ),
+    (
+        "flink_latency_p99_ms",
+        "flink: 202 to the job RUNNING on Flink, p99 (ms)",
+    ),
+    (
+        "flink_overview_calls_per_tick_1_job",
+        "flink: GET /jobs/overview per monitor tick, 1 job (all nodes)",
+    ),
+    (
+        "flink_overview_calls_per_tick_many_jobs",
+        "flink: GET /jobs/overview per monitor tick, --flink-jobs jobs (all nodes)",
+    ),
     ("handoff_ms", "handoff: SIGTERM to all adopted (ms)"),
     ("handoff_exit_ms", "handoff: SIGTERM to process exit (ms)"),
     (

@@ -41,6 +41,17 @@ pub struct Batch {
 impl Bench {
     /// Starts 3 nodes with the noop executor, dispatching as `mode` does.
     pub async fn start(registry: RegistryKind, mode: Mode, args: &Args) -> Self {
+        Self::start_with(registry, mode, args, |options| options).await
+    }
+
+    /// [`Bench::start`] with the options changed by `configure` (more environment, another
+    /// monitor interval).
+    pub async fn start_with(
+        registry: RegistryKind,
+        mode: Mode,
+        args: &Args,
+        configure: impl FnOnce(Options) -> Options,
+    ) -> Self {
         let mut options = Options::new(registry, 3).env("CONSOLE_BENCHMARK_EXECUTOR", "noop");
         if registry == RegistryKind::Mysql {
             options.heartbeat_interval = Duration::from_millis(args.mysql_heartbeat_ms);
@@ -49,6 +60,7 @@ impl Bench {
         if mode == Mode::Baseline {
             options = options.env("CONSOLE_BENCHMARK_DISPATCH", "streampark");
         }
+        let options = configure(options);
         let started = Instant::now();
         let cluster = Cluster::start(options).await;
         eprintln!(

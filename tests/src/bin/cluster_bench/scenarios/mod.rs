@@ -2,6 +2,7 @@
 //! adds its summary figures to [`Figures`].
 
 mod failover;
+mod flink;
 mod handoff;
 mod idle;
 mod latency;
@@ -46,6 +47,9 @@ pub async fn run_all(registry: RegistryKind, mode: Mode, args: Args) -> Figures 
         let mut bench = Bench::start(registry, mode, &args).await;
         run_moves(&mut bench, &mut figures).await;
         bench.finish();
+    }
+    if args.runs(Scenario::Flink) {
+        flink::run(registry, mode, &args, &mut figures).await;
     }
     figures
 }
