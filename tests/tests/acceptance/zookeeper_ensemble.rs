@@ -181,7 +181,7 @@ async fn ensemble_leader_killed() {
     let mut watch = Watch::default();
     watch.poll(&cluster, &apps).await;
     // The kill command (a shell, then SIGKILL, then a wait for the port to close) takes
-    // 100-150 ms; the times below count from its start.
+    // 0.1-0.2 s; the times below count from its start.
     let killed = Instant::now();
     ensemble.kill(leader).await;
     let kill_took = killed.elapsed();
