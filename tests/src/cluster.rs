@@ -25,7 +25,7 @@ use test_support::etcd::{self, PrivateEtcd};
 use test_support::mariadb::{MariaDb, TestDatabase};
 use test_support::proxy::TcpProxy;
 use test_support::wait::{eventually, poll_until};
-use test_support::zookeeper::{self, Namespace, PrivateZookeeper};
+use test_support::zookeeper::{self, Namespace, PrivateEnsemble, PrivateZookeeper};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -72,6 +72,9 @@ pub struct Options {
     /// Run a ZooKeeper or etcd of the test's own instead of the shared one (ZooKeeper and etcd
     /// only).
     pub private_server: bool,
+    /// Run a ZooKeeper ensemble of this many members of the test's own (ZooKeeper only; wins
+    /// over `private_server`): every node gets all members in `registry.zookeeper.servers`.
+    pub private_ensemble: Option<usize>,
     /// Reach MariaDB (store, and registry when it is MySQL) through a [`TcpProxy`] the test can
     /// cut.
     pub database_proxy: bool,
@@ -105,6 +108,7 @@ impl Options {
             heartbeat_interval: Duration::from_millis(200),
             monitor_interval: Duration::from_millis(500),
             private_server: false,
+            private_ensemble: None,
             database_proxy: false,
             node_proxies: false,
             env: Vec::new(),
@@ -142,6 +146,13 @@ impl Options {
     #[must_use]
     pub fn private_server(mut self) -> Self {
         self.private_server = true;
+        self
+    }
+
+    /// See [`Options::private_ensemble`](Options#structfield.private_ensemble).
+    #[must_use]
+    pub fn private_ensemble(mut self, members: usize) -> Self {
+        self.private_ensemble = Some(members);
         self
     }
 
@@ -195,6 +206,7 @@ pub struct Cluster {
     registry_db: Option<TestDatabase>,
     namespace: Option<Namespace>,
     zookeeper: Option<PrivateZookeeper>,
+    ensemble: Option<PrivateEnsemble>,
     etcd_namespace: Option<etcd::Namespace>,
     etcd: Option<PrivateEtcd>,
     proxy: Option<TcpProxy>,
@@ -241,6 +253,7 @@ impl Cluster {
             registry_db: None,
             namespace: None,
             zookeeper: None,
+            ensemble: None,
             etcd_namespace: None,
             etcd: None,
             proxy: None,
@@ -251,7 +264,14 @@ impl Cluster {
         };
         match options.registry {
             RegistryKind::Zookeeper => {
-                let servers = if options.private_server {
+                let servers = if let Some(members) = options.private_ensemble {
+                    let ensemble =
+                        PrivateEnsemble::start(members, Some(&cluster.run_dir.join("zookeeper")))
+                            .await;
+                    let servers = ensemble.servers();
+                    cluster.ensemble = Some(ensemble);
+                    servers
+                } else if options.private_server {
                     let server =
                         PrivateZookeeper::start_in(&cluster.run_dir.join("zookeeper")).await;
                     let servers = server.servers();
@@ -366,6 +386,26 @@ impl Cluster {
         self.zookeeper
             .as_ref()
             .expect("the cluster uses the shared ZooKeeper")
+    }
+
+    /// The test's own ZooKeeper ensemble ([`Options::private_ensemble`]).
+    ///
+    /// # Panics
+    /// When the cluster runs on a single ZooKeeper server.
+    pub fn ensemble(&self) -> &PrivateEnsemble {
+        self.ensemble
+            .as_ref()
+            .expect("the cluster runs without a private ensemble")
+    }
+
+    /// The ZooKeeper namespace the nodes use (ZooKeeper registry only).
+    ///
+    /// # Panics
+    /// With another registry.
+    pub fn zookeeper_namespace(&self) -> &Namespace {
+        self.namespace
+            .as_ref()
+            .expect("the cluster uses no ZooKeeper registry")
     }
 
     /// Every node ever started, by index (`n1` is index 0).
@@ -838,6 +878,10 @@ impl Drop for Cluster {
         if let Some(server) = self.zookeeper.take() {
             drop(self.namespace.take());
             drop(server);
+        }
+        if let Some(ensemble) = self.ensemble.take() {
+            drop(self.namespace.take());
+            drop(ensemble);
         }
         if let Some(server) = self.etcd.take() {
             drop(self.etcd_namespace.take());

@@ -1,6 +1,7 @@
 //! A private server run by one of the project's `deploy/<service>.sh` scripts, with a port and a
 //! directory of its own: the common part of [`crate::zookeeper::PrivateZookeeper`],
-//! [`crate::etcd::PrivateEtcd`] and [`crate::flink::PrivateFlink`].
+//! [`crate::zookeeper::PrivateEnsemble`], [`crate::etcd::PrivateEtcd`] and
+//! [`crate::flink::PrivateFlink`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -60,20 +61,23 @@ impl DeployScript {
         &self.dir
     }
 
-    fn command(&self, action: &str) -> std::process::Command {
+    fn command(&self, action: &str, extra: &[(&str, String)]) -> std::process::Command {
         let mut command = std::process::Command::new(&self.script);
         command
             .arg(action)
             .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .envs(extra.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null());
         command
     }
 
     /// `VAR=value … deploy/<name>`, for messages.
-    fn describe(&self, action: &str) -> String {
+    fn describe(&self, action: &str, extra: &[(&str, String)]) -> String {
         let mut words: Vec<String> = self
             .env
             .iter()
+            .map(|(name, value)| (*name, value))
+            .chain(extra.iter().map(|(name, value)| (*name, value)))
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
         words.push(format!("{} {action}", self.script.display()));
@@ -85,14 +89,23 @@ impl DeployScript {
     /// # Panics
     /// With the script's output when it fails.
     pub(crate) async fn run(&self, action: &str) {
-        let output = tokio::process::Command::from(self.command(action))
+        self.run_with(action, &[]).await;
+    }
+
+    /// [`DeployScript::run`] with `extra` added to the environment of this one run (e.g. the
+    /// member of an ensemble to act on).
+    ///
+    /// # Panics
+    /// With the script's output when it fails.
+    pub(crate) async fn run_with(&self, action: &str, extra: &[(&str, String)]) {
+        let output = tokio::process::Command::from(self.command(action, extra))
             .output()
             .await
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", self.describe(action)));
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", self.describe(action, extra)));
         assert!(
             output.status.success(),
             "{} failed:\n{}{}",
-            self.describe(action),
+            self.describe(action, extra),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -103,9 +116,9 @@ impl Drop for DeployScript {
     /// `deploy/<name> clean`: stops the server and deletes its files. Best effort: reports on
     /// stderr, never panics.
     fn drop(&mut self) {
-        let cleaned = self.command("clean").stdout(Stdio::null()).status();
+        let cleaned = self.command("clean", &[]).stdout(Stdio::null()).status();
         if !matches!(cleaned, Ok(status) if status.success()) {
-            eprintln!("{} failed: {cleaned:?}", self.describe("clean"));
+            eprintln!("{} failed: {cleaned:?}", self.describe("clean", &[]));
         }
     }
 }

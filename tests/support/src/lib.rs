@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`wait`] | [`eventually`]: poll a condition until it holds or a deadline passes (never a fixed sleep); [`wait::poll_until`], [`wait::holds_for`] |
 //! | [`proxy`] | [`proxy::TcpProxy`]: a loopback proxy a test switches between pass, cut and black hole |
-//! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop |
+//! | [`zookeeper`] | the shared test server, a [`zookeeper::Namespace`] deleted on drop, a [`zookeeper::PrivateZookeeper`] a test may stop, a [`zookeeper::PrivateEnsemble`] whose leader a test may kill |
 //! | [`etcd`] | the shared test server, a [`etcd::Namespace`] deleted on drop, a [`etcd::PrivateEtcd`] a test may stop |
 //! | [`flink`] | the shared Flink session cluster's URL, the example job's jar, a [`flink::PrivateFlink`] a test may kill |
 //! | [`mariadb`] | the shared test server, a [`mariadb::TestDatabase`] dropped on drop |

@@ -1,11 +1,12 @@
-//! ZooKeeper for tests: the shared server, a namespace of one test that is deleted on drop, and
-//! a private server for tests that stop it.
+//! ZooKeeper for tests: the shared server, a namespace of one test that is deleted on drop, a
+//! private server for tests that stop it, and a private ensemble for tests that kill a member.
 //!
 //! The shared server is `CONSOLE_TEST_ZK` (default `127.0.0.1:2181`, started by
 //! `deploy/zookeeper.sh start`). It serves every test running at the same time, so a test that
 //! stops or restarts a server uses a [`PrivateZookeeper`] (or cuts its clients off with a
 //! [`crate::proxy::TcpProxy`]), never the shared one.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,6 +16,10 @@ use zookeeper_client as zk;
 use crate::deploy_script::DeployScript;
 use crate::ports::free_port;
 use crate::teardown;
+
+mod ensemble;
+
+pub use ensemble::PrivateEnsemble;
 
 /// The variable that names the shared server.
 pub const SERVERS_VAR: &str = "CONSOLE_TEST_ZK";
@@ -117,6 +122,33 @@ impl Namespace {
     /// digest ACL.
     pub fn set_digest(&mut self, digest: &str) {
         self.digest = Some(digest.to_owned());
+    }
+
+    /// The session that owns each child of `<namespace><parent>` (`parent` starts with `/`), by
+    /// name: its `ephemeralOwner`, `0` for a persistent znode. A client that kept its session
+    /// keeps its ephemeral znodes with the same owner.
+    ///
+    /// # Notable errors
+    /// The server does not answer, or `parent` does not exist.
+    pub async fn ephemeral_owners(&self, parent: &str) -> Result<BTreeMap<String, i64>, String> {
+        let client = connect(&self.servers, self.digest.as_deref()).await?;
+        let parent = format!("{}{parent}", self.path);
+        let children = client
+            .list_children(&parent)
+            .await
+            .map_err(|error| format!("listing {parent}: {error}"))?;
+        let mut owners = BTreeMap::new();
+        for child in children {
+            let path = format!("{parent}/{child}");
+            match client.check_stat(&path).await {
+                Ok(Some(stat)) => {
+                    owners.insert(child, stat.ephemeral_owner);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(format!("stat of {path}: {error}")),
+            }
+        }
+        Ok(owners)
     }
 
     /// Deletes the namespace and everything below it now; dropping it later does nothing more.

@@ -18,6 +18,7 @@
 //! | `database_clock` | issue 12, finding 16: a step of the database's clock ends no MySQL-registry session (MySQL only) |
 //! | `stalled_registry_client` | issue 12, finding 4: a MySQL-registry client stopped inside a write costs its peers nothing (MySQL only) |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
+//! | `zookeeper_ensemble` | issue 12: the leader of a three-server ZooKeeper ensemble SIGKILLed under a running cluster; nothing restarts, fails or loses its session (ZooKeeper only) |
 //! | `checks` | what the scenarios check on a running cluster |
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -96,3 +97,4 @@ mod outage;
 mod partition;
 mod slow_database;
 mod stalled_registry_client;
+mod zookeeper_ensemble;
