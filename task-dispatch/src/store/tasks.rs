@@ -338,6 +338,22 @@ impl Store {
         ])
     }
 
+    /// The transaction isolation level of the store's connections, as the server names it:
+    /// `REPEATABLE-READ` on MySQL/MariaDB whatever the server's default (the fenced writes count
+    /// on it; every connection sets it), `None` on SQLite (serializable by construction). For
+    /// operators checking a server, and the tests.
+    pub async fn isolation_level(&self) -> Result<Option<String>> {
+        match &self.pool {
+            Pool::MySql(db) => {
+                let level: String = sqlx::query_scalar("SELECT @@tx_isolation")
+                    .fetch_one(db)
+                    .await?;
+                Ok(Some(level))
+            }
+            Pool::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// The database server's clock, in milliseconds since the Unix epoch: a second opinion for
     /// callers that compare their own clock with timestamps other nodes wrote (SQLite: this
     /// host's clock, read by SQLite).

@@ -46,6 +46,55 @@ async fn mysql_nodes_starting_together_migrate_once() {
     db.cleanup().await;
 }
 
+/// Issue 12, finding 16: the fenced writes count on REPEATABLE READ, so a server whose default
+/// is READ COMMITTED must not change what the store's connections use. The test sets the
+/// server's global default for a moment (every connection of this project sets its own level,
+/// so nothing else running meanwhile depends on it) and restores it whatever happens.
+#[tokio::test]
+async fn mysql_connections_use_repeatable_read_whatever_the_server_default() {
+    struct RestoreGlobal(common::TestDb, String);
+    impl Drop for RestoreGlobal {
+        fn drop(&mut self) {
+            let sql = format!("SET GLOBAL tx_isolation = '{}'", self.1);
+            let url = self.0.url.clone();
+            // A runtime of its own: drop may run while the test's runtime unwinds.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    use sqlx::{Connection, Executor};
+                    let mut conn = sqlx::mysql::MySqlConnection::connect(&url).await.unwrap();
+                    conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+    let db = common::TestDb::mysql().await;
+    let before = {
+        use sqlx::Connection;
+        let mut conn = sqlx::mysql::MySqlConnection::connect(&db.url)
+            .await
+            .unwrap();
+        let level: String = sqlx::query_scalar("SELECT @@GLOBAL.tx_isolation")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        level
+    };
+    db.execute("SET GLOBAL tx_isolation = 'READ-COMMITTED'".to_owned())
+        .await;
+    let restore = RestoreGlobal(db, before);
+    let store = restore.0.store().await;
+    let level = store.isolation_level().await.unwrap();
+    drop(store);
+    drop(restore);
+    assert_eq!(level.as_deref(), Some("REPEATABLE-READ"));
+}
+
 /// The dispatcher's queries read through their indexes, not the whole task or app table.
 #[tokio::test]
 async fn mysql_dispatcher_queries_use_indexes() {
