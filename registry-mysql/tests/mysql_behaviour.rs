@@ -15,7 +15,6 @@ use registry_mysql::MysqlRegistry;
 use sqlx::{AssertSqlSafe, Connection};
 use test_support::eventually;
 use test_support::mariadb::TestDatabase;
-use test_support::proxy::TcpProxy;
 
 use ConnectionState::{Connected, Reconnected, SessionLost, Suspended};
 use EventKind::{Added, Removed, Updated};
@@ -180,11 +179,7 @@ async fn mysql_killed_connection_suspends_then_reconnects_keeping_ephemerals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_client_cut_off_past_the_session_timeout_is_purged_and_re_registers() {
     let db = common::database().await;
-    let proxy = TcpProxy::start(&db.server().host_port).await;
-    let mut config = common::config(&db);
-    config.url = format!("mysql://{}/{}", proxy.addr(), db.name());
-    let victim = MysqlRegistry::new(config).unwrap();
-    victim.connect(Duration::from_secs(15)).await.unwrap();
+    let (victim, proxy) = common::connected_through_proxy(&db).await;
     let watcher = connected(&db).await;
     let mut events = watcher.subscribe("/away").await.unwrap();
     victim
@@ -571,11 +566,7 @@ async fn mysql_a_held_sequence_row_costs_writers_time_but_nobody_their_session()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_a_subscriber_behind_the_purged_log_is_told_to_re_read() {
     let db = common::database().await;
-    let proxy = TcpProxy::start(&db.server().host_port).await;
-    let mut config = common::config(&db);
-    config.url = format!("mysql://{}/{}", proxy.addr(), db.name());
-    let behind = MysqlRegistry::new(config).unwrap();
-    behind.connect(Duration::from_secs(15)).await.unwrap();
+    let (behind, proxy) = common::connected_through_proxy(&db).await;
     let mut events = behind.subscribe("/gap").await.unwrap();
     let mut states = behind.connection_listener();
     assert_eq!(states.next().await, Some(Connected));

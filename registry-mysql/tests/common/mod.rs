@@ -43,6 +43,16 @@ pub async fn connected(db: &TestDatabase) -> MysqlRegistry {
     client
 }
 
+/// A connected client of `db` that reaches it through a proxy the test can cut or black-hole.
+pub async fn connected_through_proxy(db: &TestDatabase) -> (MysqlRegistry, TcpProxy) {
+    let proxy = TcpProxy::start(&db.server().host_port).await;
+    let mut config = config(db);
+    config.url = format!("mysql://{}/{}", proxy.addr(), db.name());
+    let client = MysqlRegistry::new(config).unwrap();
+    client.connect(Duration::from_secs(15)).await.unwrap();
+    (client, proxy)
+}
+
 /// Ends `client`'s session the way the backend's expiry does: another client purges it
 /// (`MysqlRegistry::end_session`: its connection killed, its row, ephemeral keys and locks
 /// gone). Ageing the row is not enough: a live client refreshes a row that merely looks expired
