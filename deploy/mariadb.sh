@@ -13,6 +13,8 @@
 # Environment:
 #   MARIADB_START_TIMEOUT   seconds to wait until `select 1` works (default 60)
 #   MARIADB_STOP_TIMEOUT    seconds to wait for the server to exit (default 60)
+#   MARIADB_MIN_CONNECTIONS `start` raises a running server's max_connections to at least this
+#                           (default 500; the cluster tests run clusters side by side)
 set -euo pipefail
 
 readonly DB_HOST=127.0.0.1
@@ -25,6 +27,9 @@ readonly OUT_DIR="${TMPDIR:-/tmp}/console-mariadb"
 readonly OUT_FILE="$OUT_DIR/mariadbd.out"
 MARIADB_START_TIMEOUT="${MARIADB_START_TIMEOUT:-60}"
 MARIADB_STOP_TIMEOUT="${MARIADB_STOP_TIMEOUT:-60}"
+MARIADB_MIN_CONNECTIONS="${MARIADB_MIN_CONNECTIONS:-500}"
+[[ "$MARIADB_MIN_CONNECTIONS" =~ ^[0-9]+$ ]] ||
+    { echo "mariadb.sh: error: MARIADB_MIN_CONNECTIONS must be a number, got '$MARIADB_MIN_CONNECTIONS'" >&2; exit 1; }
 
 usage() {
     echo "usage: $0 {start|stop|status}" >&2
@@ -47,6 +52,22 @@ select_one() {
 }
 
 answers() { [ "$(select_one || true)" = 1 ]; }
+
+# The cluster tests run clusters side by side, and each console node holds up to about 25
+# connections (task-store pool and group-commit writers, two for the MySQL registry): raise
+# max_connections to MARIADB_MIN_CONNECTIONS (default 500) when the server allows fewer. A
+# running server only; it lasts until the server restarts.
+make_room() {
+    local current
+    current="$(mariadb --connect-timeout=2 -uroot -h"$DB_HOST" -P"$DB_PORT" --batch --skip-column-names \
+        -e 'select @@max_connections' 2>/dev/null || true)"
+    if [[ "$current" =~ ^[0-9]+$ ]] && [ "$current" -lt "$MARIADB_MIN_CONNECTIONS" ]; then
+        mariadb --connect-timeout=2 -uroot -h"$DB_HOST" -P"$DB_PORT" \
+            -e "set global max_connections = $MARIADB_MIN_CONNECTIONS" ||
+            die "could not raise max_connections from $current to $MARIADB_MIN_CONNECTIONS"
+        log "raised max_connections from $current to $MARIADB_MIN_CONNECTIONS (MARIADB_MIN_CONNECTIONS)"
+    fi
+}
 
 # The inner script is single-quoted on purpose: it reads its own arguments.
 # shellcheck disable=SC2016
@@ -78,7 +99,8 @@ start() {
     local started reply
     started="$(now)"
     if answers; then
-        log "already running: root can query $DB_HOST:$DB_PORT; nothing to do ($(elapsed_since "$started") s)"
+        log "already running: root can query $DB_HOST:$DB_PORT ($(elapsed_since "$started") s)"
+        make_room
         return 0
     fi
     if port_open; then
@@ -99,6 +121,7 @@ start() {
     while before_deadline "$started" "$MARIADB_START_TIMEOUT"; do
         if answers; then
             log "ready: root can query $DB_HOST:$DB_PORT after $(elapsed_since "$started") s"
+            make_room
             return 0
         fi
         sleep 0.2
