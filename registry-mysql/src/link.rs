@@ -168,6 +168,10 @@ impl Link {
         .and_then(|outcome| outcome);
         held.settle(&prepared);
         prepared?;
+        // Until the caller settles the outcome of its own statements, a drop (a cancelled
+        // call) must throw the connection away: it may hold an unread answer or an open
+        // transaction, which the next user would read or extend.
+        held.keep = false;
         Ok(held)
     }
 

@@ -18,8 +18,17 @@ pub const HEARTBEAT_MS: u64 = 200;
 pub const SESSION_MS: u64 = 1_000;
 pub const PREFIX: &str = "registry_";
 
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// A fresh database `registry_test_<random>`, dropped when the test ends.
 pub async fn database() -> TestDatabase {
+    init_logging();
     TestDatabase::create("registry_test").await
 }
 
