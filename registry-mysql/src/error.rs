@@ -3,6 +3,10 @@
 use registry_api::RegistryError;
 use sqlx::mysql::MySqlDatabaseError;
 
+/// How often a call is retried at once after a deadlock, a lock-wait timeout or a lost
+/// optimistic check ([`OpError::is_retryable`]).
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
+
 /// The backend's name in errors and configuration.
 pub(crate) const BACKEND: &str = "mysql";
 

@@ -24,7 +24,7 @@ use registry_api::{LockGuard, LockRelease, RegistryError};
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
-use crate::error::{BACKEND, OpError, is_duplicate_key};
+use crate::error::{BACKEND, MAX_ATTEMPTS, OpError, is_duplicate_key};
 use crate::link::on_link;
 use crate::schema::Tables;
 use crate::state::Shared;
@@ -223,13 +223,25 @@ pub(crate) async fn free(
     owner: i64,
     claim: i64,
 ) -> Result<(), RegistryError> {
-    let outcome = on_link!(shared.link, shared.timing.op_timeout, |conn| release(
-        conn,
-        &shared.tables,
-        owner,
-        claim,
-        path
-    ));
+    // A lock-wait timeout or a deadlock rolls back only the statement, and freeing is
+    // idempotent (it matches the claim), so it is retried as writes are.
+    let mut attempt = 1;
+    let outcome = loop {
+        let outcome = on_link!(shared.link, shared.timing.op_timeout, |conn| release(
+            conn,
+            &shared.tables,
+            owner,
+            claim,
+            path
+        ));
+        match outcome {
+            Err(error) if error.is_retryable() && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(%error, attempt, path, "releasing a registry lock met a held row; retrying");
+                attempt += 1;
+            }
+            outcome => break outcome,
+        }
+    };
     shared.lock_freed.notify_waiters();
     match outcome {
         Ok(_) => Ok(()),

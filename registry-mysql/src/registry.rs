@@ -15,7 +15,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::MysqlConfig;
-use crate::error::BACKEND;
+use crate::error::{BACKEND, MAX_ATTEMPTS};
 use crate::link::on_link;
 use crate::lock;
 use crate::schema::Tables;
@@ -23,9 +23,6 @@ use crate::session;
 use crate::state::Shared;
 use crate::store::{self, Purge};
 use crate::timing::Timing;
-
-/// How often a call is retried at once after a deadlock or a lost optimistic check.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// A registry client backed by MySQL or MariaDB. One value is one client with one session (one
 /// row in `<prefix>clients`) at a time and two database connections (calls, heartbeats).

@@ -559,6 +559,53 @@ async fn mysql_a_held_sequence_row_costs_writers_time_but_nobody_their_session()
     reader.close().await.unwrap();
 }
 
+/// A release that meets a held row lock waits it out instead of failing: a lock-wait timeout
+/// (1 s, the link's limit) rolls back only the statement, and freeing a lock is idempotent, so
+/// it is retried like any write. Before, `release` failed with error 1205 after one second
+/// (seen in CI: a conformance case's release met a cut acquisition's lingering transaction)
+/// and the caller was left not knowing whether it still held the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_release_waits_out_a_held_row_lock() {
+    let db = common::database().await;
+    let holder_client = connected(&db).await;
+    let other = connected(&db).await;
+    let guard = holder_client.lock("/locks/held", None).await.unwrap();
+    let token = guard.fencing_token();
+
+    let mut blocker = db.connect().await;
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT owner FROM {PREFIX}locks WHERE path = ? FOR UPDATE"
+    )))
+    .bind(b"/locks/held".as_slice())
+    .fetch_one(&mut blocker)
+    .await
+    .unwrap();
+    let release = tokio::spawn(guard.release());
+    // Past one lock-wait timeout (1 s), short of the attempts a write is allowed.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        !release.is_finished(),
+        "the release should wait for the held row: {:?}",
+        release.await
+    );
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    release
+        .await
+        .unwrap()
+        .expect("the release goes through once the row is free");
+
+    let again = other
+        .lock("/locks/held", Some(Duration::from_secs(5)))
+        .await
+        .expect("the released lock is free for another client");
+    assert!(again.fencing_token() > token);
+    again.release().await.unwrap();
+    let _ = blocker.close().await;
+    holder_client.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
 /// Issue 12, finding 16: a subscriber whose cursor fell below the oldest event left after a
 /// purge cannot be delivered what was purged; it is told so with `SessionLost` (as etcd's
 /// `ErrCompacted` forces a re-read), then `Connected` on a new session, and its subscription
