@@ -230,7 +230,7 @@ async fn standalone_events_carry_app_task_and_deletion_changes_and_resume() {
 
     let id = node.create("watched", "exec sleep 300").await;
     let task = node.act(id, "start").await["task_id"].clone();
-    let (running, _) = stream
+    let (running, before_running) = stream
         .until("app_changed RUNNING", |e| {
             e.name == "app_changed" && e.data["id"] == id && e.data["state"] == "RUNNING"
         })
@@ -238,11 +238,22 @@ async fn standalone_events_carry_app_task_and_deletion_changes_and_resume() {
     assert_eq!(running.data["owner"], "web-node");
     assert_eq!(running.data["adopted_by"], "web-node");
     assert!(running.data["handle"]["pid"].as_i64().unwrap() > 1);
-    let (done, _) = stream
-        .until("task_changed SUCCEEDED", |e| {
-            e.name == "task_changed" && e.data["id"] == task && e.data["status"] == "SUCCEEDED"
-        })
-        .await;
+    // The feed reads apps, then tasks, not in one snapshot: a task row committed between the
+    // two reads comes a round before its app row. So the SUCCEEDED may precede the RUNNING.
+    let is_done = |e: &Sse| {
+        e.name == "task_changed" && e.data["id"] == task && e.data["status"] == "SUCCEEDED"
+    };
+    let (done, mut after_mark) = match before_running.iter().position(is_done) {
+        Some(at) => {
+            let mut after = before_running[at + 1..].to_vec();
+            after.push(running.clone());
+            (before_running[at].clone(), after)
+        }
+        None => (
+            stream.until("task_changed SUCCEEDED", is_done).await.0,
+            Vec::new(),
+        ),
+    };
     assert_eq!(done.data["action"], "start");
     let mark = done.id.clone().expect("sequenced events have ids");
 
@@ -254,11 +265,12 @@ async fn standalone_events_carry_app_task_and_deletion_changes_and_resume() {
         .call(reqwest::Method::DELETE, &format!("/api/v1/apps/{id}"), None)
         .await;
     assert_eq!(status, 204);
-    let (deleted, after_mark) = stream
+    let (deleted, before_deletion) = stream
         .until("app_deleted", |e| {
             e.name == "app_deleted" && e.data["id"] == id
         })
         .await;
+    after_mark.extend(before_deletion);
     assert!(
         after_mark.iter().any(|e| e.name == "task_changed"
             && e.data["id"] == stop
