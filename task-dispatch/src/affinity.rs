@@ -13,9 +13,10 @@
 //!   the owner's own host (as a start does) never moves the app.
 //! - With no live node on an app's host the app has no owner ([`Unowned::NoLiveNodeOnHost`]):
 //!   its copy may still run there, and no other node could see it.
-//! - Extension point (issue 16): [`AppPlacement`] is what ownership is told about an app; a
-//!   weight would join the host there, and a bounded assignment would filter its candidates by
-//!   host the way [`LiveSet::owner`] filters the ring.
+//! - Under the bounded-load assignment (issue 16) an app tied to a host whose placed node is on
+//!   another host falls back to [`LiveSet::owner`] (see `membership::owner_in`); a filter of the
+//!   assignment's candidates by host, with fair shares per host, would keep such apps within
+//!   the bound too (not done).
 
 use std::collections::BTreeMap;
 use std::fmt;
