@@ -181,6 +181,9 @@ impl Console {
         let mut dispatch_config = DispatcherConfig::new(node_id.clone());
         dispatch_config.monitor_interval = config.monitor.interval();
         dispatch_config.host = Some(host_id.clone());
+        // Checked at start-up (`ConsoleConfig::load`).
+        dispatch_config.assignment = config.dispatch.kind().unwrap_or_default();
+        dispatch_config.epsilon = config.dispatch.epsilon().unwrap_or_default();
         let peer_calls = HttpNudge::new(peers.clone(), node_key.clone(), node_id.clone())?;
         let notifier: Arc<dyn OwnerNotifier> = if hooks.streampark_baseline {
             tracing::warn!(
@@ -209,6 +212,7 @@ impl Console {
             host_id: Some(host_id),
             started_at: unix_millis(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            capacity: config.node.capacity,
             load: NodeLoad::default(),
         };
         let node = ClusterNode::join(

@@ -315,6 +315,28 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
             "invalid_name",
         ),
         (
+            "a weight of 0",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a","spec":{"command":["true"]},"weight":0}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_weight",
+        ),
+        (
+            "a weight over 1,000,000",
+            raw(
+                Method::POST,
+                "/api/v1/apps",
+                r#"{"name":"a","spec":{"command":["true"]},"weight":1000001}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_weight",
+        ),
+        (
             "missing app",
             raw(Method::GET, "/api/v1/apps/424242", "", Some("s3cret")),
             StatusCode::NOT_FOUND,

@@ -13,9 +13,10 @@
 //!   the owner's own host (as a start does) never moves the app.
 //! - With no live node on an app's host the app has no owner ([`Unowned::NoLiveNodeOnHost`]):
 //!   its copy may still run there, and no other node could see it.
-//! - Extension point (issue 16): [`AppPlacement`] is what ownership is told about an app; a
-//!   weight would join the host there, and a bounded assignment would filter its candidates by
-//!   host the way [`LiveSet::owner`] filters the ring.
+//! - Under the bounded-load assignment (issue 16) an app tied to a host whose placed node is on
+//!   another host falls back to [`LiveSet::owner`] (see `membership::owner_in`); a filter of the
+//!   assignment's candidates by host, with fair shares per host, would keep such apps within
+//!   the bound too (not done).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,23 +52,34 @@ impl fmt::Display for HostId {
     }
 }
 
-/// A live node as ownership sees it: its id and the host it runs on (`None`: a node that does
-/// not say, which may own only apps with no recorded host).
+/// A live node as ownership sees it: its id, the host it runs on (`None`: a node that does
+/// not say, which may own only apps with no recorded host) and its capacity (issue 16: what
+/// share of the apps' weight it takes under the `bounded` assignment; 1 unless it says).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LiveNode {
     /// The node id.
     pub id: String,
     /// The node's host.
     pub host: Option<HostId>,
+    /// The node's capacity, 1 to [`crate::MAX_CAPACITY`].
+    pub capacity: u32,
 }
 
 impl LiveNode {
-    /// Node `id` on `host`.
+    /// Node `id` on `host`, of capacity 1.
     pub fn new(id: impl Into<String>, host: Option<HostId>) -> Self {
         Self {
             id: id.into(),
             host,
+            capacity: 1,
         }
+    }
+
+    /// The same node with `capacity` (clamped to 1..=[`crate::MAX_CAPACITY`]).
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity.clamp(1, crate::MAX_CAPACITY);
+        self
     }
 }
 
@@ -122,6 +134,9 @@ pub enum Unowned {
     NoLiveNode,
     /// The app's copy may run on this host, and no live node runs there.
     NoLiveNodeOnHost(HostId),
+    /// Under the `bounded` assignment: the app is not in the app set this node read last (it
+    /// was created since); the next read of the app set places it.
+    NotPlacedYet,
 }
 
 impl fmt::Display for Unowned {
@@ -133,21 +148,32 @@ impl fmt::Display for Unowned {
                 "the app's process may still run on host {host}, where no console node is live; \
                  it keeps its state until a node on that host adopts it"
             ),
+            Self::NotPlacedYet => f.write_str(
+                "the app is newer than this node's read of the app set; it is placed at the next read",
+            ),
         }
     }
+}
+
+/// What the live set keeps of a node besides its id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Member {
+    host: Option<HostId>,
+    capacity: u32,
 }
 
 /// The live nodes with their hosts: who owns which app. Immutable; a change builds a new one.
 #[derive(Debug, Clone)]
 pub struct LiveSet {
     all: Ring,
-    hosts: BTreeMap<String, Option<HostId>>,
+    members: BTreeMap<String, Member>,
     /// One ring per host with live nodes, over those nodes.
     by_host: BTreeMap<HostId, Ring>,
 }
 
 impl LiveSet {
-    /// The live set of `nodes` (an id given twice counts once, with the greater host).
+    /// The live set of `nodes` (an id given twice counts once, with the greater host and
+    /// capacity).
     ///
     /// # Notable errors
     /// [`TooManyNodes`] beyond the ring's limit.
@@ -156,25 +182,28 @@ impl LiveSet {
         I: IntoIterator<Item = N>,
         N: Into<LiveNode>,
     {
-        let mut hosts: BTreeMap<String, Option<HostId>> = BTreeMap::new();
+        let mut members: BTreeMap<String, Member> = BTreeMap::new();
         for node in nodes.into_iter().map(Into::into) {
-            let host = hosts.entry(node.id).or_default();
-            *host = host.take().max(node.host);
+            let member = members.entry(node.id).or_default();
+            member.host = member.host.take().max(node.host);
+            member.capacity = member
+                .capacity
+                .max(node.capacity.clamp(1, crate::MAX_CAPACITY));
         }
-        let all = Ring::new(kind, hosts.keys().cloned())?;
-        let mut members: BTreeMap<&HostId, Vec<&str>> = BTreeMap::new();
-        for (id, host) in &hosts {
-            if let Some(host) = host {
-                members.entry(host).or_default().push(id);
+        let all = Ring::new(kind, members.keys().cloned())?;
+        let mut hosts: BTreeMap<&HostId, Vec<&str>> = BTreeMap::new();
+        for (id, member) in &members {
+            if let Some(host) = &member.host {
+                hosts.entry(host).or_default().push(id);
             }
         }
-        let by_host = members
+        let by_host = hosts
             .into_iter()
             .map(|(host, ids)| Ok((host.clone(), Ring::new(kind, ids)?)))
             .collect::<Result<_, TooManyNodes>>()?;
         Ok(Self {
             all,
-            hosts,
+            members,
             by_host,
         })
     }
@@ -184,7 +213,7 @@ impl LiveSet {
     pub fn empty(kind: RingKind) -> Self {
         Self {
             all: Ring::empty(kind),
-            hosts: BTreeMap::new(),
+            members: BTreeMap::new(),
             by_host: BTreeMap::new(),
         }
     }
@@ -213,7 +242,7 @@ impl LiveSet {
     /// Whether `node` is live.
     #[must_use]
     pub fn contains(&self, node: &str) -> bool {
-        self.hosts.contains_key(node)
+        self.members.contains_key(node)
     }
 
     /// Whether a live node runs on `host`.
@@ -225,7 +254,13 @@ impl LiveSet {
     /// The host of live node `node`, if it is live and says.
     #[must_use]
     pub fn host_of(&self, node: &str) -> Option<&HostId> {
-        self.hosts.get(node)?.as_ref()
+        self.members.get(node)?.host.as_ref()
+    }
+
+    /// The capacity of live node `node`, if it is live.
+    #[must_use]
+    pub fn capacity_of(&self, node: &str) -> Option<u32> {
+        self.members.get(node).map(|member| member.capacity)
     }
 
     /// The live node ids, sorted.
@@ -234,17 +269,17 @@ impl LiveSet {
         self.all.nodes()
     }
 
-    /// The live nodes with their hosts, sorted by id.
+    /// The live nodes with their hosts and capacities, sorted by id.
     pub fn nodes(&self) -> impl Iterator<Item = LiveNode> + '_ {
-        self.hosts
-            .iter()
-            .map(|(id, host)| LiveNode::new(id.clone(), host.clone()))
+        self.members.iter().map(|(id, member)| {
+            LiveNode::new(id.clone(), member.host.clone()).with_capacity(member.capacity)
+        })
     }
 
     /// True when no node is live.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.members.is_empty()
     }
 }
 

@@ -51,6 +51,7 @@
 //!         name: "wordcount".into(),
 //!         executor: "process".into(),
 //!         spec: serde_json::json!({"command": ["sh", "-c", "sleep 1000"]}),
+//!         weight: 1,
 //!     })
 //!     .await?; // POST /api/v1/apps -> 201
 //! let submitted = dispatcher.submit(app.id, Action::Start, Some("idempotency-key")).await?;
@@ -93,7 +94,7 @@ pub use redact::redact_url;
 pub use ring::{Ring, RingKind, TooManyNodes, UnknownRingKind, hash64, hash64_with_seed};
 pub use state::{Action, AppState, IllegalTransition, Phase};
 pub use store::{
-    Adoption, App, AppFilter, AppId, Backend, Claim, ClaimRequest, ClusterSettings, FinishRequest,
-    MAX_OWNER_BATCH, MAX_PAGE_SIZE, MAX_TASK_PAGE_SIZE, NewApp, NodeLease, Outcome, Page, Store,
-    Submission, Submitted, Task, TaskId, TaskStatus,
+    Adoption, App, AppFilter, AppId, AppSet, Backend, Claim, ClaimRequest, ClusterSettings,
+    FinishRequest, MAX_APP_WEIGHT, MAX_OWNER_BATCH, MAX_PAGE_SIZE, MAX_TASK_PAGE_SIZE, NewApp,
+    NodeLease, Outcome, Page, Store, Submission, Submitted, Task, TaskId, TaskStatus,
 };

@@ -1,14 +1,20 @@
 //! Which apps this node owns, recomputed from registry events.
 //!
-//! [`Membership`] is pure logic: it is fed the live node set (with each node's host) and
-//! session changes (by the dispatcher, which the console feeds from its registry) and the apps
-//! it should know about (with their hosts), and answers with the apps gained and lost. No I/O,
-//! so every rule is unit-tested.
+//! [`Membership`] is pure logic: it is fed the live node set (with each node's host and
+//! capacity) and session changes (by the dispatcher, which the console feeds from its
+//! registry), the apps it should know about (with their hosts) and the app set (every app with
+//! its weight, read from the task database), and answers with the apps gained and lost. No
+//! I/O, so every rule is unit-tested.
 //!
 //! # Notable behaviors
-//! - Ownership is [`LiveSet::owner`] over the live set: the same set and the same app give the
-//!   same owner on every node, whatever order the changes arrived in. An app tied to a host
-//!   goes only to nodes on that host (see `affinity`).
+//! - Ownership is [`owner_in`] over the live set (and, under the `bounded` assignment, the
+//!   [`Placement`] of the app set): the same inputs give the same owner on every node, whatever
+//!   order the changes arrived in. An app tied to a host goes only to nodes on that host (see
+//!   `affinity`).
+//! - Under `bounded`, an app is placed by the bounded-load assignment (issue 16) unless it is
+//!   tied to a host and its placed node is not on it; then it goes where the plain rendezvous
+//!   order of its host's nodes says (the bound does not cover such apps). An app missing from
+//!   the app set this node read has no owner until the next read ([`Unowned::NotPlacedYet`]).
 //! - This node owns nothing while it has no registry session, or while its own id is missing
 //!   from the live set (not yet registered, or already declared gone).
 //! - Losing the session reports every owned app as lost at once; a restored session recomputes
@@ -17,7 +23,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::affinity::{AppPlacement, HostId, LiveNode, LiveSet};
+use crate::affinity::{AppPlacement, HostId, LiveNode, LiveSet, Unowned};
+use crate::assignment::{Assignment, Change, Epsilon, LoadBound, Placement};
 use crate::ring::{RingKind, TooManyNodes};
 use crate::store::AppId;
 
@@ -38,7 +45,30 @@ impl OwnershipChange {
     }
 }
 
-/// This node's view of the cluster: live nodes, session, and the apps it owns.
+/// The owner of `app` given the live set and, under the `bounded` assignment, the placement of
+/// the app set: the one rule every node applies (see the module comment).
+///
+/// # Notable errors
+/// [`Unowned`] when no live node may own it, or (`bounded`) the app is not in the placement.
+pub fn owner_in<'a>(
+    live: &'a LiveSet,
+    placement: Option<&'a Placement>,
+    app: &AppPlacement,
+) -> Result<&'a str, Unowned> {
+    let Some(placement) = placement else {
+        return live.owner(app);
+    };
+    if live.is_empty() {
+        return Err(Unowned::NoLiveNode);
+    }
+    let placed = placement.owner_of(app.id).ok_or(Unowned::NotPlacedYet)?;
+    match &app.host {
+        Some(host) if live.host_of(placed) != Some(host) => live.owner(app),
+        _ => Ok(placed),
+    }
+}
+
+/// This node's view of the cluster: live nodes, session, the app set, and the apps it owns.
 #[derive(Debug, Clone)]
 pub struct Membership {
     me: String,
@@ -47,6 +77,12 @@ pub struct Membership {
     /// Every known app, with the host its copy may run on.
     known: BTreeMap<AppId, Option<HostId>>,
     owned: BTreeSet<AppId>,
+    /// Every app with its weight, as last read ([`Membership::apps_changed`]).
+    weights: BTreeMap<AppId, u32>,
+    /// The app set's version `weights` belong to; `None` until first read.
+    app_set_version: Option<i64>,
+    /// The bounded-load assignment (`dispatch.assignment: bounded`); `None`: plain rendezvous.
+    bounded: Option<Assignment>,
 }
 
 impl Membership {
@@ -59,7 +95,19 @@ impl Membership {
             session: true,
             known: BTreeMap::new(),
             owned: BTreeSet::new(),
+            weights: BTreeMap::new(),
+            app_set_version: None,
+            bounded: None,
         }
+    }
+
+    /// Like [`Membership::new`], with the bounded-load assignment (`dispatch.assignment:
+    /// bounded`): no node owns more than `(1+ε) ×` its fair share of the app set's weight.
+    #[must_use]
+    pub fn bounded(me: impl Into<String>, kind: RingKind, epsilon: Epsilon) -> Self {
+        let mut membership = Self::new(me, kind);
+        membership.bounded = Some(Assignment::empty(LoadBound::Within(epsilon)));
+        membership
     }
 
     /// The live node set changed (a node joined, left or died): recompute ownership.
@@ -71,7 +119,9 @@ impl Membership {
         I: IntoIterator<Item = N>,
         N: Into<LiveNode>,
     {
-        self.live = Arc::new(LiveSet::new(self.live.kind(), live)?);
+        let set = LiveSet::new(self.live.kind(), live)?;
+        self.place_nodes(&set)?;
+        self.live = Arc::new(set);
         Ok(self.recompute())
     }
 
@@ -91,13 +141,85 @@ impl Membership {
         N: Into<LiveNode>,
     {
         self.session = true;
-        match LiveSet::new(self.live.kind(), live) {
-            Ok(set) => {
-                self.live = Arc::new(set);
-                Ok(self.recompute())
-            }
-            Err(e) => Err(e),
+        let set = LiveSet::new(self.live.kind(), live)?;
+        self.place_nodes(&set)?;
+        self.live = Arc::new(set);
+        Ok(self.recompute())
+    }
+
+    /// The app set was read: every app with its weight, as of app-set version `version`.
+    /// Recomputes ownership (under `bounded` any change of the set may move apps).
+    pub fn apps_changed<I>(&mut self, version: i64, apps: I) -> OwnershipChange
+    where
+        I: IntoIterator<Item = (AppId, u32)>,
+    {
+        let weights: BTreeMap<AppId, u32> = apps
+            .into_iter()
+            .map(|(id, weight)| (id, weight.max(1)))
+            .collect();
+        if let Some(assignment) = self.bounded.as_mut() {
+            let removed = self
+                .weights
+                .keys()
+                .filter(|id| !weights.contains_key(id))
+                .map(|&id| Change::AppRemoved { id });
+            let added = weights
+                .iter()
+                .filter(|&(id, weight)| self.weights.get(id) != Some(weight))
+                .map(|(&id, &weight)| Change::AppAdded { id, weight });
+            let changes: Vec<Change> = removed.chain(added).collect();
+            // Weights are at least 1 and ids unique, so only more than 2^32 - 1 apps fail,
+            // which a task database does not hold; the previous placement is kept then.
+            let _ = assignment.apply(changes);
         }
+        self.weights = weights;
+        self.app_set_version = Some(version);
+        self.recompute()
+    }
+
+    /// The version of the app set last given to [`Membership::apps_changed`].
+    #[must_use]
+    pub fn app_set_version(&self) -> Option<i64> {
+        self.app_set_version
+    }
+
+    /// Whether `app` is missing from the app set as last read (a newer read would place it).
+    #[must_use]
+    pub fn misses(&self, app: AppId) -> bool {
+        !self.weights.contains_key(&app)
+    }
+
+    /// The weight of `app` in the app set as last read.
+    #[must_use]
+    pub fn weight_of(&self, app: AppId) -> Option<u32> {
+        self.weights.get(&app).copied()
+    }
+
+    /// The total weight of the apps this node owns now (apps not in the app set count 1).
+    #[must_use]
+    pub fn owned_weight(&self) -> u64 {
+        self.owned
+            .iter()
+            .map(|app| u64::from(self.weight_of(*app).unwrap_or(1)))
+            .sum()
+    }
+
+    /// The bounded-load placement, under `bounded`.
+    #[must_use]
+    pub fn placement(&self) -> Option<&Arc<Placement>> {
+        self.bounded.as_ref().map(Assignment::placement)
+    }
+
+    /// Gives the bounded assignment (if any) the nodes of `set` with their capacities.
+    fn place_nodes(&mut self, set: &LiveSet) -> Result<(), TooManyNodes> {
+        if let Some(assignment) = self.bounded.as_mut() {
+            let nodes = set.nodes().map(|node| (node.id, node.capacity));
+            assignment.set_nodes(nodes).map_err(|_| TooManyNodes {
+                count: set.ids().len(),
+                max: crate::assignment::MAX_NODES,
+            })?;
+        }
+        Ok(())
     }
 
     /// Makes these apps known (new apps, apps with new tasks), or updates the host of known
@@ -135,7 +257,7 @@ impl Membership {
     /// The node that owns `app` in this view (whatever this node's session state).
     #[must_use]
     pub fn owner_of(&self, app: impl Into<AppPlacement>) -> Option<&str> {
-        self.live.owner(&app.into()).ok()
+        owner_in(&self.live, self.placement().map(|p| &**p), &app.into()).ok()
     }
 
     /// Whether this node owns `app` now.
@@ -193,7 +315,8 @@ impl Membership {
     }
 
     fn would_own(&self, app: &AppPlacement) -> bool {
-        self.is_ready() && self.live.owner(app) == Ok(self.me.as_str())
+        self.is_ready()
+            && owner_in(&self.live, self.placement().map(|p| &**p), app) == Ok(self.me.as_str())
     }
 
     fn recompute(&mut self) -> OwnershipChange {
@@ -318,5 +441,108 @@ mod tests {
         a.forget(1);
         assert!(!a.owns(1));
         assert_eq!(a.nodes_changed(["b"]).unwrap().lost, vec![2]);
+    }
+    fn bounded_view(me: &str, live: &[LiveNode], apps: &[(AppId, u32)]) -> Membership {
+        let mut m = Membership::bounded(me, RingKind::Rendezvous, Epsilon::new(0.1).unwrap());
+        m.nodes_changed(live.iter().cloned()).unwrap();
+        m.apps_changed(1, apps.iter().copied());
+        m.track(apps.iter().map(|&(id, _)| id));
+        m
+    }
+
+    fn mixed_weights(count: AppId) -> Vec<(AppId, u32)> {
+        (1..=count)
+            .map(|id| (id, [1, 1, 2, 4, 8, 16][id as usize % 6]))
+            .collect()
+    }
+
+    #[test]
+    fn bounded_nodes_split_weighted_apps_once_each_within_the_bound() {
+        let live = [
+            LiveNode::new("a", None).with_capacity(2),
+            LiveNode::new("b", None),
+            LiveNode::new("c", None),
+        ];
+        let apps = mixed_weights(300);
+        let total: u64 = apps.iter().map(|&(_, w)| u64::from(w)).sum();
+        let views: Vec<Membership> = ["a", "b", "c"]
+            .iter()
+            .map(|me| bounded_view(me, &live, &apps))
+            .collect();
+        for &(app, _) in &apps {
+            assert_eq!(views.iter().filter(|v| v.owns(app)).count(), 1, "app {app}");
+        }
+        for (view, capacity) in views.iter().zip([2.0, 1.0, 1.0]) {
+            let fair = total as f64 * capacity / 4.0;
+            let owned = view.owned_weight() as f64;
+            assert!(
+                owned <= 1.1 * fair,
+                "{}: {owned} over 1.1 x {fair}",
+                view.node_id()
+            );
+            let placed = view
+                .placement()
+                .unwrap()
+                .owned_weight(view.node_id())
+                .unwrap();
+            assert_eq!(
+                placed,
+                view.owned_weight(),
+                "every app is known, so all are owned"
+            );
+        }
+    }
+
+    #[test]
+    fn bounded_ownership_does_not_depend_on_the_order_of_changes() {
+        let live = [LiveNode::new("a", None), LiveNode::new("b", None)];
+        let apps = mixed_weights(200);
+        let mut x = bounded_view("a", &live, &apps[..100]);
+        x.nodes_changed([live[0].clone()]).unwrap();
+        x.apps_changed(2, apps.iter().copied());
+        x.track(apps.iter().map(|&(id, _)| id));
+        x.nodes_changed(live.iter().cloned()).unwrap();
+        let y = bounded_view("a", &live, &apps);
+        assert_eq!(x.owned(), y.owned());
+        assert_eq!(x.owned_weight(), y.owned_weight());
+    }
+
+    #[test]
+    fn bounded_an_app_missing_from_the_app_set_is_placed_by_the_next_read() {
+        let live = [LiveNode::new("a", None)];
+        let mut a = bounded_view("a", &live, &mixed_weights(10));
+        assert!(a.track([11]).is_empty());
+        assert!(a.misses(11));
+        assert_eq!(
+            owner_in(
+                a.live_set(),
+                a.placement().map(|p| &**p),
+                &AppPlacement::from(11)
+            ),
+            Err(Unowned::NotPlacedYet)
+        );
+        let placed = a.apps_changed(2, mixed_weights(11));
+        assert_eq!(placed.gained, [11]);
+        assert_eq!(a.app_set_version(), Some(2));
+        // Deleted from the set: nobody owns it any more.
+        assert_eq!(a.apps_changed(3, mixed_weights(10)).lost, [11]);
+    }
+
+    #[test]
+    fn bounded_an_app_pinned_to_another_host_than_its_placed_node_goes_to_its_host() {
+        let (h1, h2) = (Some(HostId::new("h1")), Some(HostId::new("h2")));
+        let live = [
+            LiveNode::new("a", h1.clone()),
+            LiveNode::new("b", h2.clone()),
+        ];
+        let apps = mixed_weights(50);
+        let a = bounded_view("a", &live, &apps);
+        let app = apps
+            .iter()
+            .map(|&(id, _)| id)
+            .find(|&id| a.owner_of(id) == Some("b"))
+            .expect("b is placed some of 50 apps");
+        assert_eq!(a.owner_of(AppPlacement::new(app, h1)), Some("a"));
+        assert_eq!(a.owner_of(AppPlacement::new(app, h2)), Some("b"));
     }
 }

@@ -63,6 +63,7 @@ async fn mysql_an_app_pinned_to_a_dead_hosts_node_waits_for_a_node_on_that_host(
                 name: "pinned".into(),
                 executor: "process".into(),
                 spec: json!({"command": ["sleep", "1000"]}),
+                weight: 1,
             })
             .await
             .unwrap();

@@ -125,6 +125,7 @@ async fn create_apps(store: &Store, count: usize) -> Vec<AppId> {
                 name: format!("app-{i}"),
                 executor: "process".into(),
                 spec: json!({"command": ["sleep", "1000"]}),
+                weight: 1,
             })
             .await
             .unwrap();

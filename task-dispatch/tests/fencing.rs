@@ -24,6 +24,7 @@ async fn create_app(store: &Store, name: &str) -> AppId {
             name: name.into(),
             executor: "process".into(),
             spec: json!({"command": ["sleep", "1000"]}),
+            weight: 1,
         })
         .await
         .unwrap()

@@ -102,6 +102,7 @@ async fn concurrent_mixed_actions_keep_every_app_guarantee(db: &common::TestDb) 
                 name: format!("gc-{i}"),
                 executor: "process".into(),
                 spec: json!({"command": ["sleep", "1000"]}),
+                weight: 1,
             })
             .await
             .unwrap();

@@ -33,6 +33,7 @@ async fn made_up_wakes_are_neither_tracked_nor_read_one_by_one(db: &TestDb) {
                 name: "real".into(),
                 executor: "process".into(),
                 spec: json!({"command": ["sleep", "1000"]}),
+                weight: 1,
             })
             .await
             .unwrap();

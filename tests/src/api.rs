@@ -56,6 +56,9 @@ pub struct App {
     /// `{"host","unowned"}`: the host a copy may run on, why the app has no owner (issue 12).
     #[serde(default)]
     pub placement: Value,
+    /// What the app reserves of its owner (issue 16).
+    #[serde(default)]
+    pub weight: u64,
 }
 
 impl App {
@@ -82,6 +85,12 @@ pub struct NodeInfo {
     /// The machine the node runs on, `<host name>/<machine id>` (issue 12).
     #[serde(default)]
     pub host_id: Option<String>,
+    /// `node.capacity` (issue 16).
+    #[serde(default)]
+    pub capacity: u64,
+    /// The weight the node owns, as it last published (issue 16).
+    #[serde(default)]
+    pub owned_weight: u64,
 }
 
 /// `GET /api/v1/tasks/{id}`.
@@ -294,7 +303,13 @@ impl Api {
 
     /// `POST /api/v1/apps`.
     pub async fn create_app(&self, name: &str, executor: &str, spec: Value) -> Result<App, String> {
-        let body = json!({"name": name, "executor": executor, "spec": spec});
+        self.create_app_with(json!({"name": name, "executor": executor, "spec": spec}))
+            .await
+    }
+
+    /// `POST /api/v1/apps` with this body (for fields beyond name, executor and spec, such as
+    /// `weight`).
+    pub async fn create_app_with(&self, body: Value) -> Result<App, String> {
         self.call(Method::POST, "/api/v1/apps", Body::Json(body))
             .await?
             .parse(201)

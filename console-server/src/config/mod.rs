@@ -20,7 +20,7 @@ use std::time::Duration;
 use registry_all::RegistryConfig;
 use registry_api::{RegistryError, Secret};
 use serde::Deserialize;
-use task_dispatch::redact_url;
+use task_dispatch::{AssignmentError, AssignmentKind, Epsilon, MAX_CAPACITY, redact_url};
 
 use crate::node::host;
 pub use executors::FlinkConfig;
@@ -46,6 +46,48 @@ pub struct ConsoleConfig {
     /// Added, issue 13.
     #[serde(deserialize_with = "load::section")]
     pub executors: ExecutorsConfig,
+    /// Added, issue 16.
+    #[serde(deserialize_with = "load::section")]
+    pub dispatch: DispatchConfig,
+}
+
+/// `dispatch`: how the apps are split between the nodes; the same on every node of a cluster.
+/// Added, issue 16.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// `rendezvous` (every app counts one; the default) or `bounded` (no node owns more than
+    /// `(1 + epsilon) ×` its fair share of the apps' weight, by `node.capacity`).
+    pub assignment: String,
+    /// The slack of the `bounded` assignment, 0 to 1,000,000. Default 0.1.
+    pub epsilon: f64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            assignment: "rendezvous".to_owned(),
+            epsilon: 0.1,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// The assignment named by `assignment`.
+    ///
+    /// # Notable errors
+    /// An unknown name (checked at start-up).
+    pub fn kind(&self) -> Result<AssignmentKind, AssignmentError> {
+        self.assignment.parse()
+    }
+
+    /// `epsilon` as the dispatcher takes it.
+    ///
+    /// # Notable errors
+    /// A negative, non-finite or too large value (checked at start-up).
+    pub fn epsilon(&self) -> Result<Epsilon, AssignmentError> {
+        Epsilon::new(self.epsilon)
+    }
 }
 
 /// `cluster`: what the nodes of one cluster share. Added, issue 12.
@@ -126,6 +168,10 @@ pub struct NodeConfig {
     /// Where the node keeps local files: the per-app log files of the process executor
     /// (`<data_dir>/apps/<app id>.log`).
     pub data_dir: PathBuf,
+    /// The node's share of the apps' weight under `dispatch.assignment: bounded`, relative to
+    /// the other nodes' (1 to 65,535; default 1). Published in the node's registry entry.
+    /// Added, issue 16.
+    pub capacity: u32,
 }
 
 impl Default for NodeConfig {
@@ -133,6 +179,7 @@ impl Default for NodeConfig {
         Self {
             id: String::new(),
             data_dir: PathBuf::from("data"),
+            capacity: 1,
         }
     }
 }
@@ -278,6 +325,18 @@ impl ConsoleConfig {
         }
         if config.monitor.interval_ms == 0 {
             return Err(loaded.error("monitor.interval_ms", "must be greater than 0"));
+        }
+        if !(1..=MAX_CAPACITY).contains(&config.node.capacity) {
+            return Err(loaded.error(
+                "node.capacity",
+                format!("must be 1 to {MAX_CAPACITY}, got {}", config.node.capacity),
+            ));
+        }
+        if let Err(error) = config.dispatch.kind() {
+            return Err(loaded.error("dispatch.assignment", error.to_string()));
+        }
+        if let Err(error) = config.dispatch.epsilon() {
+            return Err(loaded.error("dispatch.epsilon", error.to_string()));
         }
         if let Err((key, message)) = config.executors.flink.check() {
             return Err(loaded.error(key, message));

@@ -404,3 +404,47 @@ fn connection_limits_of_zero_are_named() {
     assert_eq!(config.server.max_connections, 64);
     assert_eq!(config.server.header_read_timeout_ms, 10_000, "the default");
 }
+
+#[test]
+fn load_aware_ownership_keys_are_checked_and_named() {
+    let config = load(
+        "node: { capacity: 4 }\ndispatch: { assignment: bounded, epsilon: 0.25 }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.node.capacity, 4);
+    assert_eq!(config.dispatch.kind().unwrap(), AssignmentKind::Bounded);
+    assert_eq!(config.dispatch.epsilon().unwrap().get(), 0.25);
+    let defaults = load("{}", &[]).unwrap();
+    assert_eq!(defaults.node.capacity, 1);
+    assert_eq!(
+        defaults.dispatch.kind().unwrap(),
+        AssignmentKind::Rendezvous
+    );
+    assert_eq!(defaults.dispatch.epsilon().unwrap().get(), 0.1);
+    let env = load(
+        "{}",
+        &[
+            ("CONSOLE__DISPATCH__ASSIGNMENT", "bounded"),
+            ("CONSOLE__NODE__CAPACITY", "2"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(env.dispatch.kind().unwrap(), AssignmentKind::Bounded);
+    assert_eq!(env.node.capacity, 2);
+
+    for (yaml, expected_key, mention) in [
+        ("node: { capacity: 0 }\n", "node.capacity", "1 to 65535"),
+        ("node: { capacity: 70000 }\n", "node.capacity", "70000"),
+        (
+            "dispatch: { assignment: ring }\n",
+            "dispatch.assignment",
+            "\"bounded\"",
+        ),
+        ("dispatch: { epsilon: -1 }\n", "dispatch.epsilon", "-1"),
+    ] {
+        let (key, line) = error_line(yaml, &[]);
+        assert_eq!(key, expected_key, "{yaml}");
+        assert!(line.contains(mention), "{yaml}: {line}");
+    }
+}

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use task_dispatch::{Action, App, AppFilter, AppId, AppState, NewApp, Submission, Task};
+use task_dispatch::{
+    Action, App, AppFilter, AppId, AppState, MAX_APP_WEIGHT, NewApp, Submission, Task,
+};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -27,6 +29,10 @@ pub struct CreateApp {
     #[serde(default)]
     pub executor: Option<String>,
     pub spec: Value,
+    /// What the app reserves of its owner (issue 16): 1 to 1,000,000. Default 1, or a `flink`
+    /// app's `spec.parallelism`.
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
 /// An app as the API shows it.
@@ -49,6 +55,8 @@ pub struct AppView {
     /// The executor's record of the running app (pid and start time for `process`).
     pub handle: Option<Value>,
     pub version: i64,
+    /// What the app reserves of its owner's capacity (issue 16).
+    pub weight: u32,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     pub updated_at: i64,
@@ -83,6 +91,7 @@ impl AppView {
             last_error: app.last_error,
             handle: app.handle,
             version: app.version,
+            weight: app.weight,
             created_at: app.created_at,
             updated_at: app.updated_at,
         }
@@ -117,6 +126,24 @@ pub async fn apps_create(
         .executors
         .validate(executor, &body.spec)
         .map_err(|message| ApiError::bad_request("invalid_spec", message))?;
+    let weight = match body.weight {
+        Some(weight) => weight,
+        // A Flink job's slots are its load.
+        None if executor == "flink" => body
+            .spec
+            .get("parallelism")
+            .and_then(Value::as_u64)
+            .and_then(|parallelism| u32::try_from(parallelism).ok())
+            .unwrap_or(1)
+            .clamp(1, MAX_APP_WEIGHT),
+        None => 1,
+    };
+    if !(1..=MAX_APP_WEIGHT).contains(&weight) {
+        return Err(ApiError::bad_request(
+            "invalid_weight",
+            format!("weight must be 1 to {MAX_APP_WEIGHT}, got {weight}"),
+        ));
+    }
     let app = state
         .dispatcher
         .store()
@@ -124,6 +151,7 @@ pub async fn apps_create(
             name: name.to_owned(),
             executor: executor.to_owned(),
             spec: body.spec,
+            weight,
         })
         .await?;
     let location = format!("/api/v1/apps/{}", app.id);

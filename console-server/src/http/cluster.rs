@@ -24,6 +24,12 @@ pub struct NodeView {
     /// The apps the node owns, as it last published.
     pub owned_apps: usize,
     pub running_tasks: usize,
+    /// The node's `node.capacity` (issue 16).
+    pub capacity: u32,
+    /// The weight the node owns, as it last published: under `dispatch.assignment: bounded`
+    /// its share of every app's weight in the placement, otherwise the weight of the active
+    /// apps and apps with tasks that it owns (issue 16).
+    pub owned_weight: u64,
     pub pid: u32,
     pub mac: Option<String>,
     /// The machine the node runs on (`<host name>/<machine id>`), for host affinity.
@@ -52,6 +58,8 @@ pub fn node_views(state: &ApiState) -> Vec<NodeView> {
             started_at: info.started_at,
             owned_apps: info.load.owned_apps,
             running_tasks: info.load.running_tasks,
+            capacity: info.capacity,
+            owned_weight: info.load.owned_weight,
             pid: info.pid,
             mac: info.mac,
             host_id: info.host_id.map(|host| host.to_string()),

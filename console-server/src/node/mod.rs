@@ -401,6 +401,7 @@ impl Supervisor {
         }
         let load = NodeLoad {
             owned_apps: self.dispatcher.owned_apps(),
+            owned_weight: self.dispatcher.owned_weight(),
             running_tasks: self
                 .dispatcher
                 .stats()

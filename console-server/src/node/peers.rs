@@ -27,7 +27,15 @@ pub struct NodeInfo {
     /// Milliseconds since the Unix epoch.
     pub started_at: i64,
     pub version: String,
+    /// The node's share of the apps' weight under the `bounded` assignment (`node.capacity`;
+    /// issue 16). 1 in entries of nodes that do not say.
+    #[serde(default = "one")]
+    pub capacity: u32,
     pub load: NodeLoad,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The load part of [`NodeInfo`], refreshed while the node runs.
@@ -35,6 +43,9 @@ pub struct NodeInfo {
 pub struct NodeLoad {
     pub owned_apps: usize,
     pub running_tasks: usize,
+    /// The weight the node owns ([`task_dispatch::Dispatcher::owned_weight`]; issue 16).
+    #[serde(default)]
+    pub owned_weight: u64,
 }
 
 impl NodeInfo {
@@ -88,7 +99,8 @@ impl Peers {
         Ok(())
     }
 
-    /// Applies one registry event; returns whether the live set (ids and hosts) changed.
+    /// Applies one registry event; returns whether the live set (ids, hosts and capacities)
+    /// changed.
     pub fn apply(&self, event: &Event) -> bool {
         let Some(id) = path::child_of(NODES_PATH, &event.path) else {
             return false;
@@ -98,10 +110,10 @@ impl Peers {
             EventKind::Removed => nodes.remove(id).is_some(),
             EventKind::Added | EventKind::Updated => match parse(&event.path, &event.value) {
                 Some(info) => {
-                    let host = info.host_id.clone();
+                    let placed = (info.host_id.clone(), info.capacity);
                     nodes
                         .insert(id.to_owned(), info)
-                        .is_none_or(|old| old.host_id != host)
+                        .is_none_or(|old| (old.host_id, old.capacity) != placed)
                 }
                 None => false,
             },
@@ -155,7 +167,9 @@ impl Peers {
     pub fn live_nodes(&self) -> Vec<LiveNode> {
         self.read()
             .values()
-            .map(|info| LiveNode::new(info.id.clone(), info.host_id.clone()))
+            .map(|info| {
+                LiveNode::new(info.id.clone(), info.host_id.clone()).with_capacity(info.capacity)
+            })
             .collect()
     }
 
@@ -207,6 +221,7 @@ mod tests {
             host_id: Some(HostId::new("vm/3d12")),
             started_at: 0,
             version: "0".to_owned(),
+            capacity: 1,
             load: NodeLoad::default(),
         }
     }

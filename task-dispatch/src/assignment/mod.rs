@@ -40,7 +40,8 @@ pub use placement::{NodeLoad, Placement};
 
 use crate::store::AppId;
 use apps::{AppTable, MAX_APPS};
-use nodes::{MAX_NODES, NodeTable};
+pub(crate) use nodes::MAX_NODES;
+use nodes::NodeTable;
 use placement::{PPM, place};
 
 /// The largest node capacity.
@@ -298,6 +299,20 @@ impl Assignment {
             apps,
             placement,
         })
+    }
+
+    /// No node and no app: a start to apply changes to.
+    #[must_use]
+    pub fn empty(bound: LoadBound) -> Self {
+        let nodes = NodeTable::default();
+        let apps = AppTable::default();
+        let placement = Arc::new(place(bound, &nodes, &apps));
+        Self {
+            bound,
+            nodes,
+            apps,
+            placement,
+        }
     }
 
     /// The current placement (clone the `Arc` to keep it).

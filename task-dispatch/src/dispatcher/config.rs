@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use crate::affinity::HostId;
+use crate::assignment::{AssignmentKind, Epsilon};
 use crate::error::{Error, Result};
 use crate::ring::RingKind;
 
@@ -21,6 +22,13 @@ pub struct DispatcherConfig {
     pub host: Option<HostId>,
     /// The ring implementation (every node of a cluster must use the same).
     pub ring: RingKind,
+    /// How apps are placed on the live nodes (`dispatch.assignment`; every node of a cluster
+    /// must use the same, with the same `epsilon`): plain rendezvous (the default) or the
+    /// bounded-load assignment over app weights and node capacities (issue 16).
+    pub assignment: AssignmentKind,
+    /// ε of the bounded-load assignment: no node owns more than `(1+ε) ×` its fair share.
+    /// Default 0.1.
+    pub epsilon: Epsilon,
     /// The fallback poll for tasks whose wake-up signal was lost. Default 1 s.
     pub poll_interval: Duration,
     /// What the poll reads. Default [`PollStrategy::Indexed`].
@@ -50,6 +58,8 @@ impl DispatcherConfig {
             node_id: node_id.into(),
             host: None,
             ring: RingKind::default(),
+            assignment: AssignmentKind::default(),
+            epsilon: Epsilon::default(),
             poll_interval: Duration::from_secs(1),
             poll_strategy: PollStrategy::Indexed,
             monitor_interval: Duration::from_secs(1),

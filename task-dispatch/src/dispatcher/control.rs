@@ -20,7 +20,7 @@ use crate::actions::AppActions;
 use crate::affinity::{AppPlacement, LiveNode};
 use crate::error::Result;
 use crate::membership::{Membership, OwnershipChange};
-use crate::store::{AppId, NodeLease};
+use crate::store::{AppId, AppSet, NodeLease};
 
 /// How long the loop waits before it tries again to register a new epoch.
 const REGISTER_RETRY: Duration = Duration::from_secs(1);
@@ -45,6 +45,8 @@ pub(super) enum Internal {
     },
     RetryRegister,
     Read(Read),
+    /// A check of the app set's version ended: the set and its version when it changed.
+    AppSet(Result<Option<AppSet>>),
     /// A worker read or wrote its app's host (see `App::host`).
     HostSeen(AppPlacement),
 }
@@ -80,6 +82,10 @@ pub(super) struct Control {
     /// A read of the task index (a poll or a check of woken apps) is in flight: at most one
     /// runs at a time, whatever arrives meanwhile.
     pub(super) reading_index: bool,
+    /// A check (and maybe read) of the app set is in flight: at most one at a time.
+    pub(super) reading_app_set: bool,
+    /// Another check of the app set is due when the one in flight ends.
+    pub(super) app_set_due: bool,
     /// A full poll is due (the timer, a membership change, or more unchecked wakes than
     /// [`MAX_UNCHECKED_WAKES`]); it runs next, before any check of single apps.
     pub(super) poll_due: bool,
@@ -198,6 +204,7 @@ impl Control {
             Internal::Registered { request, result } => self.on_registered(request, result),
             Internal::RetryRegister => self.register(),
             Internal::Read(read) => self.on_read(read),
+            Internal::AppSet(result) => self.on_app_set(result),
             Internal::HostSeen(app) => {
                 let change = self.membership.track([app]);
                 self.apply(change);
@@ -303,10 +310,67 @@ impl Control {
         self.poll();
     }
 
-    /// The fallback poll: apps with PENDING or RUNNING tasks.
+    /// The fallback poll: apps with PENDING or RUNNING tasks, and the app set's version.
     fn poll(&mut self) {
         self.poll_due = true;
         self.read_index();
+        self.refresh_app_set();
+    }
+
+    /// Checks the app set's version and reads every app's weight if it changed since the last
+    /// read, in the background; one check at a time (a request meanwhile runs after it).
+    fn refresh_app_set(&mut self) {
+        if self.lease.is_none() {
+            return;
+        }
+        if self.reading_app_set {
+            self.app_set_due = true;
+            return;
+        }
+        self.reading_app_set = true;
+        let seen = self.membership.app_set_version();
+        let (store, internal) = (self.shared.store.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let result = async {
+                if Some(store.app_set_version().await?) == seen {
+                    return Ok(None);
+                }
+                store.app_set().await.map(Some)
+            }
+            .await;
+            let _ = internal.send(Internal::AppSet(result));
+        });
+    }
+
+    fn on_app_set(&mut self, result: Result<Option<AppSet>>) {
+        self.reading_app_set = false;
+        match result {
+            Ok(Some(set)) => {
+                debug!(
+                    version = set.version,
+                    apps = set.weights.len(),
+                    "app set read"
+                );
+                let change = self.membership.apps_changed(set.version, set.weights);
+                self.apply(change);
+            }
+            Ok(None) => {}
+            // The next poll tries again.
+            Err(e) => warn!(error = %e, "cannot read the app set"),
+        }
+        if std::mem::take(&mut self.app_set_due) {
+            self.refresh_app_set();
+        }
+    }
+
+    /// Under `bounded`, an app missing from the app set has no owner until the set is read
+    /// again: read it now rather than at the next poll.
+    fn place_missing<'a>(&mut self, apps: impl IntoIterator<Item = &'a AppId>) {
+        if self.membership.placement().is_some()
+            && apps.into_iter().any(|&app| self.membership.misses(app))
+        {
+            self.refresh_app_set();
+        }
     }
 
     /// Starts the next read of the task index, unless one is in flight: a due poll first,
@@ -347,12 +411,14 @@ impl Control {
     fn on_read(&mut self, read: Read) {
         match read {
             Read::Active(Ok(ids)) => {
+                self.place_missing(ids.iter().map(|app| &app.id));
                 let change = self.membership.track(ids);
                 self.apply(change);
             }
             Read::Unfinished(Ok(apps)) => {
                 self.reading_index = false;
                 let ids: Vec<AppId> = apps.iter().map(|app| app.id).collect();
+                self.place_missing(&ids);
                 let change = self.membership.track(apps);
                 self.apply(change);
                 for app_id in ids {
@@ -490,10 +556,19 @@ impl Control {
     }
 
     fn publish(&self) {
+        let placement = self.membership.placement().cloned();
+        let owned_weight = match &placement {
+            Some(placement) => placement
+                .owned_weight(&self.shared.config.node_id)
+                .unwrap_or(0),
+            None => self.membership.owned_weight(),
+        };
         self.shared.publish(View {
             live: self.membership.live_set().clone(),
+            placement,
             ready: self.lease.is_some() && self.membership.is_ready(),
             owned: self.membership.owned().len(),
+            owned_weight,
             tracked: self.membership.tracked(),
         });
     }

@@ -45,8 +45,9 @@ use tracing::{debug, info};
 
 use crate::actions::{AppActions, OwnerNotifier};
 use crate::affinity::{AppPlacement, LiveNode, LiveSet, Unowned};
+use crate::assignment::{AssignmentKind, Placement};
 use crate::error::Result;
-use crate::membership::Membership;
+use crate::membership::{Membership, owner_in};
 use crate::state::Action;
 use crate::store::{AppId, NodeLease, Store, Submission, Submitted};
 
@@ -110,8 +111,13 @@ struct Acting {
 #[derive(Debug, Clone)]
 struct View {
     live: Arc<LiveSet>,
+    /// The bounded-load placement, under `dispatch.assignment: bounded`.
+    placement: Option<Arc<Placement>>,
     ready: bool,
     owned: usize,
+    /// Under `bounded`: the weight the placement gives this node; otherwise the weight of the
+    /// known apps it owns.
+    owned_weight: u64,
     tracked: usize,
 }
 
@@ -191,12 +197,19 @@ impl Dispatcher {
         config.validate()?;
         let lease = store.register_node(&config.node_id).await?;
         info!(node = %lease, "dispatcher registered");
-        let membership = Membership::new(config.node_id.clone(), config.ring);
+        let membership = match config.assignment {
+            AssignmentKind::Rendezvous => Membership::new(config.node_id.clone(), config.ring),
+            AssignmentKind::Bounded => {
+                Membership::bounded(config.node_id.clone(), config.ring, config.epsilon)
+            }
+        };
         let shared = Arc::new(Shared {
             view: RwLock::new(View {
                 live: membership.live_set().clone(),
+                placement: membership.placement().cloned(),
                 ready: false,
                 owned: 0,
+                owned_weight: 0,
                 tracked: 0,
             }),
             batches: owner_batches::OwnerBatches::start(
@@ -228,6 +241,8 @@ impl Dispatcher {
             next_worker: 0,
             internal,
             reading_index: false,
+            reading_app_set: false,
+            app_set_due: false,
             poll_due: false,
             unchecked_wakes: BTreeSet::new(),
             stopping: false,
@@ -382,12 +397,23 @@ impl Dispatcher {
     /// # Notable errors
     /// [`Unowned`]: no live node, or none on the host the app's copy may run on.
     pub fn owner(&self, app: impl Into<AppPlacement>) -> std::result::Result<String, Unowned> {
-        self.handle
-            .shared
-            .view()
-            .live
-            .owner(&app.into())
-            .map(str::to_owned)
+        let view = self.handle.shared.view();
+        owner_in(&view.live, view.placement.as_deref(), &app.into()).map(str::to_owned)
+    }
+
+    /// The live nodes with their capacities and the weight each owns, under the `bounded`
+    /// assignment (`None` under plain rendezvous): this node's computation, the same on every
+    /// node that read the same app set.
+    #[must_use]
+    pub fn placement(&self) -> Option<Arc<Placement>> {
+        self.handle.shared.view().placement
+    }
+
+    /// Under `bounded`, the weight the placement gives this node; otherwise the total weight
+    /// of the known apps (active ones and those with tasks) this node owns.
+    #[must_use]
+    pub fn owned_weight(&self) -> u64 {
+        self.handle.shared.view().owned_weight
     }
 
     /// The live node ids in this node's view, sorted.

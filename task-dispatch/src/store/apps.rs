@@ -1,7 +1,7 @@
 //! Apps: create, get, list, delete. Any node may call these.
 
-use super::model::{App, AppId, AppRow, NewApp, Page};
-use super::{InsertedId, Store, app_columns, on_pool};
+use super::model::{App, AppId, AppRow, MAX_APP_WEIGHT, NewApp, Page};
+use super::{InsertedId, Store, app_columns, in_write_tx, on_pool};
 use crate::affinity::{AppPlacement, HostId};
 use crate::clock::unix_millis;
 use crate::error::{Entity, Error, Result};
@@ -12,30 +12,41 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 
 impl Store {
     /// Creates an app in state CREATED, owned by nobody until a task or a membership change
-    /// makes its owner adopt it.
+    /// makes its owner adopt it. Bumps the app set's version in the same transaction
+    /// ([`Store::app_set_version`]).
     ///
     /// # Notable errors
-    /// [`Error::InvalidInput`] for an empty or over-long name (255) or executor (64).
+    /// [`Error::InvalidInput`] for an empty or over-long name (255) or executor (64), or a
+    /// weight outside 1..=[`MAX_APP_WEIGHT`].
     pub async fn create_app(&self, new: NewApp) -> Result<App> {
         validate_text("name", &new.name, 255)?;
         validate_text("executor", &new.executor, 64)?;
+        if !(1..=MAX_APP_WEIGHT).contains(&new.weight) {
+            return Err(Error::InvalidInput(format!(
+                "weight must be 1 to {MAX_APP_WEIGHT}, got {}",
+                new.weight
+            )));
+        }
         let spec = new.spec.to_string();
         let now = unix_millis();
         const SQL: &str = "INSERT INTO apps (name, executor, spec, state, handle, version, \
-             owner_node, owner_epoch, last_error, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, NULL, 1, NULL, NULL, NULL, ?, ?)";
-        let id = on_pool!(self, db => {
-            sqlx::query(SQL)
+             owner_node, owner_epoch, last_error, created_at, updated_at, weight) \
+             VALUES (?, ?, ?, ?, NULL, 1, NULL, NULL, NULL, ?, ?, ?)";
+        let id = in_write_tx!(self, conn => {
+            let id = sqlx::query(SQL)
                 .bind(&new.name)
                 .bind(&new.executor)
                 .bind(&spec)
                 .bind(AppState::Created.as_str())
                 .bind(now)
                 .bind(now)
-                .execute(db)
+                .bind(i64::from(new.weight))
+                .execute(&mut *conn)
                 .await?
-                .inserted_id()
-        });
+                .inserted_id();
+            sqlx::query(BUMP_APP_SET).execute(&mut *conn).await?;
+            Ok::<_, Error>(id)
+        })?;
         Ok(App {
             id,
             name: new.name,
@@ -49,6 +60,7 @@ impl Store {
             created_at: now,
             updated_at: now,
             host: None,
+            weight: new.weight,
         })
     }
 
@@ -94,9 +106,13 @@ impl Store {
              AND state IN ('CREATED', 'STOPPED', 'FAILED') AND host IS NULL \
              AND NOT EXISTS (SELECT 1 FROM tasks \
                  WHERE tasks.app_id = ? AND tasks.status IN ('PENDING', 'RUNNING'))";
-        let deleted = on_pool!(self, db => {
-            sqlx::query(SQL).bind(id).bind(id).execute(db).await?.rows_affected()
-        });
+        let deleted = in_write_tx!(self, conn => {
+            let deleted = sqlx::query(SQL).bind(id).bind(id).execute(&mut *conn).await?.rows_affected();
+            if deleted == 1 {
+                sqlx::query(BUMP_APP_SET).execute(&mut *conn).await?;
+            }
+            Ok::<_, Error>(deleted)
+        })?;
         if deleted == 1 {
             return Ok(());
         }
@@ -126,6 +142,49 @@ impl Store {
         Ok(placements(rows))
     }
 }
+
+impl Store {
+    /// The version of the app set: it grows with every app created or deleted (in the same
+    /// transaction), so a reader that saw version `v` and the set read after it knows the set
+    /// is unchanged while the version stays `v`. One primary-key read.
+    pub async fn app_set_version(&self) -> Result<i64> {
+        const SQL: &str = "SELECT version FROM app_set WHERE id = 1";
+        Ok(on_pool!(self, db => sqlx::query_scalar(SQL).fetch_one(db).await?))
+    }
+
+    /// Every app's id and weight, by id, with the app set's version they belong to: the version
+    /// is read first, so a change committed during the read shows as a newer version at the
+    /// next [`Store::app_set_version`] and the set is read again.
+    pub async fn app_set(&self) -> Result<AppSet> {
+        let version = self.app_set_version().await?;
+        const SQL: &str = "SELECT id, weight FROM apps ORDER BY id";
+        let rows: Vec<(AppId, i64)> =
+            on_pool!(self, db => sqlx::query_as(SQL).fetch_all(db).await?);
+        let weights = rows
+            .into_iter()
+            .map(|(id, weight)| {
+                u32::try_from(weight)
+                    .ok()
+                    .filter(|weight| (1..=MAX_APP_WEIGHT).contains(weight))
+                    .map(|weight| (id, weight))
+                    .ok_or_else(|| Error::Corrupt(format!("app {id}: weight {weight}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(AppSet { version, weights })
+    }
+}
+
+/// Every app with its weight, as of one version of the app set ([`Store::app_set`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSet {
+    /// The app set's version ([`Store::app_set_version`]).
+    pub version: i64,
+    /// `(id, weight)` by id.
+    pub weights: Vec<(AppId, u32)>,
+}
+
+/// Bumps the app set's version; runs in the transaction of the change.
+const BUMP_APP_SET: &str = "UPDATE app_set SET version = version + 1 WHERE id = 1";
 
 /// Placements from `(id, host)` rows.
 pub(super) fn placements(rows: Vec<(AppId, Option<String>)>) -> Vec<AppPlacement> {

@@ -56,11 +56,13 @@ use sqlx::sqlite::{
 use crate::error::{Error, Result};
 use crate::redact::redact_url;
 
-pub use apps::MAX_PAGE_SIZE;
+pub use apps::{AppSet, MAX_PAGE_SIZE};
 pub use claims::Claim;
 pub use cluster::ClusterSettings;
 pub use leases::Adoption;
-pub use model::{App, AppId, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus};
+pub use model::{
+    App, AppId, MAX_APP_WEIGHT, NewApp, NodeLease, Page, Submitted, Task, TaskId, TaskStatus,
+};
 pub use outcomes::Outcome;
 pub use owner_batches::{ClaimRequest, FinishRequest, MAX_OWNER_BATCH};
 pub use submissions::Submission;
@@ -139,7 +141,7 @@ pub(crate) use {in_write_tx, on_pool};
 macro_rules! app_columns {
     () => {
         "id, name, executor, spec, state, handle, version, owner_node, owner_epoch, last_error, \
-         created_at, updated_at, host"
+         created_at, updated_at, host, weight"
     };
 }
 

@@ -64,7 +64,13 @@ pub struct App {
     /// known to be gone (stopped, or found dead by a probe). Only nodes on that host may own
     /// it meanwhile (see [`crate::LiveSet`]); `None`: any node may.
     pub host: Option<HostId>,
+    /// What the app reserves of its owner's capacity, running or not (issue 16): at least 1,
+    /// set at creation. Counts only under the `bounded` assignment.
+    pub weight: u32,
 }
+
+/// The largest app weight.
+pub const MAX_APP_WEIGHT: u32 = 1_000_000;
 
 /// What `Store::create_app` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +81,13 @@ pub struct NewApp {
     pub executor: String,
     /// Any JSON; the executor validates it.
     pub spec: Value,
+    /// 1 to [`MAX_APP_WEIGHT`] (issue 16); 1 when a serialized `NewApp` leaves it out.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// Where a task is in its life.
@@ -214,6 +227,7 @@ pub(crate) struct AppRow {
     created_at: i64,
     updated_at: i64,
     host: Option<String>,
+    weight: i64,
 }
 
 impl TryFrom<AppRow> for App {
@@ -248,6 +262,10 @@ impl TryFrom<AppRow> for App {
             created_at: row.created_at,
             updated_at: row.updated_at,
             host: row.host.map(HostId::new),
+            weight: u32::try_from(row.weight)
+                .ok()
+                .filter(|weight| (1..=MAX_APP_WEIGHT).contains(weight))
+                .ok_or_else(|| corrupt("weight", &row.weight))?,
         })
     }
 }

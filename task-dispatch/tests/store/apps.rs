@@ -300,3 +300,53 @@ async fn concurrent_submissions_are_checked_against_each_other(db: &common::Test
 on_both_backends!(concurrent_submissions_are_checked_against_each_other =>
     mysql_concurrent_submissions_are_checked_against_each_other,
     sqlite_concurrent_submissions_are_checked_against_each_other);
+
+/// Issue 16: an app keeps the weight it was created with; the app set's version grows with
+/// every create and delete (not with other writes), and the set read answers ids and weights.
+async fn weights_and_the_app_set_version(db: &common::TestDb) {
+    let store = db.store().await;
+    let before = store.app_set_version().await.unwrap();
+    let heavy = store
+        .create_app(task_dispatch::NewApp {
+            weight: 64,
+            ..new_app("heavy")
+        })
+        .await
+        .unwrap();
+    let light = store.create_app(new_app("light")).await.unwrap();
+    assert_eq!(store.get_app(heavy.id).await.unwrap().weight, 64);
+    assert_eq!(light.weight, 1);
+    let created = store.app_set_version().await.unwrap();
+    assert_eq!(created, before + 2);
+    let set = store.app_set().await.unwrap();
+    assert_eq!(set.version, created);
+    assert_eq!(set.weights, [(heavy.id, 64), (light.id, 1)]);
+
+    for weight in [0, task_dispatch::MAX_APP_WEIGHT + 1] {
+        let refused = store
+            .create_app(task_dispatch::NewApp {
+                weight,
+                ..new_app("bad")
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(Error::InvalidInput(message)) if message.contains("weight")),
+            "{refused:?}"
+        );
+    }
+    // A task changes the app, not the set.
+    store
+        .submit_task(light.id, Action::Start, None)
+        .await
+        .unwrap();
+    assert_eq!(store.app_set_version().await.unwrap(), created);
+    // A refused delete changes nothing; a done one bumps the version.
+    assert!(store.delete_app(light.id).await.is_err());
+    assert_eq!(store.app_set_version().await.unwrap(), created);
+    store.delete_app(heavy.id).await.unwrap();
+    let set = store.app_set().await.unwrap();
+    assert_eq!(set.version, created + 1);
+    assert_eq!(set.weights, [(light.id, 1)]);
+}
+on_both_backends!(weights_and_the_app_set_version =>
+    mysql_weights_and_the_app_set_version, sqlite_weights_and_the_app_set_version);

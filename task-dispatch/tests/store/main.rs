@@ -38,6 +38,7 @@ pub(crate) fn new_app(name: &str) -> NewApp {
         name: name.to_owned(),
         executor: "process".to_owned(),
         spec: json!({"command": ["sh", "-c", "sleep 1000"]}),
+        weight: 1,
     }
 }
 

@@ -1,0 +1,9 @@
+-- Load-aware ownership (issue 16): an app's weight (what it reserves of its owner, whether it
+-- runs or not; at least 1), and the version of the app set, bumped in the transaction of every
+-- app created or deleted, so that a node re-reads the ids and weights only when they changed.
+ALTER TABLE apps ADD COLUMN weight INT NOT NULL DEFAULT 1;
+CREATE TABLE app_set (
+    id      TINYINT NOT NULL PRIMARY KEY,
+    version BIGINT  NOT NULL
+) ENGINE = InnoDB;
+INSERT INTO app_set (id, version) VALUES (1, 0);
