@@ -213,6 +213,7 @@ impl Console {
             started_at: unix_millis(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             capacity: config.node.capacity,
+            assignment: Some(config.dispatch.describe()),
             load: NodeLoad::default(),
         };
         let node = ClusterNode::join(

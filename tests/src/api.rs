@@ -91,6 +91,9 @@ pub struct NodeInfo {
     /// The weight the node owns, as it last published (issue 16).
     #[serde(default)]
     pub owned_weight: u64,
+    /// How the node splits the apps: `rendezvous` or `bounded(epsilon=<ε>)` (issue 16).
+    #[serde(default)]
+    pub assignment: Option<String>,
 }
 
 /// `GET /api/v1/tasks/{id}`.

@@ -81,6 +81,16 @@ impl DispatchConfig {
         self.assignment.parse()
     }
 
+    /// What a node publishes about it, for its peers to compare: `rendezvous` or
+    /// `bounded(epsilon=<ε>)`.
+    pub fn describe(&self) -> String {
+        match (self.kind(), self.epsilon()) {
+            (Ok(AssignmentKind::Bounded), Ok(epsilon)) => format!("bounded(epsilon={epsilon})"),
+            (Ok(kind), _) => kind.to_string(),
+            (Err(_), _) => self.assignment.clone(),
+        }
+    }
+
     /// `epsilon` as the dispatcher takes it.
     ///
     /// # Notable errors

@@ -415,6 +415,7 @@ fn load_aware_ownership_keys_are_checked_and_named() {
     assert_eq!(config.node.capacity, 4);
     assert_eq!(config.dispatch.kind().unwrap(), AssignmentKind::Bounded);
     assert_eq!(config.dispatch.epsilon().unwrap().get(), 0.25);
+    assert_eq!(config.dispatch.describe(), "bounded(epsilon=0.25)");
     let defaults = load("{}", &[]).unwrap();
     assert_eq!(defaults.node.capacity, 1);
     assert_eq!(
@@ -422,6 +423,7 @@ fn load_aware_ownership_keys_are_checked_and_named() {
         AssignmentKind::Rendezvous
     );
     assert_eq!(defaults.dispatch.epsilon().unwrap().get(), 0.1);
+    assert_eq!(defaults.dispatch.describe(), "rendezvous");
     let env = load(
         "{}",
         &[

@@ -30,6 +30,8 @@ pub struct NodeView {
     /// its share of every app's weight in the placement, otherwise the weight of the active
     /// apps and apps with tasks that it owns (issue 16).
     pub owned_weight: u64,
+    /// How the node splits the apps (`rendezvous` or `bounded(epsilon=<ε>)`; issue 16).
+    pub assignment: Option<String>,
     pub pid: u32,
     pub mac: Option<String>,
     /// The machine the node runs on (`<host name>/<machine id>`), for host affinity.
@@ -60,6 +62,7 @@ pub fn node_views(state: &ApiState) -> Vec<NodeView> {
             running_tasks: info.load.running_tasks,
             capacity: info.capacity,
             owned_weight: info.load.owned_weight,
+            assignment: info.assignment,
             pid: info.pid,
             mac: info.mac,
             host_id: info.host_id.map(|host| host.to_string()),

@@ -125,6 +125,7 @@ impl ClusterNode {
         peers.reload(&*registry).await.map_err(registry_error)?;
         dispatcher.nodes_changed(peers.live_nodes());
         tracing::info!(node = %id, live = ?peers.ids(), "joined the cluster");
+        warn_of_other_assignments(&peers, &info);
         let acting = Arc::new(AtomicBool::new(true));
         let (stop, stop_rx) = oneshot::channel();
         let (departures, departures_rx) = mpsc::unbounded_channel();
@@ -350,6 +351,7 @@ impl Supervisor {
         if self.peers.apply(event) && self.fence.is_acting() {
             tracing::info!(live = ?self.peers.ids(), "cluster membership changed");
             self.dispatcher.nodes_changed(self.peers.live_nodes());
+            warn_of_other_assignments(&self.peers, &self.info);
         }
     }
 
@@ -425,5 +427,22 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Nodes that split the apps otherwise (another `dispatch.assignment` or `dispatch.epsilon`)
+/// compute other owners: an app may then have no owner at all until the configurations agree.
+/// Said once per membership change, at error level, naming the keys.
+fn warn_of_other_assignments(peers: &Peers, info: &NodeInfo) {
+    let Some(mine) = info.assignment.as_deref() else {
+        return;
+    };
+    let others = peers.other_assignments(mine);
+    if !others.is_empty() {
+        tracing::error!(
+            mine,
+            ?others,
+            "live nodes split the apps otherwise (dispatch.assignment, dispatch.epsilon): apps may have no owner until every node is configured the same"
+        );
     }
 }

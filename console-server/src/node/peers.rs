@@ -31,6 +31,11 @@ pub struct NodeInfo {
     /// issue 16). 1 in entries of nodes that do not say.
     #[serde(default = "one")]
     pub capacity: u32,
+    /// How the node splits the apps (`dispatch.assignment` and `dispatch.epsilon`, e.g.
+    /// `bounded(epsilon=0.1)`); every node of a cluster must say the same. Missing in entries
+    /// of nodes that do not say (issue 16).
+    #[serde(default)]
+    pub assignment: Option<String>,
     pub load: NodeLoad,
 }
 
@@ -173,6 +178,18 @@ impl Peers {
             .collect()
     }
 
+    /// The live nodes that split the apps otherwise than `mine` (with what they say), sorted
+    /// by id. Nodes that do not say are not listed.
+    pub fn other_assignments(&self, mine: &str) -> Vec<(String, String)> {
+        self.read()
+            .values()
+            .filter_map(|info| {
+                let theirs = info.assignment.as_deref()?;
+                (theirs != mine).then(|| (info.id.clone(), theirs.to_owned()))
+            })
+            .collect()
+    }
+
     /// Every live node, sorted by id.
     pub fn list(&self) -> Vec<NodeInfo> {
         self.read().values().cloned().collect()
@@ -222,6 +239,7 @@ mod tests {
             started_at: 0,
             version: "0".to_owned(),
             capacity: 1,
+            assignment: Some("rendezvous".to_owned()),
             load: NodeLoad::default(),
         }
     }
@@ -270,6 +288,36 @@ mod tests {
         let value = serde_json::to_vec(&value).unwrap();
         assert!(peers.apply(&Event::new(EventKind::Added, node_key("b"), value)));
         assert_eq!(peers.live_nodes()[1], LiveNode::new("b", None));
+    }
+
+    #[test]
+    fn nodes_that_split_the_apps_otherwise_are_listed_and_a_capacity_is_a_change() {
+        let peers = Peers::default();
+        assert!(peers.apply(&event(EventKind::Added, "a")));
+        let mut other = info("b");
+        other.assignment = Some("bounded(epsilon=0.1)".to_owned());
+        other.capacity = 2;
+        let value = serde_json::to_vec(&other).unwrap();
+        assert!(peers.apply(&Event::new(EventKind::Added, node_key("b"), value)));
+        assert_eq!(
+            peers.live_nodes()[1],
+            LiveNode::new("b", Some(HostId::new("vm/3d12"))).with_capacity(2)
+        );
+        assert_eq!(
+            peers.other_assignments("rendezvous"),
+            [("b".to_owned(), "bounded(epsilon=0.1)".to_owned())]
+        );
+        other.capacity = 3;
+        let value = serde_json::to_vec(&other).unwrap();
+        assert!(peers.apply(&Event::new(EventKind::Updated, node_key("b"), value)));
+        // An entry that does not say (an older node) is not reported.
+        let mut value = serde_json::to_value(info("c")).unwrap();
+        value.as_object_mut().unwrap().remove("assignment");
+        value.as_object_mut().unwrap().remove("capacity");
+        let value = serde_json::to_vec(&value).unwrap();
+        assert!(peers.apply(&Event::new(EventKind::Added, node_key("c"), value)));
+        assert_eq!(peers.other_assignments("rendezvous").len(), 1);
+        assert_eq!(peers.live_nodes()[2].capacity, 1);
     }
 
     #[test]

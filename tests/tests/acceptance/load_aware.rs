@@ -166,3 +166,47 @@ async fn zk_bounded_assignment_holds_through_a_failover() {
     )
     .await;
 }
+
+/// Nodes configured to split the apps differently compute different owners: each says so in its
+/// log, at error level, naming the keys, and each lists what its peers say.
+#[tokio::test]
+async fn mysql_a_node_that_splits_the_apps_otherwise_is_reported() {
+    crate::timed(
+        "mysql_a_node_that_splits_the_apps_otherwise_is_reported",
+        async {
+            let options = Options::new(RegistryKind::Mysql, 1)
+                .env("CONSOLE__DISPATCH__ASSIGNMENT", "bounded");
+            let mut cluster = Cluster::start(options).await;
+            let other = cluster
+                .add_node_with_env(&[("CONSOLE__DISPATCH__ASSIGNMENT", "rendezvous")])
+                .await;
+            let said = |index: usize| {
+                std::fs::read_to_string(cluster.node(index).log_path()).is_ok_and(|log| {
+                    log.contains("live nodes split the apps otherwise")
+                        && log.contains("dispatch.assignment")
+                })
+            };
+            eventually("both nodes log the other's assignment", SETTLE, || async {
+                said(0) && said(other)
+            })
+            .await;
+            let listed: BTreeMap<String, Option<String>> = cluster
+                .api(0)
+                .nodes()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|node| (node.id, node.assignment))
+                .collect();
+            assert_eq!(
+                listed.values().cloned().collect::<Vec<_>>(),
+                [
+                    Some("bounded(epsilon=0.1)".to_owned()),
+                    Some("rendezvous".to_owned())
+                ],
+                "{listed:?}"
+            );
+        },
+    )
+    .await;
+}

@@ -17,7 +17,7 @@
 //! | `node_partitions` | issue 12: one node cut from its registry only, or from its database only |
 //! | `database_clock` | issue 12, finding 16: a step of the database's clock ends no MySQL-registry session (MySQL only) |
 //! | `stalled_registry_client` | issue 12, finding 4: a MySQL-registry client stopped inside a write costs its peers nothing (MySQL only) |
-//! | `load_aware` | issue 16: the bounded-load assignment keeps owned weights within the bound, before and after a SIGKILL (MySQL and ZooKeeper) |
+//! | `load_aware` | issue 16: the bounded-load assignment keeps owned weights within the bound, before and after a SIGKILL (MySQL and ZooKeeper); nodes configured to split the apps otherwise are reported |
 //! | `host_affinity` | issue 12, finding 5: a `process` app waits, unowned, for a node on its host |
 //! | `zookeeper_ensemble` | issue 12: the leader of a three-server ZooKeeper ensemble SIGKILLed under a running cluster; nothing restarts, fails or loses its session (ZooKeeper only) |
 //! | `checks` | what the scenarios check on a running cluster |
