@@ -185,6 +185,65 @@ async fn standalone_walkthrough_create_start_see_running_stop() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Issue 16: an app's weight is given at creation (default 1), shown with the app, and changed
+/// with `PUT /api/v1/apps/{id}/weight` while the app is idle only; the node lists its capacity,
+/// the weight it owns and how it splits the apps.
+#[tokio::test]
+async fn standalone_weights_are_set_shown_and_changed_only_while_idle() {
+    let node = TestNode::start(None).await;
+    let light = node.create_app("exec sleep 300").await;
+    assert_eq!(light["weight"], 1, "{light}");
+    let (status, heavy) = node
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            Some(json!({"name": "heavy", "spec": {"command": ["sh", "-c", "exec sleep 300"]}, "weight": 16})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{heavy}");
+    assert_eq!(heavy["weight"], 16);
+    let id = light["id"].as_i64().unwrap();
+    let weight_uri = format!("/api/v1/apps/{id}/weight");
+    let (status, resized) = node
+        .call(Method::PUT, &weight_uri, Some(json!({"weight": 4})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resized}");
+    assert_eq!(resized["weight"], 4);
+    let (_, shown) = node
+        .call(Method::GET, &format!("/api/v1/apps/{id}"), None)
+        .await;
+    assert_eq!(shown["weight"], 4);
+    let (_, nodes) = node.call(Method::GET, "/api/v1/cluster/nodes", None).await;
+    assert_eq!(nodes[0]["capacity"], 1, "{nodes}");
+    assert_eq!(nodes[0]["assignment"], "rendezvous", "{nodes}");
+
+    let (status, _) = node
+        .call(Method::POST, &format!("/api/v1/apps/{id}/start"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    node.wait_for_state(id, "RUNNING").await;
+    let (status, refused) = node
+        .call(Method::PUT, &weight_uri, Some(json!({"weight": 2})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "conflict");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before changing its weight"),
+        "{refused}"
+    );
+    // The running app counts in what the node owns: the weight it had when it started.
+    eventually("the node publishes the weight it owns", SETTLE, || async {
+        node.call(Method::GET, "/api/v1/cluster/nodes", None)
+            .await
+            .1[0]["owned_weight"]
+            == 4
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn standalone_a_dead_app_is_marked_failed_by_the_monitor() {
     let node = TestNode::start(None).await;
@@ -335,6 +394,39 @@ async fn standalone_bad_input_is_refused_with_json_errors_and_changes_nothing() 
             ),
             StatusCode::BAD_REQUEST,
             "invalid_weight",
+        ),
+        (
+            "a weight change to 0",
+            raw(
+                Method::PUT,
+                "/api/v1/apps/1/weight",
+                r#"{"weight":0}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_weight",
+        ),
+        (
+            "a weight change without a weight",
+            raw(
+                Method::PUT,
+                "/api/v1/apps/1/weight",
+                r#"{}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "a weight change of a missing app",
+            raw(
+                Method::PUT,
+                "/api/v1/apps/424242/weight",
+                r#"{"weight":2}"#,
+                Some("s3cret"),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
         ),
         (
             "missing app",

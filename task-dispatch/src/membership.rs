@@ -508,6 +508,35 @@ mod tests {
     }
 
     #[test]
+    fn bounded_a_weight_change_places_the_apps_again_within_the_bound() {
+        let live = [LiveNode::new("a", None), LiveNode::new("b", None)];
+        let mut apps = mixed_weights(100);
+        let mut views: Vec<Membership> = ["a", "b"]
+            .iter()
+            .map(|me| bounded_view(me, &live, &apps))
+            .collect();
+        let before: Vec<u64> = views.iter().map(Membership::owned_weight).collect();
+        apps[0].1 = 64;
+        let total: u64 = apps.iter().map(|&(_, w)| u64::from(w)).sum();
+        for view in &mut views {
+            view.apps_changed(2, apps.iter().copied());
+        }
+        let after: Vec<u64> = views.iter().map(Membership::owned_weight).collect();
+        assert_ne!(before, after);
+        assert_eq!(after.iter().sum::<u64>(), total);
+        for (view, owned) in views.iter().zip(&after) {
+            assert!(
+                *owned as f64 <= 1.1 * total as f64 / 2.0,
+                "{}: {owned}",
+                view.node_id()
+            );
+        }
+        for &(app, _) in &apps {
+            assert_eq!(views.iter().filter(|v| v.owns(app)).count(), 1, "app {app}");
+        }
+    }
+
+    #[test]
     fn bounded_an_app_missing_from_the_app_set_is_placed_by_the_next_read() {
         let live = [LiveNode::new("a", None)];
         let mut a = bounded_view("a", &live, &mixed_weights(10));

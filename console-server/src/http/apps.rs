@@ -138,12 +138,7 @@ pub async fn apps_create(
             .clamp(1, MAX_APP_WEIGHT),
         None => 1,
     };
-    if !(1..=MAX_APP_WEIGHT).contains(&weight) {
-        return Err(ApiError::bad_request(
-            "invalid_weight",
-            format!("weight must be 1 to {MAX_APP_WEIGHT}, got {weight}"),
-        ));
-    }
+    check_weight(weight)?;
     let app = state
         .dispatcher
         .store()
@@ -247,6 +242,40 @@ pub async fn apps_show(
 ) -> Result<Json<AppView>, ApiError> {
     let app = state.dispatcher.store().get_app(id).await?;
     Ok(Json(AppView::new(&state, app)))
+}
+
+/// The body of `PUT /api/v1/apps/{id}/weight`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetWeight {
+    pub weight: u32,
+}
+
+/// `PUT /api/v1/apps/{id}/weight` (issue 16): 200 with the app; 400 `invalid_weight`; 404; 409
+/// while the app is active or has unfinished tasks.
+pub async fn apps_set_weight(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<AppId>,
+    ApiJson(body): ApiJson<SetWeight>,
+) -> Result<Json<AppView>, ApiError> {
+    check_weight(body.weight)?;
+    let app = state
+        .dispatcher
+        .store()
+        .set_app_weight(id, body.weight)
+        .await?;
+    Ok(Json(AppView::new(&state, app)))
+}
+
+fn check_weight(weight: u32) -> Result<(), ApiError> {
+    if (1..=MAX_APP_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_weight",
+            format!("weight must be 1 to {MAX_APP_WEIGHT}, got {weight}"),
+        ))
+    }
 }
 
 /// `DELETE /api/v1/apps/{id}`: 204; 409 while the app is active, has unfinished tasks, or may

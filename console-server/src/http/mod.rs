@@ -47,7 +47,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use registry_api::{LeaderRetrieval, Secret};
 use task_dispatch::Dispatcher;
 use tower::ServiceBuilder;
@@ -108,6 +108,7 @@ pub fn router(state: ApiState, auth_token: Secret) -> Router {
             "/api/v1/apps/{id}/savepoints",
             get(savepoints::apps_savepoints),
         )
+        .route("/api/v1/apps/{id}/weight", put(apps::apps_set_weight))
         .route("/api/v1/tasks/{id}", get(tasks::tasks_show))
         .merge(web::api_routes())
         .route_layer(bearer.clone());

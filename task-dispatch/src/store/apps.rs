@@ -21,12 +21,7 @@ impl Store {
     pub async fn create_app(&self, new: NewApp) -> Result<App> {
         validate_text("name", &new.name, 255)?;
         validate_text("executor", &new.executor, 64)?;
-        if !(1..=MAX_APP_WEIGHT).contains(&new.weight) {
-            return Err(Error::InvalidInput(format!(
-                "weight must be 1 to {MAX_APP_WEIGHT}, got {}",
-                new.weight
-            )));
-        }
+        check_weight(new.weight)?;
         let spec = new.spec.to_string();
         let now = unix_millis();
         const SQL: &str = "INSERT INTO apps (name, executor, spec, state, handle, version, \
@@ -144,6 +139,52 @@ impl Store {
 }
 
 impl Store {
+    /// Sets app `id`'s weight (issue 16) while it is idle (CREATED, STOPPED or FAILED, with no
+    /// unfinished task), so that no owner write can meet the change: the app's version and the
+    /// app set's version grow in one transaction, and every node places the apps again at its
+    /// next poll. Setting the weight it has changes nothing.
+    ///
+    /// # Notable errors
+    /// [`Error::InvalidInput`] for a weight outside 1..=[`MAX_APP_WEIGHT`]; [`Error::NotFound`];
+    /// [`Error::Conflict`] while the app is active or has unfinished tasks.
+    pub async fn set_app_weight(&self, id: AppId, weight: u32) -> Result<App> {
+        check_weight(weight)?;
+        const SQL: &str = "UPDATE apps SET weight = ?, version = version + 1, updated_at = ? \
+             WHERE id = ? AND weight <> ? AND state IN ('CREATED', 'STOPPED', 'FAILED') \
+             AND NOT EXISTS (SELECT 1 FROM tasks \
+                 WHERE tasks.app_id = ? AND tasks.status IN ('PENDING', 'RUNNING'))";
+        let now = unix_millis();
+        let changed = in_write_tx!(self, conn => {
+            let changed = sqlx::query(SQL)
+                .bind(i64::from(weight))
+                .bind(now)
+                .bind(id)
+                .bind(i64::from(weight))
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if changed == 1 {
+                sqlx::query(BUMP_APP_SET).execute(&mut *conn).await?;
+            }
+            Ok::<_, Error>(changed)
+        })?;
+        let app = self.get_app(id).await?;
+        if changed == 0 && app.weight != weight {
+            let unfinished = !self.unfinished_actions(id).await?.is_empty();
+            return Err(Error::Conflict(format!(
+                "app {id} is {}{}: stop it and let its tasks finish before changing its weight",
+                app.state,
+                if unfinished {
+                    " with unfinished tasks"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(app)
+    }
+
     /// The version of the app set: it grows with every app created or deleted (in the same
     /// transaction), so a reader that saw version `v` and the set read after it knows the set
     /// is unchanged while the version stays `v`. One primary-key read.
@@ -191,6 +232,16 @@ pub(super) fn placements(rows: Vec<(AppId, Option<String>)>) -> Vec<AppPlacement
     rows.into_iter()
         .map(|(id, host)| AppPlacement::new(id, host.map(HostId::new)))
         .collect()
+}
+
+fn check_weight(weight: u32) -> Result<()> {
+    if (1..=MAX_APP_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "weight must be 1 to {MAX_APP_WEIGHT}, got {weight}"
+        )))
+    }
 }
 
 fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<()> {

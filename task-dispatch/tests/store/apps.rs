@@ -350,3 +350,42 @@ async fn weights_and_the_app_set_version(db: &common::TestDb) {
 }
 on_both_backends!(weights_and_the_app_set_version =>
     mysql_weights_and_the_app_set_version, sqlite_weights_and_the_app_set_version);
+
+/// Issue 16: a weight changes only while the app is idle; the change bumps the app's and the
+/// app set's versions; setting the same weight changes nothing.
+async fn a_weight_changes_only_while_the_app_is_idle(db: &common::TestDb) {
+    let store = db.store().await;
+    let app = store.create_app(new_app("resized")).await.unwrap();
+    let version = store.app_set_version().await.unwrap();
+    let resized = store.set_app_weight(app.id, 8).await.unwrap();
+    assert_eq!((resized.weight, resized.version), (8, app.version + 1));
+    assert_eq!(store.app_set_version().await.unwrap(), version + 1);
+    let same = store.set_app_weight(app.id, 8).await.unwrap();
+    assert_eq!(
+        same.version, resized.version,
+        "the same weight changes nothing"
+    );
+    assert_eq!(store.app_set_version().await.unwrap(), version + 1);
+    assert!(matches!(
+        store.set_app_weight(app.id, 0).await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.set_app_weight(app.id + 1000, 2).await,
+        Err(Error::NotFound { .. })
+    ));
+    // A queued start: the owner may write the app at any moment, so the weight stays.
+    store
+        .submit_task(app.id, Action::Start, None)
+        .await
+        .unwrap();
+    let refused = store.set_app_weight(app.id, 2).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(message)) if message.contains("unfinished tasks")),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_app(app.id).await.unwrap().weight, 8);
+    assert_eq!(store.app_set_version().await.unwrap(), version + 1);
+}
+on_both_backends!(a_weight_changes_only_while_the_app_is_idle =>
+    mysql_a_weight_changes_only_while_the_app_is_idle, sqlite_a_weight_changes_only_while_the_app_is_idle);
