@@ -227,6 +227,11 @@ appender.console.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m
 EOF
 }
 
+# The pids this invocation launched, by component: while `start` waits, these are judged by the
+# pid alone (our own children), not by `our_pid`'s command-line check, which is for pid files of
+# other invocations.
+declare -A LAUNCHED=()
+
 # Starts one component (jobmanager|taskmanager) in its own session, so it outlives the shell that
 # started it. `<component>.sh start-foreground` execs the JVM, so $! is the JVM's pid.
 launch() {
@@ -236,6 +241,7 @@ launch() {
     FLINK_CONF_DIR="$CONF_DIR" FLINK_LOG_DIR="$FLINK_RUN_DIR" FLINK_PID_DIR="$FLINK_RUN_DIR/flink-pids" \
         setsid "$DIST/bin/$component.sh" start-foreground >>"$log" 2>&1 </dev/null 9>&- &
     pid=$!
+    LAUNCHED[$component]="$pid"
     echo "$pid" >"$FLINK_RUN_DIR/$component.pid"
     log "started $component, pid $pid (log $log)"
 }
@@ -272,6 +278,13 @@ start() {
             return 0
         fi
         for component in jobmanager taskmanager; do
+            local launched="${LAUNCHED[$component]:-}" status=0
+            if [ -n "$launched" ]; then
+                alive "$launched" && continue
+                wait "$launched" || status=$?
+                flink_log_tail
+                die "the $component (pid $launched) exited with status $status before the cluster was ready; see $FLINK_RUN_DIR/$component.log"
+            fi
             if ! our_pid "$component" >/dev/null; then
                 flink_log_tail
                 die "the $component exited before the cluster was ready; see $FLINK_RUN_DIR/$component.log"
