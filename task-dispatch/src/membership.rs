@@ -77,7 +77,8 @@ pub struct Membership {
     /// Every known app, with the host its copy may run on.
     known: BTreeMap<AppId, Option<HostId>>,
     owned: BTreeSet<AppId>,
-    /// Every app with its weight, as last read ([`Membership::apps_changed`]).
+    /// Every app with its weight, as last read ([`Membership::apps_changed`]); under plain
+    /// rendezvous only the weights of apps this node adopted ([`Membership::weight_seen`]).
     weights: BTreeMap<AppId, u32>,
     /// The app set's version `weights` belong to; `None` until first read.
     app_set_version: Option<i64>,
@@ -177,16 +178,25 @@ impl Membership {
         self.recompute()
     }
 
+    /// Under plain rendezvous, which reads no app set: the weight of an app this node adopted
+    /// (for [`Membership::owned_weight`]). Under `bounded` the app set read is the only source.
+    pub fn weight_seen(&mut self, app: AppId, weight: u32) {
+        if self.bounded.is_none() {
+            self.weights.insert(app, weight.max(1));
+        }
+    }
+
     /// The version of the app set last given to [`Membership::apps_changed`].
     #[must_use]
     pub fn app_set_version(&self) -> Option<i64> {
         self.app_set_version
     }
 
-    /// Whether `app` is missing from the app set as last read (a newer read would place it).
+    /// Under `bounded`, whether `app` is missing from the app set as last read (a newer read
+    /// would place it). Always false under plain rendezvous, which needs no app set.
     #[must_use]
     pub fn misses(&self, app: AppId) -> bool {
-        !self.weights.contains_key(&app)
+        self.bounded.is_some() && !self.weights.contains_key(&app)
     }
 
     /// The weight of `app` in the app set as last read.
@@ -195,7 +205,8 @@ impl Membership {
         self.weights.get(&app).copied()
     }
 
-    /// The total weight of the apps this node owns now (apps not in the app set count 1).
+    /// The total weight of the apps this node owns now (an app whose weight this node has not
+    /// seen counts 1).
     #[must_use]
     pub fn owned_weight(&self) -> u64 {
         self.owned
@@ -252,6 +263,9 @@ impl Membership {
     pub fn forget(&mut self, app: AppId) {
         self.known.remove(&app);
         self.owned.remove(&app);
+        if self.bounded.is_none() {
+            self.weights.remove(&app);
+        }
     }
 
     /// The node that owns `app` in this view (whatever this node's session state).

@@ -49,6 +49,11 @@ pub(super) enum Internal {
     AppSet(Result<Option<AppSet>>),
     /// A worker read or wrote its app's host (see `App::host`).
     HostSeen(AppPlacement),
+    /// A worker adopted its app, which has this weight.
+    WeightSeen {
+        app_id: AppId,
+        weight: u32,
+    },
 }
 
 /// Results of the control loop's background reads.
@@ -209,6 +214,9 @@ impl Control {
                 let change = self.membership.track([app]);
                 self.apply(change);
             }
+            Internal::WeightSeen { app_id, weight } => {
+                self.membership.weight_seen(app_id, weight);
+            }
         }
         self.publish();
     }
@@ -317,10 +325,11 @@ impl Control {
         self.refresh_app_set();
     }
 
-    /// Checks the app set's version and reads every app's weight if it changed since the last
-    /// read, in the background; one check at a time (a request meanwhile runs after it).
+    /// Under `bounded`, checks the app set's version and reads every app's weight if it
+    /// changed since the last read, in the background; one check at a time (a request
+    /// meanwhile runs after it). Plain rendezvous needs no app set: nothing is read.
     fn refresh_app_set(&mut self) {
-        if self.lease.is_none() {
+        if self.lease.is_none() || self.membership.placement().is_none() {
             return;
         }
         if self.reading_app_set {
@@ -365,10 +374,8 @@ impl Control {
 
     /// Under `bounded`, an app missing from the app set has no owner until the set is read
     /// again: read it now rather than at the next poll.
-    fn place_missing<'a>(&mut self, apps: impl IntoIterator<Item = &'a AppId>) {
-        if self.membership.placement().is_some()
-            && apps.into_iter().any(|&app| self.membership.misses(app))
-        {
+    fn place_missing<'a>(&mut self, mut apps: impl Iterator<Item = &'a AppId>) {
+        if apps.any(|&app| self.membership.misses(app)) {
             self.refresh_app_set();
         }
     }
@@ -418,7 +425,7 @@ impl Control {
             Read::Unfinished(Ok(apps)) => {
                 self.reading_index = false;
                 let ids: Vec<AppId> = apps.iter().map(|app| app.id).collect();
-                self.place_missing(&ids);
+                self.place_missing(ids.iter());
                 let change = self.membership.track(apps);
                 self.apply(change);
                 for app_id in ids {

@@ -233,6 +233,11 @@ impl AppWorker {
                     self.shared.stats.adoptions.fetch_add(1, Ordering::Relaxed);
                     debug!(app_id = self.app_id, state = %app.state, "adopted");
                     self.note_host(&app);
+                    // Fails only once the control loop is gone, and this worker with it.
+                    let _ = self.internal.send(Internal::WeightSeen {
+                        app_id: self.app_id,
+                        weight: app.weight,
+                    });
                     return Ok(app);
                 }
                 Ok(Adoption::Gone) => return Err(WorkerExit::Gone),
