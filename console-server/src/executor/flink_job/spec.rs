@@ -38,8 +38,17 @@ impl FlinkSpec {
     /// unreadable `jar`, an `entry_class` that is not a Java class name, `parallelism` 0, a
     /// `rest_url` that is not an http(s) URL.
     pub fn parse(spec: &Value) -> Result<Self, ExecutorError> {
-        let spec: Self = serde_json::from_value(spec.clone())
-            .map_err(|error| invalid(format!("spec: {error}")))?;
+        // The path names the field a type error is in (`spec.parallelism: invalid value ...`);
+        // unknown and missing fields are named by serde's own message.
+        let spec: Self = serde_path_to_error::deserialize(spec.clone()).map_err(|error| {
+            let path = error.path().to_string();
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!(".{path}")
+            };
+            invalid(format!("spec{at}: {}", error.into_inner()))
+        })?;
         if !spec.jar.is_absolute() {
             return Err(invalid(format!(
                 "spec.jar must be an absolute path, got {:?}",
@@ -113,11 +122,12 @@ mod tests {
                 json!({"jar": path, "entry_class": "a b"}),
                 "spec.entry_class",
             ),
-            (json!({"jar": path, "parallelism": 0}), "spec"),
+            (json!({"jar": path, "parallelism": 0}), "spec.parallelism"),
             (json!({"jar": path, "rest_url": "ftp://x"}), "spec.rest_url"),
-            (json!({"jar": path, "args": "--x"}), "spec"),
-            (json!({"jar": path, "command": ["x"]}), "spec"),
-            (json!({}), "spec"),
+            (json!({"jar": path, "args": "--x"}), "spec.args"),
+            (json!({"jar": path, "args": ["a", 1]}), "spec.args[1]"),
+            (json!({"jar": path, "command": ["x"]}), "`command`"),
+            (json!({}), "`jar`"),
         ] {
             let error = FlinkSpec::parse(&spec).expect_err(&spec.to_string());
             assert!(error.to_string().contains(field), "{spec}: {error}");
