@@ -16,9 +16,9 @@
 //! The body's reads are locking reads (`LOCK IN SHARE MODE`, `FOR UPDATE`), so its checks hold
 //! until the commit: the writer's own `sessions` row is share-locked, so its purge (which deletes
 //! that row) waits for the write or the write sees the session gone (the `clients` row, which
-//! the heartbeat updates, is not locked, so a write never holds up its own heartbeat); the key's row is locked
-//! for update; missing rows are covered by REPEATABLE READ's gap locks (the link sets the
-//! isolation level). Deadlocks between writers abort one of them, which retries.
+//! the heartbeat updates, is not locked, so a write never holds up its own heartbeat); the
+//! key's row is locked for update; missing rows are covered by REPEATABLE READ's gap locks (the
+//! link sets the isolation level). Deadlocks between writers abort one of them, which retries.
 //!
 //! Values in the final packet are hex literals (`X'..'`): a multi-statement query cannot bind
 //! parameters, and hex digits cannot break out of a literal.
